@@ -1,0 +1,142 @@
+//! A guest address space on KVM: the user half of one set of page tables.
+//!
+//! New mappings are written straight into the tables: a translation that was absent
+//! cannot be cached by the CPU (or a shadow MMU). Removing or narrowing a mapping bumps
+//! `generation`; a vCPU that sees a new generation reloads CR3 before returning to the
+//! guest, which drops every cached user translation.
+//!
+//! Every change to an entry that was present is also queued in `pending`: before the
+//! guest runs again, a vCPU has the stub write those entries once more from inside the
+//! guest, so a shadow-paging hypervisor sees them (see `stub.rs`).
+//!
+//! A leaf entry that is non-zero holds a frame; it is present unless the page is
+//! PROT_NONE, in which case the frame stays recorded so mprotect can bring it back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::pagetable::{pte_frame, pte_perms, user_pte, PageTables, PTE_PRESENT};
+use crate::platform::memory::{Gpa, GuestMemory};
+use crate::platform::{AddressSpace, Perms, PlatformError};
+
+pub struct KvmAddressSpace {
+    memory: Arc<GuestMemory>,
+    tables: Mutex<PageTables>,
+    root: u64,
+    generation: AtomicU64,
+    /// Addresses of changed entries that were present.
+    pending: Mutex<Vec<Gpa>>,
+}
+
+impl KvmAddressSpace {
+    pub(super) fn new(memory: Arc<GuestMemory>, kernel_pdpt: Gpa) -> Result<KvmAddressSpace, PlatformError> {
+        let tables = PageTables::new(&memory, kernel_pdpt)?;
+        let root = tables.root();
+        Ok(KvmAddressSpace {
+            memory,
+            tables: Mutex::new(tables),
+            root,
+            generation: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The value to load into CR3.
+    pub(super) fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Bumped whenever a translation a vCPU may have cached goes away or narrows.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn queue(&self, slots: impl IntoIterator<Item = Gpa>) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(slots);
+    }
+
+    /// Take at most `max` queued entries, each with its current value (a later change
+    /// to the same entry wins).
+    pub(super) fn take_pending(&self, max: usize) -> Vec<(Gpa, u64)> {
+        let _tables = self.tables();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let n = pending.len().min(max);
+        pending.drain(..n).map(|slot| (slot, self.memory.read_u64(slot))).collect()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, PageTables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AddressSpace for KvmAddressSpace {
+    fn map(&self, addr: u64, frame: Gpa, perms: Perms) -> Result<Option<Gpa>, PlatformError> {
+        let new = user_pte(frame, perms);
+        let (slot, old) = self.tables().set(&self.memory, addr, new)?;
+        if old == 0 {
+            return Ok(None);
+        }
+        if old & PTE_PRESENT != 0 && old != new {
+            self.queue([slot]);
+            if pte_frame(old) != frame || !perms.covers(pte_perms(old)) {
+                self.invalidate();
+            }
+        }
+        Ok(Some(pte_frame(old)))
+    }
+
+    fn unmap(&self, start: u64, end: u64, released: &mut dyn FnMut(u64, Gpa)) {
+        let mut any = false;
+        let mut changed = Vec::new();
+        self.tables().update_range(&self.memory, start, end, &mut |addr, slot, pte| {
+            // A PROT_NONE page is not present but still holds its frame.
+            released(addr, pte_frame(pte));
+            if pte & PTE_PRESENT != 0 {
+                changed.push(slot);
+                any = true;
+            }
+            0
+        });
+        self.queue(changed);
+        if any {
+            self.invalidate();
+        }
+    }
+
+    fn protect(&self, start: u64, end: u64, perms: Perms) {
+        let mut narrowed = false;
+        let mut changed = Vec::new();
+        self.tables().update_range(&self.memory, start, end, &mut |_, slot, pte| {
+            let new = user_pte(pte_frame(pte), perms);
+            if pte & PTE_PRESENT != 0 && new != pte {
+                changed.push(slot);
+                narrowed |= !perms.covers(pte_perms(pte));
+            }
+            new
+        });
+        self.queue(changed);
+        if narrowed {
+            self.invalidate();
+        }
+    }
+
+    fn translate(&self, addr: u64) -> Option<(Gpa, Perms)> {
+        let pte = self.tables().get(&self.memory, addr & !0xfff);
+        (pte & PTE_PRESENT != 0).then(|| (pte_frame(pte), pte_perms(pte)))
+    }
+}
+
+impl Drop for KvmAddressSpace {
+    fn drop(&mut self) {
+        // The table frames are not given back: a shadow MMU may still hold shadow pages
+        // for them, and reusing a frame as a page table with host-side writes would bring
+        // those stale entries back to life. Recycling them needs a full shadow flush
+        // (memslot re-registration), which is left for when address spaces churn (exec).
+        let tables = self.tables();
+        tracing::trace!(root = format_args!("{:#x}", tables.root()), "address space retired");
+    }
+}

@@ -1,0 +1,239 @@
+//! Guest physical memory: one memfd that every guest page and every page-table page
+//! lives in, mapped once into the sentry and once (as a KVM memslot) into the VM.
+//!
+//! Frames are 4 KiB offsets into the memfd. The allocator hands out zeroed frames and
+//! takes them back; the file is sparse, so untouched frames cost the host nothing.
+//!
+//! Guest vCPUs may write any frame while the sentry reads it; all access from the
+//! sentry goes through the bounds-checked copies below, never through references.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use crate::arch::PAGE_SIZE;
+
+/// Errors setting up or exhausting guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("creating the guest memory file: {0}")]
+    Create(std::io::Error),
+    #[error("mapping {size} bytes of guest memory: {source}")]
+    Map { size: u64, source: std::io::Error },
+    #[error("guest physical memory exhausted ({0} bytes)")]
+    Exhausted(u64),
+}
+
+/// A guest physical address of a 4 KiB frame.
+pub type Gpa = u64;
+
+struct FrameAllocator {
+    /// Frames below this have been handed out at least once.
+    next: Gpa,
+    /// Frames given back, to be zeroed before reuse.
+    free: Vec<Gpa>,
+    in_use: u64,
+}
+
+/// The memfd behind all guest physical memory, and its allocator.
+pub struct GuestMemory {
+    fd: OwnedFd,
+    host_base: *mut u8,
+    size: u64,
+    frames: Mutex<FrameAllocator>,
+}
+
+// SAFETY: `host_base` points to a MAP_SHARED mapping owned by this struct for its whole
+// life; all access goes through bounds-checked raw copies that tolerate concurrent
+// writers (the guest), so sharing the pointer between threads is sound.
+unsafe impl Send for GuestMemory {}
+// SAFETY: as above; the allocator state is behind a Mutex.
+unsafe impl Sync for GuestMemory {}
+
+impl GuestMemory {
+    /// Create `size` bytes (a multiple of 4 KiB) of sparse guest physical memory.
+    pub fn new(size: u64) -> Result<GuestMemory, MemoryError> {
+        let name = c"nanovisor-guest-memory";
+        // SAFETY: memfd_create takes a valid NUL-terminated name and flags; it returns a
+        // new fd or -1.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(MemoryError::Create(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: ftruncate on an fd we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+            return Err(MemoryError::Create(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a new shared mapping of our own memfd, at an address the kernel picks;
+        // it does not alias any Rust object.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MemoryError::Map {
+                size,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(GuestMemory {
+            fd,
+            host_base: ptr.cast(),
+            size,
+            frames: Mutex::new(FrameAllocator {
+                next: 0,
+                free: Vec::new(),
+                in_use: 0,
+            }),
+        })
+    }
+
+    /// Size of guest physical memory in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The sentry's address of guest physical address 0 (for the KVM memslot).
+    pub fn host_base(&self) -> u64 {
+        self.host_base as u64
+    }
+
+    /// The memfd (for mapping guest memory elsewhere, e.g. checkpoints).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Frames currently allocated.
+    pub fn frames_in_use(&self) -> u64 {
+        self.frames.lock().map(|f| f.in_use).unwrap_or(0)
+    }
+
+    /// Allocate one zeroed frame.
+    pub fn alloc_frame(&self) -> Result<Gpa, MemoryError> {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let gpa = match frames.free.pop() {
+            Some(gpa) => {
+                self.zero(gpa, PAGE_SIZE as usize);
+                gpa
+            }
+            None => {
+                if frames.next + PAGE_SIZE > self.size {
+                    return Err(MemoryError::Exhausted(self.size));
+                }
+                let gpa = frames.next;
+                frames.next += PAGE_SIZE;
+                gpa
+            }
+        };
+        frames.in_use += 1;
+        Ok(gpa)
+    }
+
+    /// Give a frame back. The caller guarantees no page table maps it any more.
+    pub fn free_frame(&self, gpa: Gpa) {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(gpa % PAGE_SIZE == 0 && gpa < frames.next);
+        frames.free.push(gpa);
+        frames.in_use = frames.in_use.saturating_sub(1);
+    }
+
+    fn check(&self, gpa: Gpa, len: usize) -> Option<*mut u8> {
+        let end = gpa.checked_add(len as u64)?;
+        if end > self.size {
+            return None;
+        }
+        // SAFETY: gpa + len is within the mapping, so the offset pointer stays in bounds.
+        Some(unsafe { self.host_base.add(gpa as usize) })
+    }
+
+    /// Copy out of guest physical memory. Panics only on a sentry bug (out of range).
+    pub fn read(&self, gpa: Gpa, buf: &mut [u8]) {
+        let src = self
+            .check(gpa, buf.len())
+            .unwrap_or_else(|| panic!("guest physical read out of range: {gpa:#x}+{}", buf.len()));
+        // SAFETY: `src..src+len` is inside our mapping (checked) and `buf` is a distinct
+        // host buffer; the guest may write concurrently, which at worst yields torn data.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Copy into guest physical memory. Panics only on a sentry bug (out of range).
+    pub fn write(&self, gpa: Gpa, buf: &[u8]) {
+        let dst = self
+            .check(gpa, buf.len())
+            .unwrap_or_else(|| panic!("guest physical write out of range: {gpa:#x}+{}", buf.len()));
+        // SAFETY: `dst..dst+len` is inside our mapping (checked) and does not overlap `buf`.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, buf.len()) }
+    }
+
+    /// Fill a range with zeros.
+    pub fn zero(&self, gpa: Gpa, len: usize) {
+        let dst = self
+            .check(gpa, len)
+            .unwrap_or_else(|| panic!("guest physical zero out of range: {gpa:#x}+{len}"));
+        // SAFETY: `dst..dst+len` is inside our mapping (checked).
+        unsafe { std::ptr::write_bytes(dst, 0, len) }
+    }
+
+    /// Read a little-endian u64 (page-table entries, stack frames).
+    pub fn read_u64(&self, gpa: Gpa) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    /// Write a little-endian u64.
+    pub fn write_u64(&self, gpa: Gpa, value: u64) {
+        self.write(gpa, &value.to_le_bytes());
+    }
+
+    /// Copy one whole frame to another (copy-on-write).
+    pub fn copy_frame(&self, from: Gpa, to: Gpa) {
+        let src = self.check(from, PAGE_SIZE as usize);
+        let dst = self.check(to, PAGE_SIZE as usize);
+        match (src, dst) {
+            // SAFETY: both frames are inside our mapping and distinct frames never overlap.
+            (Some(s), Some(d)) if from != to => unsafe {
+                std::ptr::copy_nonoverlapping(s, d, PAGE_SIZE as usize)
+            },
+            _ => panic!("copy_frame out of range: {from:#x} -> {to:#x}"),
+        }
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping created in `new`, which nothing references now.
+        unsafe { libc::munmap(self.host_base.cast(), self.size as usize) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_zeroed_on_reuse() {
+        let mem = GuestMemory::new(16 * PAGE_SIZE).expect("memfd");
+        let a = mem.alloc_frame().expect("frame");
+        mem.write_u64(a + 8, 0xdead_beef);
+        mem.free_frame(a);
+        let b = mem.alloc_frame().expect("frame");
+        assert_eq!(a, b);
+        assert_eq!(mem.read_u64(b + 8), 0);
+    }
+
+    #[test]
+    fn exhaustion_is_an_error() {
+        let mem = GuestMemory::new(2 * PAGE_SIZE).expect("memfd");
+        assert!(mem.alloc_frame().is_ok());
+        assert!(mem.alloc_frame().is_ok());
+        assert!(matches!(mem.alloc_frame(), Err(MemoryError::Exhausted(_))));
+    }
+}

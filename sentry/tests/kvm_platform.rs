@@ -1,0 +1,96 @@
+//! The KVM platform on real /dev/kvm: ring 3 code traps into the sentry through the stub.
+
+use sentry::arch::UserRegs;
+use sentry::platform::kvm::KvmPlatform;
+use sentry::platform::{AddressSpace, Context, Fault, Perms, Platform, Trap};
+
+const CODE: u64 = 0x40_0000;
+const STACK: u64 = 0x7fff_0000;
+
+fn guest(code: &[u8]) -> (KvmPlatform, sentry::platform::kvm::KvmAddressSpace, UserRegs) {
+    let platform = KvmPlatform::new(64 << 20).expect("KVM platform (is /dev/kvm usable?)");
+    let space = platform.new_address_space().expect("address space");
+    let mem = platform.memory().clone();
+    let frame = mem.alloc_frame().expect("frame");
+    mem.write(frame, code);
+    space.map(CODE, frame, Perms::RX).expect("map code");
+    let stack = mem.alloc_frame().expect("frame");
+    space.map(STACK - 0x1000, stack, Perms::RW).expect("map stack");
+    let regs = UserRegs {
+        rip: CODE,
+        rsp: STACK,
+        ..Default::default()
+    };
+    (platform, space, regs)
+}
+
+#[test]
+fn syscall_and_page_fault_reach_the_sentry() {
+    let code = [
+        0xb8, 0x27, 0, 0, 0, // mov $39, %eax
+        0x0f, 0x05, // syscall
+        0x48, 0x8b, 0x04, 0x25, 0x08, 0, 0, 0, // mov 0x8, %rax
+        0x0f, 0x0b, // ud2
+    ];
+    let (platform, space, mut regs) = guest(&code);
+    let mut ctx = platform.new_context().expect("vCPU");
+    regs.rbx = 0x1234;
+    let trap = ctx.switch(&space, &mut regs).expect("run");
+    assert_eq!(trap, Trap::Syscall);
+    assert_eq!(regs.rax, 39);
+    assert_eq!(regs.rbx, 0x1234);
+    assert_eq!(regs.rip, CODE + 7);
+    assert_eq!(regs.rsp, STACK);
+
+    regs.rax = 42;
+    let trap = ctx.switch(&space, &mut regs).expect("run");
+    match trap {
+        Trap::Fault(f) => {
+            assert_eq!(f.vector, Fault::PAGE_FAULT);
+            assert_eq!(f.address, 8);
+            assert!(!f.pf_present() && !f.pf_write());
+        }
+        other => panic!("expected a page fault, got {other:?}"),
+    }
+    assert_eq!(regs.rip, CODE + 7);
+    assert_eq!(regs.rax, 42);
+
+    regs.rip += 8;
+    let trap = ctx.switch(&space, &mut regs).expect("run");
+    assert_eq!(
+        trap,
+        Trap::Fault(Fault {
+            vector: Fault::INVALID_OPCODE,
+            error_code: 0,
+            address: 0
+        })
+    );
+}
+
+#[test]
+fn unmapped_pages_become_stale_free_after_unmap() {
+    // Read a page, unmap it and map another frame at the same address: the guest must
+    // see the new frame (the TLB, or a shadow MMU, must not keep the old translation).
+    let code = [
+        0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, // mov 0x600000, %rax
+        0x0f, 0x05, // syscall
+        0xeb, 0xf4, // jmp back to the load
+    ];
+    let (platform, space, mut regs) = guest(&code);
+    let mem = platform.memory().clone();
+    let a = mem.alloc_frame().expect("frame");
+    let b = mem.alloc_frame().expect("frame");
+    mem.write_u64(a, 0xaaaa);
+    mem.write_u64(b, 0xbbbb);
+    space.map(0x60_0000, a, Perms::R).expect("map");
+    let mut ctx = platform.new_context().expect("vCPU");
+    assert_eq!(ctx.switch(&space, &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(regs.rax, 0xaaaa);
+    space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
+    space.map(0x60_0000, b, Perms::R).expect("map");
+    assert_eq!(ctx.switch(&space, &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(regs.rax, 0xbbbb);
+    // And a write to a read-only page is a protection fault.
+    space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
+    assert!(matches!(ctx.switch(&space, &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000));
+}
