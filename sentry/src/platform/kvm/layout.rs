@@ -107,11 +107,11 @@ mod tests {
 
     #[test]
     fn tss_descriptor_encodes_base_and_limit() {
-        let [lo, hi] = tss_descriptor(0xffff_ff80_0020_0080, 103);
+        let [lo, hi] = tss_descriptor(0xffff_ff80_1220_0080, 103);
         assert_eq!(lo & 0xffff, 103);
         assert_eq!((lo >> 16) & 0xff_ffff, 0x20_0080);
         assert_eq!((lo >> 40) & 0xff, 0x89);
-        assert_eq!((lo >> 56) & 0xff, 0x80);
+        assert_eq!((lo >> 56) & 0xff, 0x12);
         assert_eq!(hi, 0xffff_ff80);
     }
 
