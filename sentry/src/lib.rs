@@ -5,4 +5,10 @@
 
 pub mod abi;
 pub mod arch;
+pub mod kernel;
+pub mod loader;
+pub mod mm;
 pub mod platform;
+pub mod sandbox;
+pub mod syscalls;
+pub mod vfs;

@@ -161,23 +161,6 @@ impl PageTables {
             }
         }
     }
-
-    /// Free every user-half table frame (not the leaves' frames: their owner frees those).
-    pub fn free_tables(&self, mem: &GuestMemory) {
-        fn free_level(mem: &GuestMemory, table: Gpa, level: u32, limit: usize) {
-            for i in 0..limit {
-                let entry = mem.read_u64(table + 8 * i as u64);
-                if entry & PTE_PRESENT != 0 && level > 1 {
-                    free_level(mem, pte_frame(entry), level - 1, 512);
-                }
-                if entry & PTE_PRESENT != 0 && level >= 1 {
-                    mem.free_frame(pte_frame(entry));
-                }
-            }
-        }
-        free_level(mem, self.root, 3, 256);
-        mem.free_frame(self.root);
-    }
 }
 
 #[cfg(test)]
@@ -225,16 +208,5 @@ mod tests {
         assert_eq!(seen, vec![0x2000, 0x20_0000, 0x7fff_ffff_f000]);
         assert!(!pte_perms(pt.get(&mem, 0x2000)).write);
         assert!(pte_perms(pt.get(&mem, 0x1000)).write);
-    }
-
-    #[test]
-    fn free_tables_returns_every_table_frame() {
-        let (mem, pt) = setup();
-        let before = mem.frames_in_use();
-        let f = mem.alloc_frame().expect("frame");
-        pt.set(&mem, 0x1234_5000, user_pte(f, Perms::R)).expect("map");
-        pt.free_tables(&mem);
-        // The leaf frame and the kernel PDPT remain; root + 3 tables are gone.
-        assert_eq!(mem.frames_in_use(), before + 1 - 1);
     }
 }

@@ -1,0 +1,4 @@
+//! One file per subcommand.
+
+pub mod help;
+pub mod run_do;

@@ -1,0 +1,243 @@
+//! Signal dispositions, masks, the alternate stack, and delivery of synchronous fault
+//! signals with a Linux x86-64 `rt_sigframe`.
+//!
+//! Frame layout (arch/x86/include/asm/sigframe.h): pretcode (the restorer) at 0, a
+//! `ucontext` (uc_flags, uc_link, uc_stack, sigcontext, sigmask) at 8, a `siginfo` at 312.
+//! The FPU state is not saved in the frame yet (`fpstate` is NULL, which Linux defines
+//! as "reset the FPU on sigreturn"): handlers that return resume with a clean FPU.
+
+use crate::abi::Errno;
+use crate::arch::UserRegs;
+use crate::mm::MemoryManager;
+
+pub const SIGHUP: u8 = 1;
+pub const SIGILL: u8 = 4;
+pub const SIGTRAP: u8 = 5;
+pub const SIGABRT: u8 = 6;
+pub const SIGBUS: u8 = 7;
+pub const SIGFPE: u8 = 8;
+pub const SIGKILL: u8 = 9;
+pub const SIGSEGV: u8 = 11;
+pub const SIGPIPE: u8 = 13;
+pub const SIGCHLD: u8 = 17;
+pub const SIGSTOP: u8 = 19;
+pub const NSIG: usize = 64;
+
+pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+
+pub const SS_ONSTACK: u32 = 1;
+pub const SS_DISABLE: u32 = 2;
+
+const FRAME_SIZE: u64 = 440;
+const UC_OFFSET: u64 = 8;
+const MCONTEXT_OFFSET: u64 = UC_OFFSET + 40;
+const SIGMASK_OFFSET: u64 = UC_OFFSET + 296;
+const SIGINFO_OFFSET: u64 = 312;
+const RED_ZONE: u64 = 128;
+
+/// One signal's disposition (`struct sigaction` as the kernel sees it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// The alternate signal stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AltStack {
+    pub sp: u64,
+    pub flags: u32,
+    pub size: u64,
+}
+
+impl Default for AltStack {
+    fn default() -> Self {
+        AltStack {
+            sp: 0,
+            flags: SS_DISABLE,
+            size: 0,
+        }
+    }
+}
+
+/// A thread's signal state.
+#[derive(Clone, Debug)]
+pub struct SignalState {
+    pub actions: [SigAction; NSIG],
+    pub mask: u64,
+    pub altstack: AltStack,
+}
+
+impl Default for SignalState {
+    fn default() -> Self {
+        SignalState {
+            actions: [SigAction::default(); NSIG],
+            mask: 0,
+            altstack: AltStack::default(),
+        }
+    }
+}
+
+/// The bit of signal `sig` in a mask.
+pub fn sigbit(sig: u8) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Signals that can never be blocked or caught.
+pub const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+/// What a synchronous fault signal carries in its siginfo.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultInfo {
+    pub signo: u8,
+    pub code: i32,
+    pub addr: u64,
+    /// The CPU's trap number and error code (sigcontext.trapno/err).
+    pub trapno: u64,
+    pub error: u64,
+    pub cr2: u64,
+}
+
+/// What happened to a fault signal.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A handler frame was set up; the thread continues in the handler.
+    Handler,
+    /// The signal kills the process.
+    Fatal(u8),
+}
+
+impl SignalState {
+    fn on_altstack(&self, sp: u64) -> bool {
+        self.altstack.flags & SS_DISABLE == 0 && sp > self.altstack.sp && sp <= self.altstack.sp + self.altstack.size
+    }
+
+    /// sigaltstack's `ss_flags` as reported to the guest.
+    pub fn altstack_flags(&self, sp: u64) -> u32 {
+        if self.altstack.flags & SS_DISABLE != 0 {
+            SS_DISABLE
+        } else if self.on_altstack(sp) {
+            SS_ONSTACK
+        } else {
+            0
+        }
+    }
+
+    /// Deliver a synchronous fault signal: a handler frame if one is installed and the
+    /// signal is not blocked, otherwise the default action (terminate), as Linux's
+    /// `force_sig_fault` does.
+    pub fn deliver_fault(&mut self, mm: &MemoryManager, regs: &mut UserRegs, info: FaultInfo) -> Delivery {
+        let idx = (info.signo - 1) as usize;
+        let action = self.actions[idx];
+        let blocked = self.mask & sigbit(info.signo) != 0;
+        if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
+            return Delivery::Fatal(info.signo);
+        }
+        match self.push_frame(mm, regs, &action, &info) {
+            Ok(()) => {
+                if action.flags & SA_RESETHAND != 0 {
+                    self.actions[idx] = SigAction::default();
+                }
+                self.mask |= action.mask & !UNBLOCKABLE;
+                if action.flags & SA_NODEFER == 0 {
+                    self.mask |= sigbit(info.signo);
+                }
+                Delivery::Handler
+            }
+            // The frame could not be written: Linux kills with SIGSEGV.
+            Err(_) => Delivery::Fatal(SIGSEGV),
+        }
+    }
+
+    fn push_frame(&self, mm: &MemoryManager, regs: &mut UserRegs, action: &SigAction, info: &FaultInfo) -> Result<(), Errno> {
+        let mut sp = regs.rsp;
+        if action.flags & SA_ONSTACK != 0 && self.altstack.flags & SS_DISABLE == 0 && !self.on_altstack(sp) {
+            sp = self.altstack.sp + self.altstack.size;
+        } else {
+            sp = sp.wrapping_sub(RED_ZONE);
+        }
+        // At handler entry, (rsp + 8) is 16-byte aligned, as after a `call`.
+        let frame = ((sp.wrapping_sub(FRAME_SIZE)) & !15).wrapping_sub(8);
+        let mut f = vec![0u8; FRAME_SIZE as usize];
+        let mut put = |off: u64, v: u64| f[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        put(0, action.restorer);
+        // ucontext: uc_flags, uc_link, uc_stack.
+        put(UC_OFFSET, 0);
+        put(UC_OFFSET + 8, 0);
+        put(UC_OFFSET + 16, self.altstack.sp);
+        put(UC_OFFSET + 24, self.altstack_flags(regs.rsp) as u64);
+        put(UC_OFFSET + 32, self.altstack.size);
+        let m = MCONTEXT_OFFSET;
+        for (i, v) in [
+            regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rdi, regs.rsi,
+            regs.rbp, regs.rbx, regs.rdx, regs.rax, regs.rcx, regs.rsp, regs.rip, regs.rflags,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            put(m + 8 * i as u64, v);
+        }
+        // cs, gs, fs, ss as four u16.
+        put(m + 144, 0x33 | (0x2b << 48));
+        put(m + 152, info.error);
+        put(m + 160, info.trapno);
+        put(m + 168, self.mask);
+        put(m + 176, info.cr2);
+        put(m + 184, 0); // fpstate: none saved (see module docs)
+        put(SIGMASK_OFFSET, self.mask);
+        // siginfo: signo, errno, code, then si_addr at 16.
+        let si = SIGINFO_OFFSET as usize;
+        f[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());
+        f[si + 8..si + 12].copy_from_slice(&info.code.to_le_bytes());
+        f[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
+        mm.copy_out(frame, &f)?;
+
+        regs.rsp = frame;
+        regs.rip = action.handler;
+        regs.rdi = info.signo as u64;
+        regs.rsi = frame + SIGINFO_OFFSET;
+        regs.rdx = frame + UC_OFFSET;
+        regs.rax = 0;
+        // Linux clears DF, TF and RF for the handler.
+        regs.rflags &= !(0x400 | 0x100 | 0x1_0000);
+        Ok(())
+    }
+
+    /// rt_sigreturn: restore registers and mask from the frame whose ucontext is at
+    /// `rsp` (the restorer runs with the frame's pretcode popped).
+    pub fn sigreturn(&mut self, mm: &MemoryManager, regs: &mut UserRegs) -> Result<(), Errno> {
+        let uc = regs.rsp;
+        let frame = uc.checked_sub(UC_OFFSET).ok_or(Errno::EFAULT)?;
+        let mut f = vec![0u8; FRAME_SIZE as usize];
+        mm.copy_in(frame, &mut f)?;
+        let get = |off: u64| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&f[off as usize..off as usize + 8]);
+            u64::from_le_bytes(b)
+        };
+        let m = MCONTEXT_OFFSET;
+        let mut r = *regs;
+        let fields: [&mut u64; 18] = [
+            &mut r.r8, &mut r.r9, &mut r.r10, &mut r.r11, &mut r.r12, &mut r.r13, &mut r.r14, &mut r.r15,
+            &mut r.rdi, &mut r.rsi, &mut r.rbp, &mut r.rbx, &mut r.rdx, &mut r.rax, &mut r.rcx, &mut r.rsp,
+            &mut r.rip, &mut r.rflags,
+        ];
+        for (i, field) in fields.into_iter().enumerate() {
+            *field = get(m + 8 * i as u64);
+        }
+        // The guest may only change its own flags; `sanitized_rflags` applies on entry.
+        *regs = r;
+        self.mask = get(SIGMASK_OFFSET) & !UNBLOCKABLE;
+        Ok(())
+    }
+}

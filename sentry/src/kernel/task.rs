@@ -1,0 +1,106 @@
+//! A guest task (thread) and the sandbox-wide kernel state it shares.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::exit::ExitStatus;
+use super::signal::SignalState;
+use crate::arch::UserRegs;
+use crate::mm::MemoryManager;
+use crate::vfs::{FdTable, FsContext};
+
+/// Sandbox-wide state: identity, clocks, and syscall accounting.
+pub struct Kernel {
+    pub hostname: Mutex<Vec<u8>>,
+    pub boot: Instant,
+    /// Syscall numbers that returned ENOSYS, each logged once.
+    unknown_syscalls: Mutex<HashSet<u64>>,
+    /// How many ENOSYS returns there were.
+    pub enosys_count: AtomicU64,
+}
+
+impl Kernel {
+    pub fn new(hostname: &[u8]) -> Arc<Kernel> {
+        Arc::new(Kernel {
+            hostname: Mutex::new(hostname.to_vec()),
+            boot: Instant::now(),
+            unknown_syscalls: Mutex::new(HashSet::new()),
+            enosys_count: AtomicU64::new(0),
+        })
+    }
+
+    /// Count an ENOSYS; returns true the first time this number is seen.
+    pub fn note_unknown_syscall(&self, nr: u64) -> bool {
+        self.enosys_count.fetch_add(1, Ordering::Relaxed);
+        self.unknown_syscalls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(nr)
+    }
+}
+
+/// Credentials of a task.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Credentials {
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+}
+
+/// What /proc and getpid see of the process a task belongs to.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// The path of the running executable, as the guest named it (absolute).
+    pub exe: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    /// The command name (comm), at most 15 bytes.
+    pub comm: Vec<u8>,
+}
+
+/// Resource limits (soft, hard), RLIM_INFINITY = u64::MAX.
+#[derive(Clone, Copy, Debug)]
+pub struct Rlimits(pub [(u64, u64); 16]);
+
+impl Default for Rlimits {
+    fn default() -> Self {
+        const INF: u64 = u64::MAX;
+        let mut r = [(INF, INF); 16];
+        r[3] = (8 << 20, INF); // RLIMIT_STACK
+        r[4] = (0, INF); // RLIMIT_CORE
+        r[6] = (4096, 4096); // RLIMIT_NPROC
+        r[7] = (1024, 4096); // RLIMIT_NOFILE
+        r[8] = (8 << 20, 8 << 20); // RLIMIT_MEMLOCK
+        r[13] = (0, 0); // RLIMIT_NICE
+        r[14] = (0, 0); // RLIMIT_RTPRIO
+        Rlimits(r)
+    }
+}
+
+/// One guest thread.
+pub struct Task {
+    pub regs: UserRegs,
+    pub mm: Arc<MemoryManager>,
+    pub files: FdTable,
+    pub fs: FsContext,
+    pub process: ProcessInfo,
+    pub tid: i32,
+    pub creds: Credentials,
+    pub rlimits: Rlimits,
+    pub signals: SignalState,
+    pub clear_child_tid: u64,
+    pub robust_list: (u64, u64),
+    pub kernel: Arc<Kernel>,
+    /// Set when the task has finished (exit, exit_group, fatal signal).
+    pub exit_status: Option<ExitStatus>,
+    /// Set by a handler that replaced all registers (rt_sigreturn, execve): the
+    /// dispatcher must not store a return value in rax.
+    pub regs_replaced: bool,
+}

@@ -1,0 +1,35 @@
+//! Loading a program into a fresh address space: ELF segments, the initial stack with
+//! argv/envp/auxv, and the registers the program starts with.
+
+mod elf;
+mod stack;
+
+pub use elf::{ElfInfo, LoadError};
+
+use std::sync::Arc;
+
+use crate::arch::UserRegs;
+use crate::mm::MemoryManager;
+use crate::vfs::FileDescription;
+
+/// What the new program is given.
+pub struct ExecArgs<'a> {
+    /// The path as the guest named it (AT_EXECFN, /proc/self/exe).
+    pub path: &'a [u8],
+    pub argv: &'a [Vec<u8>],
+    pub envp: &'a [Vec<u8>],
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Load `file` into `mm` (which must be empty) and return the starting registers.
+pub fn load(mm: &MemoryManager, file: Arc<dyn FileDescription>, args: &ExecArgs<'_>) -> Result<UserRegs, LoadError> {
+    let info = elf::load_elf(mm, file)?;
+    let sp = stack::build(mm, &info, args)?;
+    Ok(UserRegs {
+        rip: info.entry,
+        rsp: sp,
+        rflags: 0x202,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,332 @@
+//! Guest address spaces: areas (VMAs), demand paging, and the only way the sentry reads
+//! or writes guest memory (`copy_in`/`copy_out`, with bounds and permission checks).
+//!
+//! Lock order: `MemoryManager::state` is taken before the address space's own lock (inside
+//! the platform). Pages are populated on fault or on first access by the sentry; the page
+//! tables are the record of what is populated.
+
+pub mod syscalls_api;
+pub mod vma;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::abi::Errno;
+use crate::arch::{page_down, page_up, PAGE_SIZE, USER_ADDR_END};
+use crate::platform::memory::{Gpa, GuestMemory};
+use crate::platform::{AddressSpace, Perms};
+pub use vma::{AreaKind, Backing, MappedFile, Vma, VmaSet};
+
+/// Lowest address a guest may map (Linux's default `vm.mmap_min_addr`).
+pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
+/// Top-down mmap allocations start below this (the stack lives above it).
+pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
+/// The initial stack's top.
+pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
+/// Longest string a guest may pass for a path or argument.
+pub const MAX_STRING: usize = 128 * 1024;
+
+/// Why an access to guest memory failed, in the terms of a SIGSEGV's si_code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessError {
+    /// No area there (SEGV_MAPERR).
+    Unmapped,
+    /// The area forbids this access (SEGV_ACCERR).
+    Forbidden,
+    /// Out of guest memory (SIGBUS / ENOMEM).
+    NoMemory,
+}
+
+impl From<AccessError> for Errno {
+    fn from(e: AccessError) -> Errno {
+        match e {
+            AccessError::NoMemory => Errno::ENOMEM,
+            _ => Errno::EFAULT,
+        }
+    }
+}
+
+/// The kind of access being made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Exec,
+}
+
+struct MmState {
+    vmas: VmaSet,
+    brk_start: u64,
+    brk: u64,
+}
+
+/// One guest address space and the areas in it.
+pub struct MemoryManager {
+    space: Arc<dyn AddressSpace>,
+    memory: Arc<GuestMemory>,
+    state: Mutex<MmState>,
+}
+
+impl MemoryManager {
+    pub fn new(space: Arc<dyn AddressSpace>, memory: Arc<GuestMemory>) -> MemoryManager {
+        MemoryManager {
+            space,
+            memory,
+            state: Mutex::new(MmState {
+                vmas: VmaSet::default(),
+                brk_start: 0,
+                brk: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, MmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The platform address space (for running guest threads in it).
+    pub fn address_space(&self) -> &Arc<dyn AddressSpace> {
+        &self.space
+    }
+
+    /// Set where the heap starts (just past the loaded program).
+    pub fn set_brk_start(&self, addr: u64) {
+        let mut st = self.state();
+        st.brk_start = addr;
+        st.brk = addr;
+    }
+
+    /// Add an area at a fixed place, replacing whatever was there.
+    pub fn map_fixed(&self, vma: Vma) {
+        let mut st = self.state();
+        self.unmap_locked(&mut st, vma.start, vma.end);
+        st.vmas.insert(vma);
+    }
+
+    fn unmap_locked(&self, st: &mut MmState, start: u64, end: u64) {
+        st.vmas.remove(start, end);
+        let memory = &self.memory;
+        self.space.unmap(start, end, &mut |_, frame| memory.free_frame(frame));
+    }
+
+    /// Bring the page at `addr` in for `access`, as a page fault would.
+    pub fn fault(&self, addr: u64, access: Access) -> Result<(), AccessError> {
+        let st = self.state();
+        self.fault_locked(&st, addr, access).map(|_| ())
+    }
+
+    /// Populate one page; returns its frame.
+    fn fault_locked(&self, st: &MmState, addr: u64, access: Access) -> Result<Gpa, AccessError> {
+        let vma = st.vmas.find(addr).ok_or(AccessError::Unmapped)?;
+        let allowed = match access {
+            Access::Read => vma.perms.read || vma.perms.write || vma.perms.exec,
+            Access::Write => vma.perms.write,
+            Access::Exec => vma.perms.exec,
+        };
+        if !allowed {
+            return Err(AccessError::Forbidden);
+        }
+        let page = page_down(addr);
+        if let Some((frame, perms)) = self.space.translate(page) {
+            if perms == vma.perms || perms.covers(vma.perms) {
+                return Ok(frame);
+            }
+            // Present but narrower than the area allows (cannot happen without
+            // copy-on-write, which comes with fork): map again with the area's rights.
+            self.space
+                .map(page, frame, vma.perms)
+                .map_err(|_| AccessError::NoMemory)?;
+            return Ok(frame);
+        }
+        let frame = self.memory.alloc_frame().map_err(|_| AccessError::NoMemory)?;
+        if let Backing::File { file, offset } = &vma.backing {
+            let mut buf = vec![0u8; PAGE_SIZE as usize];
+            let at = offset + (page - vma.start);
+            if file.read_at(at, &mut buf).is_err() {
+                self.memory.free_frame(frame);
+                // Linux raises SIGBUS when a mapped file cannot be read.
+                return Err(AccessError::NoMemory);
+            }
+            self.memory.write(frame, &buf);
+        }
+        match self.space.map(page, frame, vma.perms) {
+            Ok(_) => Ok(frame),
+            Err(_) => {
+                self.memory.free_frame(frame);
+                Err(AccessError::NoMemory)
+            }
+        }
+    }
+
+    /// Walk `[addr, addr+len)` page by page, populating as needed; `f(gpa, offset, n)`
+    /// gets each piece.
+    fn for_each_piece(
+        &self,
+        addr: u64,
+        len: usize,
+        access: Access,
+        f: &mut dyn FnMut(Gpa, usize, usize),
+    ) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+        if end > USER_ADDR_END {
+            return Err(Errno::EFAULT);
+        }
+        let st = self.state();
+        let mut at = addr;
+        let mut done = 0usize;
+        while at < end {
+            let page = page_down(at);
+            let n = ((page + PAGE_SIZE).min(end) - at) as usize;
+            let frame = match self.space.translate(page) {
+                Some((frame, perms)) if perms.covers(Perms { read: true, write: access == Access::Write, exec: false }) => frame,
+                _ => self.fault_locked(&st, page, access).map_err(Errno::from)?,
+            };
+            f(frame + (at - page), done, n);
+            done += n;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Copy guest memory at `addr` into `buf`. EFAULT if any byte is not readable.
+    pub fn copy_in(&self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let memory = &self.memory;
+        let len = buf.len();
+        self.for_each_piece(addr, len, Access::Read, &mut |gpa, off, n| {
+            memory.read(gpa, &mut buf[off..off + n])
+        })
+    }
+
+    /// Copy `buf` into guest memory at `addr`. EFAULT if any byte is not writable.
+    pub fn copy_out(&self, addr: u64, buf: &[u8]) -> Result<(), Errno> {
+        let memory = &self.memory;
+        self.for_each_piece(addr, buf.len(), Access::Write, &mut |gpa, off, n| {
+            memory.write(gpa, &buf[off..off + n])
+        })
+    }
+
+    /// Read a NUL-terminated string of at most `max` bytes (ENAMETOOLONG beyond).
+    pub fn read_cstring(&self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        loop {
+            let chunk = (PAGE_SIZE - (at % PAGE_SIZE)) as usize;
+            let mut buf = vec![0u8; chunk];
+            self.copy_in(at, &mut buf)?;
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&buf[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf);
+            if out.len() > max {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            at = at.checked_add(chunk as u64).ok_or(Errno::EFAULT)?;
+        }
+    }
+
+    /// Read a little-endian u64.
+    pub fn read_u64(&self, addr: u64) -> Result<u64, Errno> {
+        let mut b = [0u8; 8];
+        self.copy_in(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Read a little-endian u32.
+    pub fn read_u32(&self, addr: u64) -> Result<u32, Errno> {
+        let mut b = [0u8; 4];
+        self.copy_in(addr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Write a little-endian u64.
+    pub fn write_u64(&self, addr: u64, v: u64) -> Result<(), Errno> {
+        self.copy_out(addr, &v.to_le_bytes())
+    }
+
+    /// Write a little-endian u32.
+    pub fn write_u32(&self, addr: u64, v: u32) -> Result<(), Errno> {
+        self.copy_out(addr, &v.to_le_bytes())
+    }
+
+    /// Read an array of NUL-terminated strings (argv/envp), at most `max_total` bytes.
+    pub fn read_string_array(&self, addr: u64, max_total: usize) -> Result<Vec<Vec<u8>>, Errno> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        if addr == 0 {
+            return Ok(out);
+        }
+        for i in 0.. {
+            let p = self.read_u64(addr + 8 * i)?;
+            if p == 0 {
+                break;
+            }
+            let s = self.read_cstring(p, MAX_STRING)?;
+            total += s.len() + 1;
+            if total > max_total {
+                return Err(Errno::E2BIG);
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// Text of /proc/self/maps.
+    pub fn maps(&self) -> String {
+        let st = self.state();
+        let mut out = String::new();
+        for v in st.vmas.iter() {
+            let (off, dev, ino, name) = match &v.backing {
+                Backing::File { file, offset } => {
+                    let (dev, ino) = file.identity();
+                    (*offset, dev, ino, file.path())
+                }
+                Backing::Anonymous => (
+                    0,
+                    0,
+                    0,
+                    match v.kind {
+                        AreaKind::Heap => "[heap]".to_string(),
+                        AreaKind::Stack => "[stack]".to_string(),
+                        AreaKind::Plain => String::new(),
+                    },
+                ),
+            };
+            let line = format!(
+                "{:08x}-{:08x} {}{}{}{} {:08x} {:02x}:{:02x} {}",
+                v.start,
+                v.end,
+                if v.perms.read { 'r' } else { '-' },
+                if v.perms.write { 'w' } else { '-' },
+                if v.perms.exec { 'x' } else { '-' },
+                if v.shared { 's' } else { 'p' },
+                off,
+                (dev >> 8) & 0xfff,
+                dev & 0xff,
+                ino
+            );
+            if name.is_empty() {
+                out.push_str(&line);
+            } else {
+                out.push_str(&format!("{line:<73}{name}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Total size of all areas, in bytes (VmSize).
+    pub fn virtual_size(&self) -> u64 {
+        self.state().vmas.iter().map(|v| v.end - v.start).sum()
+    }
+
+    /// Round `len` to pages, refusing 0 and overflow, as mmap/munmap/mprotect do.
+    pub(crate) fn page_len(len: u64) -> Result<u64, Errno> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        page_up(len).filter(|l| *l <= USER_ADDR_END).ok_or(Errno::ENOMEM)
+    }
+}

@@ -1,0 +1,189 @@
+//! A sandbox: one VM, one guest program, run until it exits. This is what `runsc do`
+//! drives.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::kernel::exit::ExitStatus;
+use crate::kernel::signal::{self, Delivery, FaultInfo};
+use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task};
+use crate::loader::{self, ExecArgs, LoadError};
+use crate::mm::{Access, AccessError, MemoryManager};
+use crate::platform::kvm::KvmPlatform;
+use crate::platform::{Context, Fault, Platform, PlatformError, Trap};
+use crate::vfs::{FdTable, FsContext, Vfs, VfsError};
+use crate::{abi::Errno, syscalls};
+
+/// How a sandbox is set up.
+pub struct SandboxConfig {
+    pub rootfs: PathBuf,
+    pub cwd: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub hostname: Vec<u8>,
+    /// Bytes of guest physical memory.
+    pub memory: u64,
+}
+
+/// Why a sandbox could not run its program.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Vfs(#[from] VfsError),
+    #[error("setting up stdio: {0}")]
+    Stdio(std::io::Error),
+    #[error("{path}: {errno}")]
+    Exec { path: String, errno: Errno },
+    #[error("{path}: {source}")]
+    Load { path: String, source: LoadError },
+    #[error("no command given")]
+    NoCommand,
+}
+
+/// Build a sandbox for `config`, run its program to the end, and return how it ended.
+pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
+    let path = config.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
+    let shown = String::from_utf8_lossy(&path).into_owned();
+    let platform = KvmPlatform::new(config.memory)?;
+    let vfs = Vfs::new(&config.rootfs)?;
+    let fs = FsContext::new(vfs, &config.cwd).map_err(|errno| SandboxError::Exec {
+        path: String::from_utf8_lossy(&config.cwd).into_owned(),
+        errno,
+    })?;
+    let file = fs.open_exec(&path).map_err(|errno| SandboxError::Exec {
+        path: shown.clone(),
+        errno,
+    })?;
+    let space = Arc::new(platform.new_address_space()?);
+    let mm = Arc::new(MemoryManager::new(space.clone(), platform.memory().clone()));
+    let creds = Credentials::default();
+    let exe = absolute(&fs.cwd, &path);
+    let regs = loader::load(
+        &mm,
+        file,
+        &ExecArgs {
+            path: &path,
+            argv: &config.argv,
+            envp: &config.envp,
+            uid: creds.uid,
+            gid: creds.gid,
+        },
+    )
+    .map_err(|source| SandboxError::Load {
+        path: shown.clone(),
+        source,
+    })?;
+    let comm = exe.rsplit(|b| *b == b'/').next().unwrap_or(&exe).iter().take(15).copied().collect();
+    let mut task = Task {
+        regs,
+        mm,
+        files: FdTable::with_stdio().map_err(SandboxError::Stdio)?,
+        fs,
+        process: ProcessInfo {
+            pid: 1,
+            ppid: 0,
+            pgid: 1,
+            sid: 1,
+            exe,
+            argv: config.argv.clone(),
+            envp: config.envp.clone(),
+            comm,
+        },
+        tid: 1,
+        creds,
+        rlimits: Rlimits::default(),
+        signals: Default::default(),
+        clear_child_tid: 0,
+        robust_list: (0, 0),
+        kernel: Kernel::new(&config.hostname),
+        exit_status: None,
+        regs_replaced: false,
+    };
+    let mut ctx = platform.new_context()?;
+    let status = run_task(&mut task, &mut ctx, &space)?;
+    if let ExitStatus::Signaled(sig) = status {
+        tracing::info!(sig, rip = format_args!("{:#x}", task.regs.rip), "guest killed by signal");
+    }
+    Ok(status)
+}
+
+fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
+    if path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    let mut p = cwd.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(path.strip_prefix(b"./").unwrap_or(path));
+    p
+}
+
+/// Run `task` on `ctx` until its process ends.
+fn run_task<C: Context>(task: &mut Task, ctx: &mut C, space: &C::AddressSpace) -> Result<ExitStatus, PlatformError> {
+    loop {
+        let trap = ctx.switch(space, &mut task.regs)?;
+        match trap {
+            Trap::Syscall => syscalls::dispatch(task),
+            Trap::Fault(fault) => handle_fault(task, fault),
+            Trap::Interrupted => {}
+        }
+        if let Some(status) = task.exit_status {
+            return Ok(status);
+        }
+    }
+}
+
+const SEGV_MAPERR: i32 = 1;
+const SEGV_ACCERR: i32 = 2;
+const BUS_ADRERR: i32 = 2;
+const ILL_ILLOPN: i32 = 2;
+const FPE_INTDIV: i32 = 1;
+const FPE_FLTINV: i32 = 7;
+const TRAP_BRKPT: i32 = 1;
+const SI_KERNEL: i32 = 0x80;
+
+/// Turn a CPU fault into demand paging or a signal.
+fn handle_fault(task: &mut Task, fault: Fault) {
+    let (signo, code, addr) = match fault.vector {
+        Fault::PAGE_FAULT => {
+            let access = if fault.pf_exec() {
+                Access::Exec
+            } else if fault.pf_write() {
+                Access::Write
+            } else {
+                Access::Read
+            };
+            match task.mm.fault(fault.address, access) {
+                Ok(()) => return,
+                Err(AccessError::Unmapped) => (signal::SIGSEGV, SEGV_MAPERR, fault.address),
+                Err(AccessError::Forbidden) => (signal::SIGSEGV, SEGV_ACCERR, fault.address),
+                Err(AccessError::NoMemory) => (signal::SIGBUS, BUS_ADRERR, fault.address),
+            }
+        }
+        Fault::DIVIDE => (signal::SIGFPE, FPE_INTDIV, task.regs.rip),
+        Fault::X87 | Fault::SIMD => (signal::SIGFPE, FPE_FLTINV, task.regs.rip),
+        Fault::INVALID_OPCODE => (signal::SIGILL, ILL_ILLOPN, task.regs.rip),
+        Fault::BREAKPOINT | Fault::DEBUG => (signal::SIGTRAP, TRAP_BRKPT, 0),
+        Fault::ALIGNMENT_CHECK => (signal::SIGBUS, 1, task.regs.rip),
+        // #GP (privileged instructions, non-canonical addresses, I/O) and the rest:
+        // Linux sends SIGSEGV with SI_KERNEL and address 0.
+        _ => (signal::SIGSEGV, SI_KERNEL, 0),
+    };
+    tracing::debug!(signo, code, addr = format_args!("{addr:#x}"), rip = format_args!("{:#x}", task.regs.rip), vector = fault.vector, "guest fault");
+    let info = FaultInfo {
+        signo,
+        code,
+        addr,
+        trapno: fault.vector as u64,
+        error: fault.error_code,
+        cr2: if fault.vector == Fault::PAGE_FAULT { fault.address } else { 0 },
+    };
+    let mm = task.mm.clone();
+    match task.signals.deliver_fault(&mm, &mut task.regs, info) {
+        Delivery::Handler => {}
+        Delivery::Fatal(sig) => task.exit_status = Some(ExitStatus::Signaled(sig)),
+    }
+}

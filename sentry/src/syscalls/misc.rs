@@ -1,0 +1,75 @@
+//! System identity and randomness: uname, sysinfo, getrandom.
+
+use super::{SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::task::Task;
+use crate::syscall;
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(63, uname, Full, "", sys_uname),
+    syscall!(99, sysinfo, Full, "", sys_sysinfo),
+    syscall!(318, getrandom, Full, "", sys_getrandom),
+];
+
+/// The kernel release the sandbox reports (what gVisor reports, too: a plain 4.4).
+pub const RELEASE: &[u8] = b"4.4.0";
+pub const VERSION: &[u8] = b"#1 SMP Sun Jan 10 15:06:54 PST 2016";
+
+fn sys_uname(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // struct utsname: six fields of 65 bytes.
+    let mut b = [0u8; 65 * 6];
+    let host = t.kernel.hostname.lock().map(|h| h.clone()).unwrap_or_default();
+    for (i, s) in [b"Linux" as &[u8], &host, RELEASE, VERSION, b"x86_64", b"(none)"].iter().enumerate() {
+        let n = s.len().min(64);
+        b[i * 65..i * 65 + n].copy_from_slice(&s[..n]);
+    }
+    t.mm.copy_out(a[0], &b).map(|_| 0)
+}
+
+fn sys_sysinfo(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // SAFETY: sysinfo fills the zeroed struct we pass.
+    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `si` is a valid, writable struct sysinfo.
+    if unsafe { libc::sysinfo(&mut si) } != 0 {
+        return Err(Errno::EIO);
+    }
+    let mut b = [0u8; 112];
+    let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+    put(0, &(t.kernel.boot.elapsed().as_secs() as i64).to_le_bytes());
+    // Load averages: the sandbox does not expose the host's.
+    put(32, &(si.totalram as u64).to_le_bytes());
+    put(40, &(si.freeram as u64).to_le_bytes());
+    put(48, &0u64.to_le_bytes());
+    put(56, &0u64.to_le_bytes());
+    put(64, &0u64.to_le_bytes());
+    put(72, &0u64.to_le_bytes());
+    put(80, &1u16.to_le_bytes());
+    put(88, &0u64.to_le_bytes());
+    put(96, &0u64.to_le_bytes());
+    put(104, &si.mem_unit.to_le_bytes());
+    t.mm.copy_out(a[0], &b).map(|_| 0)
+}
+
+const GRND_NONBLOCK: u64 = 1;
+const GRND_RANDOM: u64 = 2;
+const GRND_INSECURE: u64 = 4;
+
+fn sys_getrandom(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (buf, len, flags) = (a[0], a[1], a[2]);
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
+        || flags & (GRND_RANDOM | GRND_INSECURE) == (GRND_RANDOM | GRND_INSECURE)
+    {
+        return Err(Errno::EINVAL);
+    }
+    // Linux returns at most 32 MiB per call.
+    let len = (len as usize).min(32 << 20);
+    let mut data = vec![0u8; len.min(1 << 20)];
+    let n = data.len();
+    // SAFETY: getrandom writes at most `n` bytes into `data`.
+    let got = unsafe { libc::getrandom(data.as_mut_ptr().cast(), n, 0) };
+    if got < 0 {
+        return Err(Errno::EIO);
+    }
+    t.mm.copy_out(buf, &data[..got as usize])?;
+    Ok(got as u64)
+}

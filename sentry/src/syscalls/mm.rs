@@ -1,0 +1,53 @@
+//! Memory syscalls: decoding arguments for the memory manager.
+
+use super::{SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::task::Task;
+use crate::mm::syscalls_api::{MmapRequest, MAP_ANONYMOUS};
+use crate::syscall;
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(9, mmap, Partial, "MAP_SHARED file mappings are private copies (no write-back); MAP_HUGETLB → ENOMEM", sys_mmap),
+    syscall!(10, mprotect, Full, "", sys_mprotect),
+    syscall!(11, munmap, Full, "", sys_munmap),
+    syscall!(12, brk, Full, "", sys_brk),
+    syscall!(28, madvise, Partial, "DONTNEED/FREE drop pages; other known advice is accepted and ignored; unknown → EINVAL", sys_madvise),
+];
+
+fn sys_mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = a[3];
+    let file = if flags & MAP_ANONYMOUS != 0 {
+        None
+    } else {
+        let f = task.files.get(a[4] as i32)?;
+        // Linux: a file opened without read access cannot be mapped (EACCES).
+        if f.status_flags() & 3 == 1 {
+            return Err(Errno::EACCES);
+        }
+        let m = f.mappable().ok_or(Errno::ENODEV)?;
+        Some((m, a[5]))
+    };
+    task.mm.mmap(MmapRequest {
+        addr: a[0],
+        len: a[1],
+        prot: a[2],
+        flags,
+        file,
+    })
+}
+
+fn sys_mprotect(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.mprotect(a[0], a[1], a[2]).map(|_| 0)
+}
+
+fn sys_munmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.munmap(a[0], a[1]).map(|_| 0)
+}
+
+fn sys_brk(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    Ok(task.mm.brk(a[0]))
+}
+
+fn sys_madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.madvise(a[0], a[1], a[2]).map(|_| 0)
+}

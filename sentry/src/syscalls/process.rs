@@ -1,0 +1,223 @@
+//! Process and thread identity, exit, limits, and per-thread registers (FS/GS bases).
+
+use super::{enosys, SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::exit::ExitStatus;
+use crate::kernel::task::Task;
+use crate::syscall;
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(24, sched_yield, Full, "", sys_sched_yield),
+    syscall!(39, getpid, Full, "", sys_getpid),
+    syscall!(60, exit, Partial, "single-threaded processes: ends the process", sys_exit),
+    syscall!(97, getrlimit, Full, "", sys_getrlimit),
+    syscall!(102, getuid, Full, "", sys_getuid),
+    syscall!(104, getgid, Full, "", sys_getgid),
+    syscall!(107, geteuid, Full, "", sys_geteuid),
+    syscall!(108, getegid, Full, "", sys_getegid),
+    syscall!(109, setpgid, Partial, "only the calling process (pid 0 or own pid)", sys_setpgid),
+    syscall!(110, getppid, Full, "", sys_getppid),
+    syscall!(111, getpgrp, Full, "", sys_getpgrp),
+    syscall!(112, setsid, Full, "", sys_setsid),
+    syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
+    syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
+    syscall!(158, arch_prctl, Partial, "ARCH_SET_FS/GET_FS/SET_GS/GET_GS; CPUID faulting and others → EINVAL", sys_arch_prctl),
+    syscall!(160, setrlimit, Full, "", sys_setrlimit),
+    syscall!(186, gettid, Full, "", sys_gettid),
+    syscall!(204, sched_getaffinity, Full, "", sys_sched_getaffinity),
+    syscall!(218, set_tid_address, Full, "", sys_set_tid_address),
+    syscall!(231, exit_group, Full, "", sys_exit_group),
+    syscall!(273, set_robust_list, Full, "", sys_set_robust_list),
+    syscall!(302, prlimit64, Partial, "only the calling process (pid 0 or own pid); others → ESRCH", sys_prlimit64),
+    syscall!(334, rseq, Unsupported, "returns ENOSYS; glibc carries on without restartable sequences", enosys),
+];
+
+const RLIM_NLIMITS: u64 = 16;
+
+fn sys_sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    std::thread::yield_now();
+    Ok(0)
+}
+fn sys_getpid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.process.pid as u64)
+}
+fn sys_getppid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.process.ppid as u64)
+}
+fn sys_gettid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.tid as u64)
+}
+fn sys_getuid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.creds.uid as u64)
+}
+fn sys_geteuid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.creds.euid as u64)
+}
+fn sys_getgid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.creds.gid as u64)
+}
+fn sys_getegid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.creds.egid as u64)
+}
+fn sys_getpgrp(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(t.process.pgid as u64)
+}
+
+fn is_self(t: &Task, pid: u64) -> bool {
+    pid == 0 || pid as i32 == t.process.pid
+}
+
+fn sys_getpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(t.process.pgid as u64)
+}
+fn sys_getsid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(t.process.sid as u64)
+}
+fn sys_setpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    if (a[1] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if t.process.sid == t.process.pid {
+        // A session leader cannot change its group.
+        return Err(Errno::EPERM);
+    }
+    t.process.pgid = if a[1] == 0 { t.process.pid } else { a[1] as i32 };
+    Ok(0)
+}
+fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    if t.process.pgid == t.process.pid {
+        return Err(Errno::EPERM);
+    }
+    t.process.sid = t.process.pid;
+    t.process.pgid = t.process.pid;
+    Ok(t.process.pid as u64)
+}
+
+fn sys_exit(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.exit_status = Some(ExitStatus::Exited(a[0] as u8));
+    Ok(0)
+}
+fn sys_exit_group(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.exit_status = Some(ExitStatus::Exited(a[0] as u8));
+    Ok(0)
+}
+
+fn sys_set_tid_address(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.clear_child_tid = a[0];
+    Ok(t.tid as u64)
+}
+
+fn sys_set_robust_list(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // struct robust_list_head is 24 bytes; anything else is EINVAL.
+    if a[1] != 24 {
+        return Err(Errno::EINVAL);
+    }
+    t.robust_list = (a[0], a[1]);
+    Ok(0)
+}
+
+const ARCH_SET_GS: u64 = 0x1001;
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+const ARCH_GET_GS: u64 = 0x1004;
+
+fn canonical(addr: u64) -> bool {
+    addr < 0x0000_8000_0000_0000
+}
+
+fn sys_arch_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    match a[0] {
+        ARCH_SET_FS | ARCH_SET_GS if !canonical(a[1]) => Err(Errno::EPERM),
+        ARCH_SET_FS => {
+            t.regs.fs_base = a[1];
+            Ok(0)
+        }
+        ARCH_SET_GS => {
+            t.regs.gs_base = a[1];
+            Ok(0)
+        }
+        ARCH_GET_FS => t.mm.write_u64(a[1], t.regs.fs_base).map(|_| 0),
+        ARCH_GET_GS => t.mm.write_u64(a[1], t.regs.gs_base).map(|_| 0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn read_rlimit(t: &Task, res: u64) -> Result<(u64, u64), Errno> {
+    if res >= RLIM_NLIMITS {
+        return Err(Errno::EINVAL);
+    }
+    Ok(t.rlimits.0[res as usize])
+}
+
+fn write_pair(t: &Task, addr: u64, v: (u64, u64)) -> Result<(), Errno> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&v.0.to_le_bytes());
+    b[8..].copy_from_slice(&v.1.to_le_bytes());
+    t.mm.copy_out(addr, &b)
+}
+
+fn read_pair(t: &Task, addr: u64) -> Result<(u64, u64), Errno> {
+    Ok((t.mm.read_u64(addr)?, t.mm.read_u64(addr + 8)?))
+}
+
+fn set_rlimit(t: &mut Task, res: u64, new: (u64, u64)) -> Result<(), Errno> {
+    let old = read_rlimit(t, res)?;
+    if new.0 > new.1 {
+        return Err(Errno::EINVAL);
+    }
+    // Raising the hard limit needs CAP_SYS_RESOURCE, which the guest does not get.
+    if new.1 > old.1 {
+        return Err(Errno::EPERM);
+    }
+    t.rlimits.0[res as usize] = new;
+    Ok(())
+}
+
+fn sys_getrlimit(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let v = read_rlimit(t, a[0])?;
+    write_pair(t, a[1], v).map(|_| 0)
+}
+fn sys_setrlimit(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    read_rlimit(t, a[0])?;
+    let new = read_pair(t, a[1])?;
+    set_rlimit(t, a[0], new).map(|_| 0)
+}
+fn sys_prlimit64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    let old = read_rlimit(t, a[1])?;
+    let new = if a[2] != 0 { Some(read_pair(t, a[2])?) } else { None };
+    if let Some(new) = new {
+        set_rlimit(t, a[1], new)?;
+    }
+    if a[3] != 0 {
+        write_pair(t, a[3], old)?;
+    }
+    Ok(0)
+}
+
+fn sys_sched_getaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) && a[0] as i32 != t.tid {
+        return Err(Errno::ESRCH);
+    }
+    let len = a[1] as usize;
+    // The kernel's cpumask is 8 bytes here; a smaller buffer or one not a multiple of
+    // sizeof(long) is EINVAL.
+    if len < 8 || len % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(64);
+    let mask: u64 = if ncpu == 64 { u64::MAX } else { (1u64 << ncpu) - 1 };
+    t.mm.copy_out(a[2], &mask.to_le_bytes())?;
+    Ok(8)
+}

@@ -1,0 +1,141 @@
+//! Clocks and sleeping. Clocks are the host's (CLOCK_MONOTONIC continues across the
+//! sandbox's life; checkpoint/restore will offset it).
+
+use std::time::Duration;
+
+use super::{SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::task::Task;
+use crate::syscall;
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(35, nanosleep, Full, "", sys_nanosleep),
+    syscall!(96, gettimeofday, Full, "", sys_gettimeofday),
+    syscall!(201, time, Full, "", sys_time),
+    syscall!(228, clock_gettime, Full, "", sys_clock_gettime),
+    syscall!(229, clock_getres, Full, "", sys_clock_getres),
+    syscall!(230, clock_nanosleep, Partial, "CLOCK_REALTIME/MONOTONIC/BOOTTIME, relative and TIMER_ABSTIME; never interrupted (no signals from other threads yet)", sys_clock_nanosleep),
+];
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+const CLOCK_MONOTONIC_RAW: u64 = 4;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_MONOTONIC_COARSE: u64 = 6;
+const CLOCK_BOOTTIME: u64 = 7;
+const TIMER_ABSTIME: u64 = 1;
+
+/// Read a host clock. Only the ids Linux defines for everyone are accepted.
+fn host_clock(id: u64) -> Result<libc::timespec, Errno> {
+    let host_id = match id {
+        CLOCK_REALTIME => libc::CLOCK_REALTIME,
+        CLOCK_MONOTONIC => libc::CLOCK_MONOTONIC,
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => libc::CLOCK_THREAD_CPUTIME_ID,
+        CLOCK_MONOTONIC_RAW => libc::CLOCK_MONOTONIC_RAW,
+        CLOCK_REALTIME_COARSE => libc::CLOCK_REALTIME_COARSE,
+        CLOCK_MONOTONIC_COARSE => libc::CLOCK_MONOTONIC_COARSE,
+        CLOCK_BOOTTIME => libc::CLOCK_BOOTTIME,
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    if unsafe { libc::clock_gettime(host_id, &mut ts) } != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(ts)
+}
+
+fn write_timespec(task: &Task, addr: u64, sec: i64, nsec: i64) -> Result<(), Errno> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&sec.to_le_bytes());
+    b[8..].copy_from_slice(&nsec.to_le_bytes());
+    task.mm.copy_out(addr, &b)
+}
+
+/// Read a guest timespec; EINVAL if the nanoseconds are out of range or seconds < 0.
+fn read_timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    task.mm.copy_in(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
+    let nsec = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, nsec as u32))
+}
+
+fn sys_clock_gettime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let ts = host_clock(a[0])?;
+    write_timespec(task, a[1], ts.tv_sec, ts.tv_nsec).map(|_| 0)
+}
+
+fn sys_clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let res = match a[0] {
+        CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_getres writes one timespec into `ts`.
+            unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+            ts.tv_nsec
+        }
+        _ => {
+            host_clock(a[0])?;
+            1
+        }
+    };
+    if a[1] != 0 {
+        write_timespec(task, a[1], 0, res)?;
+    }
+    Ok(0)
+}
+
+fn sys_gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] != 0 {
+        let ts = host_clock(CLOCK_REALTIME)?;
+        write_timespec(task, a[0], ts.tv_sec, ts.tv_nsec / 1000)?;
+    }
+    if a[1] != 0 {
+        // struct timezone: always zero, as on Linux without a configured tz.
+        task.mm.copy_out(a[1], &[0u8; 8])?;
+    }
+    Ok(0)
+}
+
+fn sys_time(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let now = host_clock(CLOCK_REALTIME)?.tv_sec;
+    if a[0] != 0 {
+        task.mm.write_u64(a[0], now as u64)?;
+    }
+    Ok(now as u64)
+}
+
+fn sleep(d: Duration) {
+    std::thread::sleep(d);
+}
+
+fn sys_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let d = read_timespec(task, a[0])?;
+    sleep(d);
+    Ok(0)
+}
+
+fn sys_clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (clock, flags) = (a[0], a[1]);
+    match clock {
+        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME => {}
+        CLOCK_THREAD_CPUTIME_ID => return Err(Errno::EINVAL),
+        CLOCK_PROCESS_CPUTIME_ID => return Err(Errno::EOPNOTSUPP),
+        _ => return Err(Errno::EINVAL),
+    }
+    let want = read_timespec(task, a[2])?;
+    let d = if flags & TIMER_ABSTIME != 0 {
+        let now = host_clock(clock)?;
+        let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+        want.saturating_sub(now)
+    } else {
+        want
+    };
+    sleep(d);
+    Ok(0)
+}

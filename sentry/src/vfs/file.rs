@@ -1,0 +1,142 @@
+//! The file-description trait every open file implements, with Linux's answers for the
+//! operations a kind of file does not support.
+
+use std::any::Any;
+
+use crate::abi::Errno;
+
+/// `struct stat` as Linux x86-64 lays it out (the fields the guest sees).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: i64,
+    pub blksize: i64,
+    pub blocks: i64,
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stat {
+    /// The 144-byte `struct stat` of x86-64.
+    pub fn to_bytes(&self) -> [u8; 144] {
+        let mut b = [0u8; 144];
+        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+        put(0, &self.dev.to_le_bytes());
+        put(8, &self.ino.to_le_bytes());
+        put(16, &self.nlink.to_le_bytes());
+        put(24, &self.mode.to_le_bytes());
+        put(28, &self.uid.to_le_bytes());
+        put(32, &self.gid.to_le_bytes());
+        put(40, &self.rdev.to_le_bytes());
+        put(48, &self.size.to_le_bytes());
+        put(56, &self.blksize.to_le_bytes());
+        put(64, &self.blocks.to_le_bytes());
+        put(72, &self.atime.0.to_le_bytes());
+        put(80, &self.atime.1.to_le_bytes());
+        put(88, &self.mtime.0.to_le_bytes());
+        put(96, &self.mtime.1.to_le_bytes());
+        put(104, &self.ctime.0.to_le_bytes());
+        put(112, &self.ctime.1.to_le_bytes());
+        b
+    }
+}
+
+/// One entry returned by `getdents64`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    /// DT_* type.
+    pub kind: u8,
+    pub name: Vec<u8>,
+}
+
+/// Readiness bits for poll (POLLIN, POLLOUT, …).
+pub const POLLIN: i16 = 0x1;
+pub const POLLPRI: i16 = 0x2;
+pub const POLLOUT: i16 = 0x4;
+pub const POLLERR: i16 = 0x8;
+pub const POLLHUP: i16 = 0x10;
+pub const POLLNVAL: i16 = 0x20;
+
+/// An open file description (what an fd points to; shared by dup'd fds).
+///
+/// Offsets live inside the description (they are shared between dups, as on Linux).
+/// Defaults are what Linux returns when a file type lacks the operation.
+pub trait FileDescription: Send + Sync + Any {
+    /// read(2) at the current offset, or at `offset` for pread.
+    fn read(&self, _buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        // Linux: a file without read_iter/read gives EINVAL.
+        Err(Errno::EINVAL)
+    }
+
+    /// write(2) at the current offset, or at `offset` for pwrite.
+    fn write(&self, _buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        // Linux: a file without write_iter/write gives EINVAL.
+        Err(Errno::EINVAL)
+    }
+
+    /// lseek(2).
+    fn seek(&self, _offset: i64, _whence: u32) -> Result<u64, Errno> {
+        // Linux: no_llseek → ESPIPE.
+        Err(Errno::ESPIPE)
+    }
+
+    /// fstat(2).
+    fn stat(&self) -> Result<Stat, Errno>;
+
+    /// getdents64(2): entries from the current position; advance past those returned.
+    fn readdir(&self, _max: usize) -> Result<Vec<DirEntry>, Errno> {
+        // Linux: iterate_dir on a non-directory → ENOTDIR.
+        Err(Errno::ENOTDIR)
+    }
+
+    /// ioctl(2).
+    fn ioctl(&self, _cmd: u32, _arg: u64) -> Result<u64, Errno> {
+        // Linux: vfs_ioctl without unlocked_ioctl → ENOTTY.
+        Err(Errno::ENOTTY)
+    }
+
+    /// Whether this is a terminal (TCGETS/TIOCGWINSZ succeed).
+    fn is_tty(&self) -> bool {
+        false
+    }
+
+    /// ftruncate(2).
+    fn truncate(&self, _len: u64) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    /// fsync(2) / fdatasync(2).
+    fn sync(&self) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// Current readiness for poll, without blocking.
+    fn poll(&self) -> i16 {
+        POLLIN | POLLOUT
+    }
+
+    /// The path this description was opened by, as the guest sees it (/proc/self/fd).
+    fn path(&self) -> String;
+
+    /// Status flags (O_APPEND, O_NONBLOCK, access mode) for F_GETFL.
+    fn status_flags(&self) -> u32;
+
+    /// F_SETFL: only O_APPEND and O_NONBLOCK (and O_ASYNC, O_DIRECT, O_NOATIME) change.
+    fn set_status_flags(&self, _flags: u32) {}
+
+    /// For mmap: a handle that reads the file's pages.
+    fn mappable(&self) -> Option<std::sync::Arc<dyn crate::mm::MappedFile>> {
+        None
+    }
+
+    /// Downcasting (directories for *at calls, pipes, …).
+    fn as_any(&self) -> &dyn Any;
+}
