@@ -104,7 +104,12 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     let mut ctx = platform.new_context()?;
     let status = run_task(&mut task, &mut ctx, &space)?;
     if let ExitStatus::Signaled(sig) = status {
-        tracing::info!(sig, rip = format_args!("{:#x}", task.regs.rip), "guest killed by signal");
+        tracing::warn!(
+            "{} killed by signal {sig} ({}) at rip {:#x}",
+            String::from_utf8_lossy(&task.process.exe),
+            signal::name(sig),
+            task.regs.rip
+        );
     }
     Ok(status)
 }
@@ -122,7 +127,7 @@ fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
 }
 
 /// Run `task` on `ctx` until its process ends.
-fn run_task<C: Context>(task: &mut Task, ctx: &mut C, space: &C::AddressSpace) -> Result<ExitStatus, PlatformError> {
+pub fn run_task<C: Context>(task: &mut Task, ctx: &mut C, space: &C::AddressSpace) -> Result<ExitStatus, PlatformError> {
     loop {
         let trap = ctx.switch(space, &mut task.regs)?;
         match trap {

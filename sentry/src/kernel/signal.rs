@@ -88,6 +88,17 @@ impl Default for SignalState {
     }
 }
 
+/// The conventional name of a signal, for reports.
+pub fn name(sig: u8) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
+        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
+        "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
+        "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ];
+    NAMES.get(sig as usize).copied().unwrap_or("SIGRT")
+}
+
 /// The bit of signal `sig` in a mask.
 pub fn sigbit(sig: u8) -> u64 {
     1u64 << (sig - 1)

@@ -90,13 +90,13 @@ impl MemoryManager {
         }
         let len = Self::page_len(req.len)?;
         if let Some((_, offset)) = &req.file {
-            if offset % PAGE_SIZE != 0 {
+            if !offset.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
             }
             offset.checked_add(len).ok_or(Errno::EOVERFLOW)?;
         }
         let fixed = req.flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        if fixed && req.addr % PAGE_SIZE != 0 {
+        if fixed && !req.addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let backing = match req.file {
@@ -153,7 +153,7 @@ impl MemoryManager {
 
     /// munmap(2).
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let len = Self::page_len(len).map_err(|_| Errno::EINVAL)?;
@@ -165,7 +165,7 @@ impl MemoryManager {
 
     /// mprotect(2).
     pub fn mprotect(&self, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
-        if addr % PAGE_SIZE != 0 || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0 {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -222,7 +222,7 @@ impl MemoryManager {
 
     /// madvise(2).
     pub fn madvise(&self, addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let len = match page_up(len) {

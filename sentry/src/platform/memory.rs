@@ -139,7 +139,7 @@ impl GuestMemory {
     /// Give a frame back. The caller guarantees no page table maps it any more.
     pub fn free_frame(&self, gpa: Gpa) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
-        debug_assert!(gpa % PAGE_SIZE == 0 && gpa < frames.next);
+        debug_assert!(gpa.is_multiple_of(PAGE_SIZE) && gpa < frames.next);
         frames.free.push(gpa);
         frames.in_use = frames.in_use.saturating_sub(1);
     }

@@ -213,7 +213,7 @@ fn sys_sched_getaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let len = a[1] as usize;
     // The kernel's cpumask is 8 bytes here; a smaller buffer or one not a multiple of
     // sizeof(long) is EINVAL.
-    if len < 8 || len % 8 != 0 {
+    if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(64);

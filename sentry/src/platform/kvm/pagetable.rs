@@ -102,7 +102,7 @@ impl PageTables {
 
     /// Set the leaf entry for `addr`; returns where it lives and the previous entry.
     pub fn set(&self, mem: &GuestMemory, addr: u64, pte: u64) -> Result<(Gpa, u64), MemoryError> {
-        debug_assert!(addr < USER_ADDR_END && addr % PAGE_SIZE == 0);
+        debug_assert!(addr < USER_ADDR_END && addr.is_multiple_of(PAGE_SIZE));
         let slot = self
             .leaf_slot(mem, addr, true)?
             .ok_or(MemoryError::Exhausted(0))?;
