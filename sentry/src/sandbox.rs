@@ -100,8 +100,11 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         kernel: Kernel::new(&config.hostname),
         exit_status: None,
         regs_replaced: false,
+        fpu_restore: None,
+        fpu_layout: (0, 0),
     };
     let mut ctx = platform.new_context()?;
+    task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
     let status = run_task(&mut task, &mut ctx, &space)?;
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!(
@@ -132,8 +135,17 @@ pub fn run_task<C: Context>(task: &mut Task, ctx: &mut C, space: &C::AddressSpac
         let trap = ctx.switch(space, &mut task.regs)?;
         match trap {
             Trap::Syscall => syscalls::dispatch(task),
-            Trap::Fault(fault) => handle_fault(task, fault),
+            Trap::Fault(fault) => {
+                let mut fetch = || ctx.fpu_state().ok().map(|img| (img, ctx.fpu_features()));
+                handle_fault(task, fault, &mut fetch)
+            }
             Trap::Interrupted => {}
+        }
+        if let Some(image) = task.fpu_restore.take() {
+            if ctx.set_fpu_state(&image).is_err() {
+                // Linux kills a thread whose sigreturn frame holds an unloadable FPU state.
+                task.exit_status = Some(ExitStatus::Signaled(signal::SIGSEGV));
+            }
         }
         if let Some(status) = task.exit_status {
             return Ok(status);
@@ -151,7 +163,7 @@ const TRAP_BRKPT: i32 = 1;
 const SI_KERNEL: i32 = 0x80;
 
 /// Turn a CPU fault into demand paging or a signal.
-fn handle_fault(task: &mut Task, fault: Fault) {
+fn handle_fault(task: &mut Task, fault: Fault, fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>) {
     let (signo, code, addr) = match fault.vector {
         Fault::PAGE_FAULT => {
             let access = if fault.pf_exec() {
@@ -187,7 +199,7 @@ fn handle_fault(task: &mut Task, fault: Fault) {
         cr2: if fault.vector == Fault::PAGE_FAULT { fault.address } else { 0 },
     };
     let mm = task.mm.clone();
-    match task.signals.deliver_fault(&mm, &mut task.regs, info) {
+    match task.signals.deliver_fault(&mm, &mut task.regs, info, fpu) {
         Delivery::Handler => {}
         Delivery::Fatal(sig) => task.exit_status = Some(ExitStatus::Signaled(sig)),
     }

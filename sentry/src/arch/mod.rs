@@ -1,5 +1,7 @@
 //! x86-64 architectural state of a guest thread, as the sentry sees it.
 
+pub mod fpu;
+
 use serde::{Deserialize, Serialize};
 
 /// The size of a page on x86-64.

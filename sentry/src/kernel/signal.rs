@@ -3,11 +3,12 @@
 //!
 //! Frame layout (arch/x86/include/asm/sigframe.h): pretcode (the restorer) at 0, a
 //! `ucontext` (uc_flags, uc_link, uc_stack, sigcontext, sigmask) at 8, a `siginfo` at 312.
-//! The FPU state is not saved in the frame yet (`fpstate` is NULL, which Linux defines
-//! as "reset the FPU on sigreturn"): handlers that return resume with a clean FPU.
+//! The FPU state goes below the frame as an XSAVE image marked the way Linux marks it;
+//! when the caller cannot provide one (a signal a thread sends itself from a syscall),
+//! `fpstate` is NULL, which Linux defines as "reset the FPU on sigreturn".
 
 use crate::abi::Errno;
-use crate::arch::UserRegs;
+use crate::arch::{fpu, UserRegs};
 use crate::mm::MemoryManager;
 
 pub const SIGHUP: u8 = 1;
@@ -146,15 +147,22 @@ impl SignalState {
 
     /// Deliver a synchronous fault signal: a handler frame if one is installed and the
     /// signal is not blocked, otherwise the default action (terminate), as Linux's
-    /// `force_sig_fault` does.
-    pub fn deliver_fault(&mut self, mm: &MemoryManager, regs: &mut UserRegs, info: FaultInfo) -> Delivery {
+    /// `force_sig_fault` does. `fpu` fetches the thread's XSAVE image and XCR0 if the
+    /// frame is built.
+    pub fn deliver_fault(
+        &mut self,
+        mm: &MemoryManager,
+        regs: &mut UserRegs,
+        info: FaultInfo,
+        fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>,
+    ) -> Delivery {
         let idx = (info.signo - 1) as usize;
         let action = self.actions[idx];
         let blocked = self.mask & sigbit(info.signo) != 0;
         if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
             return Delivery::Fatal(info.signo);
         }
-        match self.push_frame(mm, regs, &action, &info) {
+        match self.push_frame(mm, regs, &action, &info, fpu()) {
             Ok(()) => {
                 if action.flags & SA_RESETHAND != 0 {
                     self.actions[idx] = SigAction::default();
@@ -170,12 +178,28 @@ impl SignalState {
         }
     }
 
-    fn push_frame(&self, mm: &MemoryManager, regs: &mut UserRegs, action: &SigAction, info: &FaultInfo) -> Result<(), Errno> {
+    fn push_frame(
+        &self,
+        mm: &MemoryManager,
+        regs: &mut UserRegs,
+        action: &SigAction,
+        info: &FaultInfo,
+        fpu_image: Option<(Vec<u8>, u64)>,
+    ) -> Result<(), Errno> {
         let mut sp = regs.rsp;
         if action.flags & SA_ONSTACK != 0 && self.altstack.flags & SS_DISABLE == 0 && !self.on_altstack(sp) {
             sp = self.altstack.sp + self.altstack.size;
         } else {
             sp = sp.wrapping_sub(RED_ZONE);
+        }
+        let mut fpstate = 0;
+        if let Some((mut img, xcr0)) = fpu_image {
+            fpu::mark_for_frame(&mut img, xcr0);
+            img.extend_from_slice(&fpu::MAGIC2.to_le_bytes());
+            // XSAVE images are 64-byte aligned.
+            sp = sp.wrapping_sub(img.len() as u64) & !63;
+            mm.copy_out(sp, &img)?;
+            fpstate = sp;
         }
         // At handler entry, (rsp + 8) is 16-byte aligned, as after a `call`.
         let frame = ((sp.wrapping_sub(FRAME_SIZE)) & !15).wrapping_sub(8);
@@ -183,7 +207,8 @@ impl SignalState {
         let mut put = |off: u64, v: u64| f[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
         put(0, action.restorer);
         // ucontext: uc_flags, uc_link, uc_stack.
-        put(UC_OFFSET, 0);
+        // uc_flags: UC_FP_XSTATE when an XSAVE image follows, UC_SIGCONTEXT_SS.
+        put(UC_OFFSET, if fpstate != 0 { 0x3 } else { 0x2 });
         put(UC_OFFSET + 8, 0);
         put(UC_OFFSET + 16, self.altstack.sp);
         put(UC_OFFSET + 24, self.altstack_flags(regs.rsp) as u64);
@@ -204,7 +229,7 @@ impl SignalState {
         put(m + 160, info.trapno);
         put(m + 168, self.mask);
         put(m + 176, info.cr2);
-        put(m + 184, 0); // fpstate: none saved (see module docs)
+        put(m + 184, fpstate);
         put(SIGMASK_OFFSET, self.mask);
         // siginfo: signo, errno, code, then si_addr at 16.
         let si = SIGINFO_OFFSET as usize;
@@ -225,8 +250,15 @@ impl SignalState {
     }
 
     /// rt_sigreturn: restore registers and mask from the frame whose ucontext is at
-    /// `rsp` (the restorer runs with the frame's pretcode popped).
-    pub fn sigreturn(&mut self, mm: &MemoryManager, regs: &mut UserRegs) -> Result<(), Errno> {
+    /// `rsp` (the restorer runs with the frame's pretcode popped). Returns the FPU image
+    /// to load: the frame's (validated), or the initial state when it has none.
+    pub fn sigreturn(
+        &mut self,
+        mm: &MemoryManager,
+        regs: &mut UserRegs,
+        fpu_size: usize,
+        xcr0: u64,
+    ) -> Result<Vec<u8>, Errno> {
         let uc = regs.rsp;
         let frame = uc.checked_sub(UC_OFFSET).ok_or(Errno::EFAULT)?;
         let mut f = vec![0u8; FRAME_SIZE as usize];
@@ -246,9 +278,17 @@ impl SignalState {
         for (i, field) in fields.into_iter().enumerate() {
             *field = get(m + 8 * i as u64);
         }
+        let fpstate = get(m + 184);
+        let image = if fpstate == 0 {
+            fpu::initial(fpu_size)
+        } else {
+            let mut img = vec![0u8; fpu_size];
+            mm.copy_in(fpstate, &mut img)?;
+            fpu::validate(img, xcr0).ok_or(Errno::EFAULT)?
+        };
         // The guest may only change its own flags; `sanitized_rflags` applies on entry.
         *regs = r;
         self.mask = get(SIGMASK_OFFSET) & !UNBLOCKABLE;
-        Ok(())
+        Ok(image)
     }
 }

@@ -103,4 +103,8 @@ pub struct Task {
     /// Set by a handler that replaced all registers (rt_sigreturn, execve): the
     /// dispatcher must not store a return value in rax.
     pub regs_replaced: bool,
+    /// An FPU image for the run loop to load before the thread runs again (sigreturn).
+    pub fpu_restore: Option<Vec<u8>>,
+    /// Size and features of this thread's XSAVE image (from its context).
+    pub fpu_layout: (usize, u64),
 }

@@ -156,6 +156,20 @@ pub trait Context: Send {
     /// Run `regs` in ring 3 of `space` until the thread traps; `regs` is updated with the
     /// thread's state at the trap.
     fn switch(&mut self, space: &Self::AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError>;
+
+    /// The thread's FPU/SSE/AVX state as a standard (non-compacted) XSAVE image of
+    /// `fpu_size()` bytes, as Linux stores it in a signal frame.
+    fn fpu_state(&mut self) -> Result<Vec<u8>, PlatformError>;
+
+    /// Load an XSAVE image. The caller has validated it (`arch::fpu::validate`); the
+    /// platform may still refuse it.
+    fn set_fpu_state(&mut self, image: &[u8]) -> Result<(), PlatformError>;
+
+    /// Size of the XSAVE image for the features enabled in this context.
+    fn fpu_size(&self) -> usize;
+
+    /// The XSAVE features enabled in this context (XCR0).
+    fn fpu_features(&self) -> u64;
 }
 
 /// A way to run guest code.

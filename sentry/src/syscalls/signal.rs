@@ -11,7 +11,7 @@ use crate::syscall;
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(13, rt_sigaction, Full, "", sys_rt_sigaction),
     syscall!(14, rt_sigprocmask, Full, "", sys_rt_sigprocmask),
-    syscall!(15, rt_sigreturn, Partial, "FPU state is not restored from the frame (reset instead)", sys_rt_sigreturn),
+    syscall!(15, rt_sigreturn, Full, "", sys_rt_sigreturn),
     syscall!(62, kill, Partial, "only the calling process (or pid 0/-1 meaning it); handlers run at once", sys_kill),
     syscall!(131, sigaltstack, Full, "", sys_sigaltstack),
     syscall!(200, tkill, Partial, "only the calling thread", sys_tkill),
@@ -91,9 +91,11 @@ fn sys_rt_sigprocmask(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_rt_sigreturn(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     let mm = t.mm.clone();
-    match t.signals.sigreturn(&mm, &mut t.regs) {
-        Ok(()) => {
+    let (size, xcr0) = t.fpu_layout;
+    match t.signals.sigreturn(&mm, &mut t.regs, size, xcr0) {
+        Ok(image) => {
             t.regs_replaced = true;
+            t.fpu_restore = Some(image);
             Ok(0)
         }
         Err(_) => {
@@ -175,7 +177,8 @@ fn signal_self(t: &mut Task, sig: u64) -> SyscallResult {
         error: 0,
         cr2: 0,
     };
-    match t.signals.deliver_fault(&mm, &mut t.regs, info) {
+    // No FPU image from inside a syscall: the frame's fpstate is NULL (see signal.rs).
+    match t.signals.deliver_fault(&mm, &mut t.regs, info, &mut || None) {
         Delivery::Handler => t.regs_replaced = true,
         Delivery::Fatal(s) => t.exit_status = Some(ExitStatus::Signaled(s)),
     }

@@ -58,6 +58,7 @@ pub struct KvmPlatform {
     kernel: Mutex<KernelSpace>,
     cpuid: CpuId,
     xcr0: u64,
+    xsave_size: usize,
     sync_regs: bool,
     next_vcpu: AtomicUsize,
 }
@@ -92,6 +93,7 @@ impl KvmPlatform {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(PlatformError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
         let xcr0 = supported_xcr0(&cpuid) & XCR0_WANTED;
+        let xsave_size = xsave_size(&cpuid, xcr0);
 
         let pdpt = memory.alloc_frame()?;
         let platform = KvmPlatform {
@@ -101,6 +103,7 @@ impl KvmPlatform {
             kernel: Mutex::new(KernelSpace { pdpt }),
             cpuid,
             xcr0,
+            xsave_size,
             sync_regs,
             next_vcpu: AtomicUsize::new(0),
         };
@@ -231,6 +234,18 @@ fn supported_xcr0(cpuid: &CpuId) -> u64 {
         .unwrap_or(0x3)
 }
 
+/// Bytes of a standard-format XSAVE image holding the features in `xcr0`: the legacy
+/// area and header (576 bytes), then each enabled component at its CPUID offset.
+fn xsave_size(cpuid: &CpuId, xcr0: u64) -> usize {
+    let mut size = 576usize;
+    for e in cpuid.as_slice().iter().filter(|e| e.function == 0xd && (2..63).contains(&e.index)) {
+        if xcr0 & (1 << e.index) != 0 {
+            size = size.max(e.ebx as usize + e.eax as usize);
+        }
+    }
+    size.min(4096)
+}
+
 impl Platform for KvmPlatform {
     type AddressSpace = KvmAddressSpace;
     type Context = KvmContext;
@@ -254,7 +269,16 @@ impl Platform for KvmPlatform {
             .vm
             .create_vcpu(index as u64)
             .map_err(PlatformError::kvm("KVM_CREATE_VCPU"))?;
-        KvmContext::new(vcpu, index, self.memory.clone(), frames, &self.cpuid, self.xcr0, self.sync_regs)
+        KvmContext::new(
+            vcpu,
+            index,
+            self.memory.clone(),
+            frames,
+            &self.cpuid,
+            self.xcr0,
+            self.xsave_size,
+            self.sync_regs,
+        )
     }
 }
 

@@ -56,6 +56,8 @@ pub struct KvmContext {
     /// Whether a `syscall` leaves the vCPU in ring 3 (kvm_pvm) rather than ring 0
     /// (hardware); learnt from the first syscall exit.
     syscall_stays_in_user: Option<bool>,
+    xcr0: u64,
+    xsave_size: usize,
 }
 
 fn segment(selector: u16, code: bool, dpl: u8, long: bool) -> kvm_segment {
@@ -84,6 +86,7 @@ impl KvmContext {
         frames: [Gpa; 4],
         cpuid: &CpuId,
         xcr0: u64,
+        xsave_size: usize,
         sync_regs: bool,
     ) -> Result<KvmContext, PlatformError> {
         let mut cpuid = cpuid.clone();
@@ -178,6 +181,8 @@ impl KvmContext {
             seen_generation: 0,
             stopped_in_user: false,
             syscall_stays_in_user: None,
+            xcr0,
+            xsave_size,
         };
         if sync_regs {
             ctx.vcpu.set_sync_valid_reg(SyncReg::Register);
@@ -398,6 +403,33 @@ fn msr(index: u32, data: u64) -> kvm_msr_entry {
 
 impl Context for KvmContext {
     type AddressSpace = KvmAddressSpace;
+
+    fn fpu_state(&mut self) -> Result<Vec<u8>, PlatformError> {
+        let xsave = self.vcpu.get_xsave().map_err(PlatformError::kvm("KVM_GET_XSAVE"))?;
+        let bytes: Vec<u8> = xsave.region.iter().flat_map(|w| w.to_le_bytes()).collect();
+        Ok(bytes[..self.xsave_size].to_vec())
+    }
+
+    fn set_fpu_state(&mut self, image: &[u8]) -> Result<(), PlatformError> {
+        let mut xsave = kvm_bindings::kvm_xsave::default();
+        let n = image.len().min(self.xsave_size).min(4096);
+        for (i, chunk) in image[..n].chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            xsave.region[i] = u32::from_le_bytes(w);
+        }
+        // SAFETY: we enable no dynamically sized XSAVE features (AMX), so the kernel
+        // reads no more than the 4096-byte `kvm_xsave` we pass.
+        unsafe { self.vcpu.set_xsave(&xsave) }.map_err(PlatformError::kvm("KVM_SET_XSAVE"))
+    }
+
+    fn fpu_size(&self) -> usize {
+        self.xsave_size
+    }
+
+    fn fpu_features(&self) -> u64 {
+        self.xcr0
+    }
 
     fn switch(&mut self, space: &KvmAddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
         let want = (space.root(), regs.fs_base, regs.gs_base);
