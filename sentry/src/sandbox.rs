@@ -46,7 +46,7 @@ pub enum SandboxError {
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     let path = config.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
     let shown = String::from_utf8_lossy(&path).into_owned();
-    let platform = KvmPlatform::new(config.memory)?;
+    let platform = Arc::new(KvmPlatform::new(config.memory)?);
     let vfs = Vfs::new(&config.rootfs)?;
     let fs = FsContext::new(vfs, &config.cwd).map_err(|errno| SandboxError::Exec {
         path: String::from_utf8_lossy(&config.cwd).into_owned(),
@@ -56,8 +56,8 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: shown.clone(),
         errno,
     })?;
-    let space = Arc::new(platform.new_address_space()?);
-    let mm = Arc::new(MemoryManager::new(space.clone(), platform.memory().clone()));
+    let space = platform.new_address_space()?;
+    let mm = Arc::new(MemoryManager::new(space, platform.memory().clone()));
     let creds = Credentials::default();
     let exe = absolute(&fs.cwd, &path);
     let regs = loader::load(
@@ -90,6 +90,8 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
             argv: config.argv.clone(),
             envp: config.envp.clone(),
             comm,
+            dumpable: true,
+            ..Default::default()
         },
         tid: 1,
         creds,
@@ -97,7 +99,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         signals: Default::default(),
         clear_child_tid: 0,
         robust_list: (0, 0),
-        kernel: Kernel::new(&config.hostname),
+        kernel: Kernel::new(platform.clone(), &config.hostname),
         exit_status: None,
         regs_replaced: false,
         fpu_restore: None,
@@ -105,7 +107,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     };
     let mut ctx = platform.new_context()?;
     task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
-    let status = run_task(&mut task, &mut ctx, &space)?;
+    let status = run_task(&mut task, &mut ctx)?;
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!(
             "{} killed by signal {sig} ({}) at rip {:#x}",
@@ -130,9 +132,11 @@ fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
 }
 
 /// Run `task` on `ctx` until its process ends.
-pub fn run_task<C: Context>(task: &mut Task, ctx: &mut C, space: &C::AddressSpace) -> Result<ExitStatus, PlatformError> {
+pub fn run_task<C: Context>(task: &mut Task, ctx: &mut C) -> Result<ExitStatus, PlatformError> {
     loop {
-        let trap = ctx.switch(space, &mut task.regs)?;
+        // The address space can change under a task (execve), so it is looked up each time.
+        let mm = task.mm.clone();
+        let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;
         match trap {
             Trap::Syscall => syscalls::dispatch(task),
             Trap::Fault(fault) => {

@@ -1,5 +1,7 @@
 //! The KVM platform on real /dev/kvm: ring 3 code traps into the sentry through the stub.
 
+use std::sync::Arc;
+
 use sentry::arch::UserRegs;
 use sentry::platform::kvm::KvmPlatform;
 use sentry::platform::{AddressSpace, Context, Fault, Perms, Platform, Trap};
@@ -7,7 +9,7 @@ use sentry::platform::{AddressSpace, Context, Fault, Perms, Platform, Trap};
 const CODE: u64 = 0x40_0000;
 const STACK: u64 = 0x7fff_0000;
 
-fn guest(code: &[u8]) -> (KvmPlatform, sentry::platform::kvm::KvmAddressSpace, UserRegs) {
+fn guest(code: &[u8]) -> (KvmPlatform, Arc<dyn AddressSpace>, UserRegs) {
     let platform = KvmPlatform::new(64 << 20).expect("KVM platform (is /dev/kvm usable?)");
     let space = platform.new_address_space().expect("address space");
     let mem = platform.memory().clone();
@@ -35,7 +37,7 @@ fn syscall_and_page_fault_reach_the_sentry() {
     let (platform, space, mut regs) = guest(&code);
     let mut ctx = platform.new_context().expect("vCPU");
     regs.rbx = 0x1234;
-    let trap = ctx.switch(&space, &mut regs).expect("run");
+    let trap = ctx.switch(space.as_ref(), &mut regs).expect("run");
     assert_eq!(trap, Trap::Syscall);
     assert_eq!(regs.rax, 39);
     assert_eq!(regs.rbx, 0x1234);
@@ -43,7 +45,7 @@ fn syscall_and_page_fault_reach_the_sentry() {
     assert_eq!(regs.rsp, STACK);
 
     regs.rax = 42;
-    let trap = ctx.switch(&space, &mut regs).expect("run");
+    let trap = ctx.switch(space.as_ref(), &mut regs).expect("run");
     match trap {
         Trap::Fault(f) => {
             assert_eq!(f.vector, Fault::PAGE_FAULT);
@@ -56,7 +58,7 @@ fn syscall_and_page_fault_reach_the_sentry() {
     assert_eq!(regs.rax, 42);
 
     regs.rip += 8;
-    let trap = ctx.switch(&space, &mut regs).expect("run");
+    let trap = ctx.switch(space.as_ref(), &mut regs).expect("run");
     assert_eq!(
         trap,
         Trap::Fault(Fault {
@@ -84,13 +86,13 @@ fn unmapped_pages_become_stale_free_after_unmap() {
     mem.write_u64(b, 0xbbbb);
     space.map(0x60_0000, a, Perms::R).expect("map");
     let mut ctx = platform.new_context().expect("vCPU");
-    assert_eq!(ctx.switch(&space, &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Syscall);
     assert_eq!(regs.rax, 0xaaaa);
     space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
     space.map(0x60_0000, b, Perms::R).expect("map");
-    assert_eq!(ctx.switch(&space, &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Syscall);
     assert_eq!(regs.rax, 0xbbbb);
     // And a write to a read-only page is a protection fault.
     space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
-    assert!(matches!(ctx.switch(&space, &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000));
+    assert!(matches!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000));
 }

@@ -11,8 +11,24 @@ use crate::arch::UserRegs;
 use crate::mm::MemoryManager;
 use crate::vfs::{FdTable, FsContext};
 
+/// What execve needs from the platform: fresh address spaces over guest memory.
+pub trait AddressSpaceFactory: Send + Sync {
+    fn new_address_space(&self) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError>;
+    fn memory(&self) -> Arc<crate::platform::memory::GuestMemory>;
+}
+
+impl<P: crate::platform::Platform> AddressSpaceFactory for P {
+    fn new_address_space(&self) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError> {
+        crate::platform::Platform::new_address_space(self)
+    }
+    fn memory(&self) -> Arc<crate::platform::memory::GuestMemory> {
+        crate::platform::Platform::memory(self).clone()
+    }
+}
+
 /// Sandbox-wide state: identity, clocks, and syscall accounting.
 pub struct Kernel {
+    pub platform: Arc<dyn AddressSpaceFactory>,
     pub hostname: Mutex<Vec<u8>>,
     pub boot: Instant,
     /// Syscall numbers that returned ENOSYS, each logged once.
@@ -22,8 +38,9 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    pub fn new(hostname: &[u8]) -> Arc<Kernel> {
+    pub fn new(platform: Arc<dyn AddressSpaceFactory>, hostname: &[u8]) -> Arc<Kernel> {
         Arc::new(Kernel {
+            platform,
             hostname: Mutex::new(hostname.to_vec()),
             boot: Instant::now(),
             unknown_syscalls: Mutex::new(HashSet::new()),
@@ -63,6 +80,9 @@ pub struct ProcessInfo {
     pub envp: Vec<Vec<u8>>,
     /// The command name (comm), at most 15 bytes.
     pub comm: Vec<u8>,
+    pub dumpable: bool,
+    pub no_new_privs: bool,
+    pub pdeathsig: u8,
 }
 
 /// Resource limits (soft, hard), RLIM_INFINITY = u64::MAX.

@@ -116,6 +116,8 @@ pub enum PlatformError {
     UnexpectedExit(String),
     #[error("the ring-0 stub faulted (vector {vector}, rip {rip:#x}, error code {error_code:#x})")]
     KernelFault { vector: u8, rip: u64, error_code: u64 },
+    #[error("an address space from another platform was passed to a KVM vCPU")]
+    ForeignAddressSpace,
     #[error("too many vCPUs (limit {0})")]
     TooManyContexts(usize),
 }
@@ -133,7 +135,10 @@ impl PlatformError {
 ///
 /// The memory manager decides what is mapped; the address space only records it in the
 /// form the hardware reads. Frames are owned by the caller: `unmap` hands them back.
-pub trait AddressSpace: Send + Sync {
+pub trait AddressSpace: Send + Sync + std::any::Any {
+    /// For a context to reach its platform's own address-space type.
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Map the page at `addr` to `frame` with `perms`, replacing what was there.
     /// Returns the frame previously mapped there, if any.
     fn map(&self, addr: u64, frame: Gpa, perms: Perms) -> Result<Option<Gpa>, PlatformError>;
@@ -151,11 +156,9 @@ pub trait AddressSpace: Send + Sync {
 
 /// A guest thread's execution context (on KVM: one vCPU).
 pub trait Context: Send {
-    type AddressSpace: AddressSpace;
-
     /// Run `regs` in ring 3 of `space` until the thread traps; `regs` is updated with the
-    /// thread's state at the trap.
-    fn switch(&mut self, space: &Self::AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError>;
+    /// thread's state at the trap. `space` must come from the same platform.
+    fn switch(&mut self, space: &dyn AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError>;
 
     /// The thread's FPU/SSE/AVX state as a standard (non-compacted) XSAVE image of
     /// `fpu_size()` bytes, as Linux stores it in a signal frame.
@@ -174,14 +177,13 @@ pub trait Context: Send {
 
 /// A way to run guest code.
 pub trait Platform: Send + Sync {
-    type AddressSpace: AddressSpace;
-    type Context: Context<AddressSpace = Self::AddressSpace>;
+    type Context: Context;
 
     /// The guest physical memory every address space of this platform draws frames from.
     fn memory(&self) -> &std::sync::Arc<memory::GuestMemory>;
 
     /// A new, empty user address space.
-    fn new_address_space(&self) -> Result<Self::AddressSpace, PlatformError>;
+    fn new_address_space(&self) -> Result<std::sync::Arc<dyn AddressSpace>, PlatformError>;
 
     /// A new execution context for one guest thread.
     fn new_context(&self) -> Result<Self::Context, PlatformError>;

@@ -9,6 +9,7 @@ use crate::syscall;
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(24, sched_yield, Full, "", sys_sched_yield),
     syscall!(39, getpid, Full, "", sys_getpid),
+    syscall!(59, execve, Partial, "single-threaded processes; static and static-PIE programs (no PT_INTERP, no #! scripts yet → ENOEXEC)", sys_execve),
     syscall!(60, exit, Partial, "single-threaded processes: ends the process", sys_exit),
     syscall!(97, getrlimit, Full, "", sys_getrlimit),
     syscall!(102, getuid, Full, "", sys_getuid),
@@ -21,6 +22,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(112, setsid, Full, "", sys_setsid),
     syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
     syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
+    syscall!(157, prctl, Partial, "PR_SET/GET_NAME, PR_SET/GET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET/GET_PDEATHSIG, PR_SET_PTRACER, PR_CAPBSET_READ, PR_SET_VMA; others → EINVAL", sys_prctl),
     syscall!(158, arch_prctl, Partial, "ARCH_SET_FS/GET_FS/SET_GS/GET_GS; CPUID faulting and others → EINVAL", sys_arch_prctl),
     syscall!(160, setrlimit, Full, "", sys_setrlimit),
     syscall!(186, gettid, Full, "", sys_gettid),
@@ -100,6 +102,75 @@ fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     t.process.sid = t.process.pid;
     t.process.pgid = t.process.pid;
     Ok(t.process.pid as u64)
+}
+
+fn sys_execve(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::kernel::exec::{execve, MAX_ARG_BYTES};
+    let path = t.mm.read_cstring(a[0], crate::mm::MAX_STRING)?;
+    let argv = t.mm.read_string_array(a[1], MAX_ARG_BYTES)?;
+    let envp = t.mm.read_string_array(a[2], MAX_ARG_BYTES)?;
+    execve(t, &path, argv, envp).map(|_| 0)
+}
+
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+const PR_GET_SECCOMP: u64 = 21;
+const PR_CAPBSET_READ: u64 = 23;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_GET_NO_NEW_PRIVS: u64 = 39;
+const PR_SET_VMA: u64 = 0x53564d41;
+const PR_SET_PTRACER: u64 = 0x59616d61;
+
+fn sys_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    match a[0] {
+        PR_SET_NAME => {
+            let mut name = [0u8; 16];
+            t.mm.copy_in(a[1], &mut name)?;
+            let len = name.iter().position(|b| *b == 0).unwrap_or(15).min(15);
+            t.process.comm = name[..len].to_vec();
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut name = [0u8; 16];
+            let n = t.process.comm.len().min(15);
+            name[..n].copy_from_slice(&t.process.comm[..n]);
+            t.mm.copy_out(a[1], &name).map(|_| 0)
+        }
+        PR_GET_DUMPABLE => Ok(t.process.dumpable as u64),
+        PR_SET_DUMPABLE => match a[1] {
+            0 | 1 => {
+                t.process.dumpable = a[1] == 1;
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
+        },
+        PR_SET_NO_NEW_PRIVS => {
+            if a[1] != 1 || a[2] != 0 || a[3] != 0 || a[4] != 0 {
+                return Err(Errno::EINVAL);
+            }
+            t.process.no_new_privs = true;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => Ok(t.process.no_new_privs as u64),
+        PR_GET_SECCOMP => Ok(0),
+        PR_SET_PDEATHSIG => {
+            if a[1] > 64 {
+                return Err(Errno::EINVAL);
+            }
+            t.process.pdeathsig = a[1] as u8;
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => t.mm.write_u32(a[1], t.process.pdeathsig as u32).map(|_| 0),
+        // Capability 0..=40 are in the bounding set of a root process.
+        PR_CAPBSET_READ => if a[1] <= 40 { Ok(1) } else { Err(Errno::EINVAL) },
+        // Naming anonymous memory and Yama's ptracer list only inform debuggers.
+        PR_SET_VMA | PR_SET_PTRACER => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 fn sys_exit(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

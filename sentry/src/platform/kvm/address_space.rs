@@ -74,6 +74,10 @@ impl KvmAddressSpace {
 }
 
 impl AddressSpace for KvmAddressSpace {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn map(&self, addr: u64, frame: Gpa, perms: Perms) -> Result<Option<Gpa>, PlatformError> {
         let new = user_pte(frame, perms);
         let (slot, old) = self.tables().set(&self.memory, addr, new)?;

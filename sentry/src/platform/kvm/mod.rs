@@ -247,16 +247,15 @@ fn xsave_size(cpuid: &CpuId, xcr0: u64) -> usize {
 }
 
 impl Platform for KvmPlatform {
-    type AddressSpace = KvmAddressSpace;
     type Context = KvmContext;
 
     fn memory(&self) -> &Arc<GuestMemory> {
         &self.memory
     }
 
-    fn new_address_space(&self) -> Result<KvmAddressSpace, PlatformError> {
+    fn new_address_space(&self) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
         let pdpt = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).pdpt;
-        KvmAddressSpace::new(self.memory.clone(), pdpt)
+        Ok(Arc::new(KvmAddressSpace::new(self.memory.clone(), pdpt)?))
     }
 
     fn new_context(&self) -> Result<KvmContext, PlatformError> {

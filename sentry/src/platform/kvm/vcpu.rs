@@ -402,8 +402,6 @@ fn msr(index: u32, data: u64) -> kvm_msr_entry {
 }
 
 impl Context for KvmContext {
-    type AddressSpace = KvmAddressSpace;
-
     fn fpu_state(&mut self) -> Result<Vec<u8>, PlatformError> {
         let xsave = self.vcpu.get_xsave().map_err(PlatformError::kvm("KVM_GET_XSAVE"))?;
         let bytes: Vec<u8> = xsave.region.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -431,7 +429,11 @@ impl Context for KvmContext {
         self.xcr0
     }
 
-    fn switch(&mut self, space: &KvmAddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
+    fn switch(&mut self, space: &dyn crate::platform::AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
+        let space = space
+            .as_any()
+            .downcast_ref::<KvmAddressSpace>()
+            .ok_or(PlatformError::ForeignAddressSpace)?;
         let want = (space.root(), regs.fs_base, regs.gs_base);
         self.apply_pending(space, want)?;
         let generation = space.generation();

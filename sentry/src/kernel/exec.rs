@@ -1,0 +1,67 @@
+//! execve: replace a process's program with a new one in a fresh address space.
+
+use std::sync::Arc;
+
+use super::signal::{SigAction, SIG_IGN};
+use super::task::Task;
+use crate::abi::Errno;
+use crate::arch::fpu;
+use crate::loader::{self, ExecArgs};
+use crate::mm::MemoryManager;
+
+/// Bound on argv + envp (Linux: a quarter of the 8 MiB stack limit).
+pub const MAX_ARG_BYTES: usize = 2 << 20;
+
+/// Replace `task`'s program. On error nothing has changed; on success the registers,
+/// address space, signal handlers and close-on-exec fds are those of the new program.
+pub fn execve(task: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), Errno> {
+    let file = task.fs.open_exec(path)?;
+    let space = task.kernel.platform.new_address_space().map_err(|_| Errno::ENOMEM)?;
+    let mm = MemoryManager::new(space, task.kernel.platform.memory());
+    let regs = loader::load(
+        &mm,
+        file,
+        &ExecArgs {
+            path,
+            argv: &argv,
+            envp: &envp,
+            uid: task.creds.uid,
+            gid: task.creds.gid,
+        },
+    )
+    .map_err(|e| {
+        tracing::debug!("execve {}: {e}", String::from_utf8_lossy(path));
+        e.errno()
+    })?;
+
+    // The point of no return.
+    task.mm = Arc::new(mm);
+    task.regs = regs;
+    task.regs_replaced = true;
+    task.fpu_restore = Some(fpu::initial(task.fpu_layout.0));
+    for action in task.signals.actions.iter_mut() {
+        // Handlers are reset; ignored signals stay ignored (execve(2)).
+        if action.handler != SIG_IGN {
+            *action = SigAction::default();
+        }
+    }
+    task.signals.altstack = Default::default();
+    task.files.close_on_exec();
+    task.clear_child_tid = 0;
+    task.robust_list = (0, 0);
+    let exe = if path.starts_with(b"/") {
+        path.to_vec()
+    } else {
+        let mut p = task.fs.cwd.clone();
+        if !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(path);
+        p
+    };
+    task.process.comm = exe.rsplit(|b| *b == b'/').next().unwrap_or(&exe).iter().take(15).copied().collect();
+    task.process.exe = exe;
+    task.process.argv = argv;
+    task.process.envp = envp;
+    Ok(())
+}
