@@ -66,6 +66,15 @@ pub struct MemoryManager {
     state: Mutex<MmState>,
 }
 
+impl Drop for MemoryManager {
+    fn drop(&mut self) {
+        // Give every frame back. The address space is never run again, so translations
+        // a vCPU may still cache for it cannot be used.
+        let memory = &self.memory;
+        self.space.unmap(0, USER_ADDR_END, &mut |_, frame| memory.free_frame(frame));
+    }
+}
+
 impl MemoryManager {
     pub fn new(space: Arc<dyn AddressSpace>, memory: Arc<GuestMemory>) -> MemoryManager {
         MemoryManager {
@@ -320,6 +329,22 @@ impl MemoryManager {
     /// Total size of all areas, in bytes (VmSize).
     pub fn virtual_size(&self) -> u64 {
         self.state().vmas.iter().map(|v| v.end - v.start).sum()
+    }
+
+    /// Frames currently populated in this address space, in bytes (VmRSS).
+    pub fn resident_size(&self) -> u64 {
+        let st = self.state();
+        let mut n = 0;
+        for v in st.vmas.iter() {
+            let mut page = v.start;
+            while page < v.end {
+                if self.space.translate(page).is_some() {
+                    n += PAGE_SIZE;
+                }
+                page += PAGE_SIZE;
+            }
+        }
+        n
     }
 
     /// Round `len` to pages, refusing 0 and overflow, as mmap/munmap/mprotect do.

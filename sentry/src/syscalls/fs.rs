@@ -1,5 +1,1244 @@
-//! File-system syscalls (read, write, openat, stat, …). Filled in with the VFS.
+//! File-system syscalls: decoding guest arguments (every pointer through `task.mm`,
+//! every length capped) for the VFS and the fd table.
 
-use super::SyscallDef;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-pub const SYSCALLS: &[SyscallDef] = &[];
+use super::{SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::task::Task;
+use crate::syscall;
+use crate::vfs::file::{POLLERR, POLLHUP, POLLNVAL};
+use crate::vfs::path::PATH_MAX;
+use crate::vfs::{self, FileDescription, Found, Lookup, Node, ProcSnapshot, Stat, TimeSpec};
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(0, read, Full, "", sys_read),
+    syscall!(1, write, Partial, "a write to a pipe with no reader returns EPIPE without sending SIGPIPE", sys_write),
+    syscall!(2, open, Full, "", sys_open),
+    syscall!(3, close, Full, "", sys_close),
+    syscall!(4, stat, Full, "", sys_stat),
+    syscall!(5, fstat, Full, "", sys_fstat),
+    syscall!(6, lstat, Full, "", sys_lstat),
+    syscall!(7, poll, Partial, "waits by polling every few ms; only pipes and host stdio ever become ready later", sys_poll),
+    syscall!(8, lseek, Full, "", sys_lseek),
+    syscall!(16, ioctl, Partial, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TIOCGWINSZ/TIOCGPGRP on a tty; others → ENOTTY", sys_ioctl),
+    syscall!(17, pread64, Full, "", sys_pread64),
+    syscall!(18, pwrite64, Full, "", sys_pwrite64),
+    syscall!(19, readv, Full, "", sys_readv),
+    syscall!(20, writev, Partial, "as write: EPIPE without SIGPIPE", sys_writev),
+    syscall!(21, access, Full, "", sys_access),
+    syscall!(22, pipe, Full, "", sys_pipe),
+    syscall!(32, dup, Full, "", sys_dup),
+    syscall!(33, dup2, Full, "", sys_dup2),
+    syscall!(40, sendfile, Full, "", sys_sendfile),
+    syscall!(72, fcntl, Partial, "record locks are always granted (F_GETLK reports F_UNLCK); F_SETPIPE_SZ keeps 64 KiB; leases, notify and seals → EINVAL", sys_fcntl),
+    syscall!(73, flock, Partial, "locks are always granted (one process per sandbox for now)", sys_flock),
+    syscall!(74, fsync, Full, "", sys_fsync),
+    syscall!(75, fdatasync, Full, "", sys_fsync),
+    syscall!(76, truncate, Full, "", sys_truncate),
+    syscall!(77, ftruncate, Full, "", sys_ftruncate),
+    syscall!(78, getdents, Full, "", sys_getdents),
+    syscall!(79, getcwd, Full, "", sys_getcwd),
+    syscall!(80, chdir, Full, "", sys_chdir),
+    syscall!(81, fchdir, Full, "", sys_fchdir),
+    syscall!(82, rename, Full, "", sys_rename),
+    syscall!(83, mkdir, Full, "", sys_mkdir),
+    syscall!(84, rmdir, Full, "", sys_rmdir),
+    syscall!(85, creat, Full, "", sys_creat),
+    syscall!(86, link, Full, "", sys_link),
+    syscall!(87, unlink, Full, "", sys_unlink),
+    syscall!(88, symlink, Full, "", sys_symlink),
+    syscall!(89, readlink, Full, "", sys_readlink),
+    syscall!(90, chmod, Full, "", sys_chmod),
+    syscall!(91, fchmod, Full, "", sys_fchmod),
+    syscall!(92, chown, Full, "", sys_chown),
+    syscall!(93, fchown, Full, "", sys_fchown),
+    syscall!(94, lchown, Full, "", sys_lchown),
+    syscall!(95, umask, Full, "", sys_umask),
+    syscall!(137, statfs, Partial, "block and inode counts are synthetic", sys_statfs),
+    syscall!(138, fstatfs, Partial, "block and inode counts are synthetic", sys_fstatfs),
+    syscall!(217, getdents64, Full, "", sys_getdents64),
+    syscall!(221, fadvise64, Full, "", sys_fadvise64),
+    syscall!(257, openat, Full, "", sys_openat),
+    syscall!(258, mkdirat, Full, "", sys_mkdirat),
+    syscall!(260, fchownat, Full, "", sys_fchownat),
+    syscall!(262, newfstatat, Full, "", sys_newfstatat),
+    syscall!(263, unlinkat, Full, "", sys_unlinkat),
+    syscall!(264, renameat, Full, "", sys_renameat),
+    syscall!(265, linkat, Full, "", sys_linkat),
+    syscall!(266, symlinkat, Full, "", sys_symlinkat),
+    syscall!(267, readlinkat, Full, "", sys_readlinkat),
+    syscall!(268, fchmodat, Full, "", sys_fchmodat),
+    syscall!(269, faccessat, Full, "", sys_faccessat),
+    syscall!(271, ppoll, Partial, "the signal mask argument is ignored; waits by polling as poll", sys_ppoll),
+    syscall!(280, utimensat, Full, "", sys_utimensat),
+    syscall!(292, dup3, Full, "", sys_dup3),
+    syscall!(293, pipe2, Partial, "O_DIRECT (packet mode) is accepted but pipes stay byte streams", sys_pipe2),
+    syscall!(316, renameat2, Partial, "RENAME_WHITEOUT → EINVAL", sys_renameat2),
+    syscall!(332, statx, Partial, "reports STATX_BASIC_STATS only (no birth time, no mount id)", sys_statx),
+    syscall!(439, faccessat2, Full, "", sys_faccessat2),
+];
+
+const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_REMOVEDIR: u64 = 0x200;
+const AT_EACCESS: u64 = 0x200;
+const AT_SYMLINK_FOLLOW: u64 = 0x400;
+const AT_NO_AUTOMOUNT: u64 = 0x800;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+
+const SEEK_CUR: u32 = 1;
+/// Bytes one read/write call moves at most (Linux caps at MAX_RW_COUNT = 0x7ffff000;
+/// the sentry buffers, so it caps lower and returns a short count).
+const MAX_IO: usize = 64 << 20;
+/// Linux IOV_MAX.
+const IOV_MAX: u64 = 1024;
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const O_NONBLOCK: u32 = libc::O_NONBLOCK as u32;
+
+/// What /proc shows of `task`, taken when a lookup enters /proc.
+pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
+    let join = |v: &[Vec<u8>]| {
+        let mut o = Vec::new();
+        for s in v {
+            o.extend_from_slice(s);
+            o.push(0);
+        }
+        o
+    };
+    ProcSnapshot {
+        pid: t.process.pid,
+        ppid: t.process.ppid,
+        pgid: t.process.pgid,
+        sid: t.process.sid,
+        tid: t.tid,
+        uid: t.creds.uid,
+        gid: t.creds.gid,
+        umask: t.fs.umask,
+        exe: t.process.exe.clone(),
+        cwd: t.fs.cwd.clone(),
+        cmdline: join(&t.process.argv),
+        environ: join(&t.process.envp),
+        comm: t.process.comm.clone(),
+        maps: t.mm.maps(),
+        vm_size: t.mm.virtual_size(),
+        fds: t.files.list(),
+        hostname: t.kernel.hostname.lock().map(|h| h.clone()).unwrap_or_default(),
+        release: super::misc::RELEASE.to_vec(),
+        version: super::misc::VERSION.to_vec(),
+        uptime: t.kernel.boot.elapsed(),
+    }
+}
+
+// ---- argument helpers ----
+
+/// A path argument: EFAULT for a bad pointer, ENAMETOOLONG at PATH_MAX.
+fn path_arg(t: &Task, addr: u64) -> Result<Vec<u8>, Errno> {
+    let p = t.mm.read_cstring(addr, PATH_MAX)?;
+    if p.len() >= PATH_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(p)
+}
+
+/// The directory a relative path starts from: the cwd or a directory fd.
+fn base_dir(t: &Task, dirfd: i32, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    if path.starts_with(b"/") {
+        return Ok(b"/".to_vec());
+    }
+    if dirfd == AT_FDCWD {
+        return Ok(t.fs.cwd.clone());
+    }
+    let f = t.files.get(dirfd)?;
+    match f.vfs_node() {
+        Some(n) if n.is_dir() => Ok(f.path().into_bytes()),
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+fn nofile(t: &Task) -> u64 {
+    t.rlimits.0[7].0
+}
+
+/// Run `f` with a lookup context for `t` relative to `base` (effective ids).
+fn with_lookup<R>(t: &Task, base: &[u8], f: impl FnOnce(&Lookup) -> R) -> R {
+    let snap = || proc_snapshot(t);
+    let lk = Lookup::new(base, t.creds.euid, t.creds.egid, t.fs.umask, &snap);
+    f(&lk)
+}
+
+fn readable(f: &Arc<dyn FileDescription>) -> Result<(), Errno> {
+    let acc = f.status_flags() & libc::O_ACCMODE as u32;
+    if f.is_path_only() || !(acc == 0 || acc == 2) {
+        return Err(Errno::EBADF);
+    }
+    Ok(())
+}
+
+fn writable(f: &Arc<dyn FileDescription>) -> Result<(), Errno> {
+    let acc = f.status_flags() & libc::O_ACCMODE as u32;
+    if f.is_path_only() || !(acc == 1 || acc == 2) {
+        return Err(Errno::EBADF);
+    }
+    Ok(())
+}
+
+fn offset_arg(v: u64) -> Result<Option<u64>, Errno> {
+    if (v as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(v))
+}
+
+// ---- read / write ----
+
+fn do_read(t: &Task, fd: i32, buf: u64, count: u64, off: Option<u64>) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    readable(&f)?;
+    let len = (count as usize).min(MAX_IO);
+    let mut b = vec![0u8; len];
+    let n = f.read(&mut b, off)?;
+    let copied = copy_out_partial(t, buf, &b[..n]);
+    if copied < n && off.is_none() {
+        // Give back what did not reach the guest: Linux moves the offset only by what
+        // it copied.
+        let _ = f.seek(-((n - copied) as i64), SEEK_CUR);
+    }
+    if copied == 0 && n > 0 {
+        return Err(Errno::EFAULT);
+    }
+    Ok(copied as u64)
+}
+
+/// Copy `data` out to `addr` as far as guest memory allows (a buffer that runs into
+/// unmapped memory gets a short count, as on Linux); the number of bytes copied.
+fn copy_out_partial(t: &Task, addr: u64, data: &[u8]) -> usize {
+    if t.mm.copy_out(addr, data).is_ok() {
+        return data.len();
+    }
+    let page = crate::arch::PAGE_SIZE;
+    let mut done = 0usize;
+    while done < data.len() {
+        let at = addr.wrapping_add(done as u64);
+        let n = ((page - at % page) as usize).min(data.len() - done);
+        if t.mm.copy_out(at, &data[done..done + n]).is_err() {
+            break;
+        }
+        done += n;
+    }
+    done
+}
+
+fn do_write(t: &Task, fd: i32, buf: u64, count: u64, off: Option<u64>) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    writable(&f)?;
+    let len = (count as usize).min(MAX_IO);
+    let mut b = vec![0u8; len];
+    t.mm.copy_in(buf, &mut b)?;
+    f.write(&b, off).map(|n| n as u64)
+}
+
+fn sys_read(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_read(t, a[0] as i32, a[1], a[2], None)
+}
+
+fn sys_write(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_write(t, a[0] as i32, a[1], a[2], None)
+}
+
+fn sys_pread64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset_arg(a[3])?;
+    do_read(t, a[0] as i32, a[1], a[2], off)
+}
+
+fn sys_pwrite64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset_arg(a[3])?;
+    do_write(t, a[0] as i32, a[1], a[2], off)
+}
+
+/// Read an iovec array: (base, len) pairs, total capped at MAX_IO.
+fn iovecs(t: &Task, addr: u64, cnt: u64) -> Result<Vec<(u64, usize)>, Errno> {
+    if cnt > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; cnt as usize * 16];
+    t.mm.copy_in(addr, &mut raw)?;
+    let mut out = Vec::with_capacity(cnt as usize);
+    let mut total = 0usize;
+    for c in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(c[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let len = u64::from_le_bytes(c[8..].try_into().map_err(|_| Errno::EFAULT)?);
+        if (len as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = (len as usize).min(MAX_IO - total);
+        total += len;
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+fn do_readv(t: &Task, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    readable(&f)?;
+    let iov = iovecs(t, iov, cnt)?;
+    let total: usize = iov.iter().map(|(_, l)| *l).sum();
+    let mut b = vec![0u8; total];
+    let n = f.read(&mut b, off)?;
+    let mut done = 0;
+    for (base, len) in iov {
+        if done >= n {
+            break;
+        }
+        let k = len.min(n - done);
+        let copied = copy_out_partial(t, base, &b[done..done + k]);
+        done += copied;
+        if copied < k {
+            break;
+        }
+    }
+    if done < n && off.is_none() {
+        let _ = f.seek(-((n - done) as i64), SEEK_CUR);
+    }
+    if done == 0 && n > 0 {
+        return Err(Errno::EFAULT);
+    }
+    Ok(done as u64)
+}
+
+fn do_writev(t: &Task, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    writable(&f)?;
+    let iov = iovecs(t, iov, cnt)?;
+    let mut b = Vec::new();
+    for (base, len) in iov {
+        let start = b.len();
+        b.resize(start + len, 0);
+        if let Err(e) = t.mm.copy_in(base, &mut b[start..]) {
+            if start == 0 {
+                return Err(e);
+            }
+            b.truncate(start);
+            break;
+        }
+    }
+    f.write(&b, off).map(|n| n as u64)
+}
+
+fn sys_readv(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_readv(t, a[0] as i32, a[1], a[2], None)
+}
+
+fn sys_writev(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_writev(t, a[0] as i32, a[1], a[2], None)
+}
+
+// ---- open / close / dup ----
+
+fn do_openat(t: &Task, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> SyscallResult {
+    let base = base_dir(t, dirfd, path)?;
+    let vfs = t.fs.vfs.clone();
+    let f = with_lookup(t, &base, |lk| vfs.open(lk, path, flags, mode))?;
+    t.files.install(f, flags & O_CLOEXEC != 0, nofile(t)).map(|fd| fd as u64)
+}
+
+fn sys_open(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    do_openat(t, AT_FDCWD, &p, a[1] as u32, a[2] as u32)
+}
+
+fn sys_openat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[1])?;
+    do_openat(t, a[0] as i32, &p, a[2] as u32, a[3] as u32)
+}
+
+fn sys_creat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32;
+    do_openat(t, AT_FDCWD, &p, flags, a[1] as u32)
+}
+
+fn sys_close(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.close(a[0] as i32)?;
+    drop(f);
+    Ok(0)
+}
+
+fn sys_dup(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    t.files.install(f, false, nofile(t)).map(|fd| fd as u64)
+}
+
+fn do_dup3(t: &Task, old: i32, new: i32, cloexec: bool) -> SyscallResult {
+    let f = t.files.get(old)?;
+    let replaced = t.files.install_at(new, f, cloexec, nofile(t))?;
+    drop(replaced);
+    Ok(new as u64)
+}
+
+fn sys_dup2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (old, new) = (a[0] as i32, a[1] as i32);
+    if old == new {
+        t.files.get(old)?;
+        return Ok(new as u64);
+    }
+    do_dup3(t, old, new, false)
+}
+
+fn sys_dup3(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (old, new, flags) = (a[0] as i32, a[1] as i32, a[2] as u32);
+    if flags & !O_CLOEXEC != 0 || old == new {
+        return Err(Errno::EINVAL);
+    }
+    do_dup3(t, old, new, flags & O_CLOEXEC != 0)
+}
+
+fn do_pipe2(t: &Task, addr: u64, flags: u32) -> SyscallResult {
+    if flags & !(O_CLOEXEC | O_NONBLOCK | libc::O_DIRECT as u32) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (r, w) = vfs::pipe::new_pipe(flags);
+    let cloexec = flags & O_CLOEXEC != 0;
+    let rfd = t.files.install(r, cloexec, nofile(t))?;
+    let wfd = match t.files.install(w, cloexec, nofile(t)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = t.files.close(rfd);
+            return Err(e);
+        }
+    };
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&rfd.to_le_bytes());
+    b[4..].copy_from_slice(&wfd.to_le_bytes());
+    if let Err(e) = t.mm.copy_out(addr, &b) {
+        let _ = t.files.close(rfd);
+        let _ = t.files.close(wfd);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn sys_pipe(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_pipe2(t, a[0], 0)
+}
+
+fn sys_pipe2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_pipe2(t, a[0], a[1] as u32)
+}
+
+// ---- fcntl / ioctl / seek / sync ----
+
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_GETLK: u64 = 5;
+const F_SETLK: u64 = 6;
+const F_SETLKW: u64 = 7;
+const F_SETOWN: u64 = 8;
+const F_GETOWN: u64 = 9;
+const F_OFD_GETLK: u64 = 36;
+const F_OFD_SETLK: u64 = 37;
+const F_OFD_SETLKW: u64 = 38;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_SETPIPE_SZ: u64 = 1031;
+const F_GETPIPE_SZ: u64 = 1032;
+const F_UNLCK: u16 = 2;
+
+fn sys_fcntl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (fd, cmd, arg) = (a[0] as i32, a[1] & 0xffff_ffff, a[2]);
+    let (f, cloexec) = t.files.get_with_flags(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = arg as u32 as u64;
+            if min >= nofile(t).min(vfs::fdtable::MAX_FDS as u64) {
+                return Err(Errno::EINVAL);
+            }
+            t.files
+                .install_from(f, cmd == F_DUPFD_CLOEXEC, min as usize, nofile(t))
+                .map(|fd| fd as u64)
+        }
+        F_GETFD => Ok(cloexec as u64),
+        F_SETFD => t.files.set_cloexec(fd, arg & 1 != 0).map(|_| 0),
+        F_GETFL => Ok(f.status_flags() as u64),
+        F_SETFL => {
+            if f.is_path_only() {
+                return Err(Errno::EBADF);
+            }
+            f.set_status_flags(arg as u32);
+            Ok(0)
+        }
+        F_GETLK | F_OFD_GETLK => {
+            if f.is_path_only() {
+                return Err(Errno::EBADF);
+            }
+            // struct flock starts with short l_type: nothing else holds a lock.
+            t.mm.copy_out(arg, &F_UNLCK.to_le_bytes())?;
+            Ok(0)
+        }
+        F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW => {
+            if f.is_path_only() {
+                return Err(Errno::EBADF);
+            }
+            let mut b = [0u8; 2];
+            t.mm.copy_in(arg, &mut b)?;
+            if u16::from_le_bytes(b) > 2 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(0)
+        }
+        F_SETOWN => Ok(0),
+        F_GETOWN => Ok(0),
+        F_GETPIPE_SZ | F_SETPIPE_SZ => {
+            if f.as_any().downcast_ref::<vfs::pipe::PipeEnd>().is_none() {
+                return Err(Errno::EBADF);
+            }
+            Ok(vfs::pipe::PIPE_CAPACITY as u64)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+const FIONCLEX: u32 = 0x5450;
+const FIOCLEX: u32 = 0x5451;
+const FIONBIO: u32 = 0x5421;
+const FIONREAD: u32 = 0x541b;
+
+fn sys_ioctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (fd, cmd, arg) = (a[0] as i32, a[1] as u32, a[2]);
+    let f = t.files.get(fd)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    match cmd {
+        FIOCLEX => t.files.set_cloexec(fd, true).map(|_| 0),
+        FIONCLEX => t.files.set_cloexec(fd, false).map(|_| 0),
+        FIONBIO => {
+            let on = t.mm.read_u32(arg)? != 0;
+            let fl = f.status_flags();
+            f.set_status_flags(if on { fl | O_NONBLOCK } else { fl & !O_NONBLOCK });
+            Ok(0)
+        }
+        FIONREAD => {
+            let st = f.stat()?;
+            match st.mode & libc::S_IFMT {
+                libc::S_IFREG => {
+                    // Linux: bytes from the offset to the end of the file.
+                    let pos = f.seek(0, SEEK_CUR)?;
+                    let left = (st.size.max(0) as u64).saturating_sub(pos).min(i32::MAX as u64);
+                    t.mm.write_u32(arg, left as u32)?;
+                    Ok(0)
+                }
+                libc::S_IFDIR => Err(Errno::ENOTTY),
+                _ => f.ioctl(cmd, arg, &t.mm),
+            }
+        }
+        _ => f.ioctl(cmd, arg, &t.mm),
+    }
+}
+
+fn sys_lseek(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    f.seek(a[1] as i64, a[2] as u32)
+}
+
+fn sys_fsync(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.files.get(a[0] as i32)?.sync().map(|_| 0)
+}
+
+fn sys_truncate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    if (a[1] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let base = base_dir(t, AT_FDCWD, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.truncate(lk, &p, a[1])).map(|_| 0)
+}
+
+fn sys_ftruncate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    if (a[1] as i64) < 0 || f.is_path_only() {
+        return Err(if f.is_path_only() { Errno::EBADF } else { Errno::EINVAL });
+    }
+    // Linux: a descriptor not open for writing gives EINVAL.
+    if writable(&f).is_err() {
+        return Err(Errno::EINVAL);
+    }
+    f.truncate(a[1]).map(|_| 0)
+}
+
+// ---- stat ----
+
+fn statx_bytes(st: &Stat) -> [u8; 256] {
+    let mut b = [0u8; 256];
+    let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+    let major = |d: u64| (((d >> 8) & 0xfff) | ((d >> 32) & !0xfff)) as u32;
+    let minor = |d: u64| ((d & 0xff) | ((d >> 12) & !0xff)) as u32;
+    put(0, &0x7ffu32.to_le_bytes()); // STATX_BASIC_STATS
+    put(4, &(st.blksize as u32).to_le_bytes());
+    put(16, &(st.nlink as u32).to_le_bytes());
+    put(20, &st.uid.to_le_bytes());
+    put(24, &st.gid.to_le_bytes());
+    put(28, &(st.mode as u16).to_le_bytes());
+    put(32, &st.ino.to_le_bytes());
+    put(40, &st.size.to_le_bytes());
+    put(48, &st.blocks.to_le_bytes());
+    for (off, (sec, nsec)) in [(64, st.atime), (96, st.ctime), (112, st.mtime)] {
+        put(off, &sec.to_le_bytes());
+        put(off + 8, &(nsec as u32).to_le_bytes());
+    }
+    put(128, &major(st.rdev).to_le_bytes());
+    put(132, &minor(st.rdev).to_le_bytes());
+    put(136, &major(st.dev).to_le_bytes());
+    put(140, &minor(st.dev).to_le_bytes());
+    b
+}
+
+/// stat of `path` relative to `dirfd`, or of `dirfd` itself for AT_EMPTY_PATH with "".
+fn stat_at(t: &Task, dirfd: i32, path: &[u8], flags: u64) -> Result<Stat, Errno> {
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd == AT_FDCWD {
+            let cwd = t.fs.cwd.clone();
+            let vfs = t.fs.vfs.clone();
+            return with_lookup(t, b"/", |lk| vfs.stat(lk, &cwd, true));
+        }
+        return t.files.get(dirfd)?.stat();
+    }
+    let base = base_dir(t, dirfd, path)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.stat(lk, path, flags & AT_SYMLINK_NOFOLLOW == 0))
+}
+
+fn sys_stat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    let st = stat_at(t, AT_FDCWD, &p, 0)?;
+    t.mm.copy_out(a[1], &st.to_bytes()).map(|_| 0)
+}
+
+fn sys_lstat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    let st = stat_at(t, AT_FDCWD, &p, AT_SYMLINK_NOFOLLOW)?;
+    t.mm.copy_out(a[1], &st.to_bytes()).map(|_| 0)
+}
+
+fn sys_fstat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let st = t.files.get(a[0] as i32)?.stat()?;
+    t.mm.copy_out(a[1], &st.to_bytes()).map(|_| 0)
+}
+
+fn sys_newfstatat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = a[3];
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = path_arg(t, a[1])?;
+    let st = stat_at(t, a[0] as i32, &p, flags)?;
+    t.mm.copy_out(a[2], &st.to_bytes()).map(|_| 0)
+}
+
+fn sys_statx(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (dirfd, flags, mask) = (a[0] as i32, a[2], a[3] as u32);
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE) != 0
+        || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE
+        || mask & 0x8000_0000 != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let p = path_arg(t, a[1])?;
+    let st = stat_at(t, dirfd, &p, flags)?;
+    t.mm.copy_out(a[4], &statx_bytes(&st)).map(|_| 0)
+}
+
+// ---- directories ----
+
+fn do_getdents(t: &Task, fd: i32, addr: u64, count: u64, old_format: bool) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let cap = (count as usize).min(MAX_IO);
+    let mut out: Vec<u8> = Vec::new();
+    let mut too_small = false;
+    f.readdir(&mut |e, next| {
+        let (head, tail) = if old_format { (18, 2) } else { (19, 1) };
+        let reclen = (head + e.name.len() + tail + 7) & !7;
+        if out.len() + reclen > cap {
+            too_small = out.is_empty();
+            return false;
+        }
+        let start = out.len();
+        out.resize(start + reclen, 0);
+        let r = &mut out[start..];
+        r[..8].copy_from_slice(&e.ino.to_le_bytes());
+        r[8..16].copy_from_slice(&next.to_le_bytes());
+        r[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+        if old_format {
+            r[18..18 + e.name.len()].copy_from_slice(&e.name);
+            r[reclen - 1] = e.kind;
+        } else {
+            r[18] = e.kind;
+            r[19..19 + e.name.len()].copy_from_slice(&e.name);
+        }
+        true
+    })?;
+    if too_small {
+        return Err(Errno::EINVAL);
+    }
+    t.mm.copy_out(addr, &out)?;
+    Ok(out.len() as u64)
+}
+
+fn sys_getdents64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_getdents(t, a[0] as i32, a[1], a[2], false)
+}
+
+fn sys_getdents(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_getdents(t, a[0] as i32, a[1], a[2], true)
+}
+
+fn sys_getcwd(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let mut p = t.fs.cwd.clone();
+    p.push(0);
+    if (a[1] as usize) < p.len() {
+        return Err(Errno::ERANGE);
+    }
+    t.mm.copy_out(a[0], &p)?;
+    Ok(p.len() as u64)
+}
+
+fn sys_chdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    let base = base_dir(t, AT_FDCWD, &p)?;
+    let vfs = t.fs.vfs.clone();
+    let (uid, gid) = (t.creds.euid, t.creds.egid);
+    let cwd = with_lookup(t, &base, |lk| -> Result<Vec<u8>, Errno> {
+        let r = vfs.resolve(lk, &p, true)?;
+        match &r.found {
+            Found::Node(n) if n.is_dir() => {
+                if !vfs::permits(&n.stat(), uid, gid, 1) {
+                    return Err(Errno::EACCES);
+                }
+                Ok(r.path())
+            }
+            Found::Node(_) | Found::Magic(_) => Err(Errno::ENOTDIR),
+            Found::Missing => Err(Errno::ENOENT),
+        }
+    })?;
+    t.fs.cwd = cwd;
+    Ok(0)
+}
+
+fn sys_fchdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    match f.vfs_node() {
+        Some(n) if n.is_dir() => {
+            t.fs.cwd = f.path().into_bytes();
+            Ok(0)
+        }
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+fn do_mkdirat(t: &Task, dirfd: i32, addr: u64, mode: u32) -> SyscallResult {
+    let p = path_arg(t, addr)?;
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.mkdir(lk, &p, mode)).map(|_| 0)
+}
+
+fn sys_mkdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_mkdirat(t, AT_FDCWD, a[0], a[1] as u32)
+}
+
+fn sys_mkdirat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_mkdirat(t, a[0] as i32, a[1], a[2] as u32)
+}
+
+fn do_unlinkat(t: &Task, dirfd: i32, addr: u64, flags: u64) -> SyscallResult {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = path_arg(t, addr)?;
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| if flags & AT_REMOVEDIR != 0 { vfs.rmdir(lk, &p) } else { vfs.unlink(lk, &p) }).map(|_| 0)
+}
+
+fn sys_unlink(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_unlinkat(t, AT_FDCWD, a[0], 0)
+}
+
+fn sys_rmdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_unlinkat(t, AT_FDCWD, a[0], AT_REMOVEDIR)
+}
+
+fn sys_unlinkat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_unlinkat(t, a[0] as i32, a[1], a[2])
+}
+
+fn do_renameat2(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u32) -> SyscallResult {
+    let op = path_arg(t, old)?;
+    let np = path_arg(t, new)?;
+    let ob = base_dir(t, olddirfd, &op)?;
+    let nb = base_dir(t, newdirfd, &np)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &ob, |lo| with_lookup(t, &nb, |ln| vfs.rename(lo, &op, ln, &np, flags))).map(|_| 0)
+}
+
+fn sys_rename(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_renameat2(t, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+}
+
+fn sys_renameat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_renameat2(t, a[0] as i32, a[1], a[2] as i32, a[3], 0)
+}
+
+fn sys_renameat2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_renameat2(t, a[0] as i32, a[1], a[2] as i32, a[3], a[4] as u32)
+}
+
+fn do_linkat(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u64) -> SyscallResult {
+    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let op = path_arg(t, old)?;
+    let np = path_arg(t, new)?;
+    let nb = base_dir(t, newdirfd, &np)?;
+    let vfs = t.fs.vfs.clone();
+    if op.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        let f = t.files.get(olddirfd)?;
+        return match f.vfs_node() {
+            Some(Node::Tmp(inode)) => with_lookup(t, &nb, |ln| vfs.link_inode(ln, &np, inode)).map(|_| 0),
+            Some(n) if n.is_dir() => Err(Errno::EPERM),
+            Some(_) => {
+                let fp = f.path().into_bytes();
+                with_lookup(t, b"/", |lo| with_lookup(t, &nb, |ln| vfs.link(lo, &fp, false, ln, &np))).map(|_| 0)
+            }
+            None => Err(Errno::ENOENT),
+        };
+    }
+    let ob = base_dir(t, olddirfd, &op)?;
+    let follow = flags & AT_SYMLINK_FOLLOW != 0;
+    with_lookup(t, &ob, |lo| with_lookup(t, &nb, |ln| vfs.link(lo, &op, follow, ln, &np))).map(|_| 0)
+}
+
+fn sys_link(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_linkat(t, AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+}
+
+fn sys_linkat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_linkat(t, a[0] as i32, a[1], a[2] as i32, a[3], a[4])
+}
+
+fn do_symlinkat(t: &Task, target: u64, dirfd: i32, linkpath: u64) -> SyscallResult {
+    let target = path_arg(t, target)?;
+    let p = path_arg(t, linkpath)?;
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.symlink(lk, &target, &p)).map(|_| 0)
+}
+
+fn sys_symlink(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_symlinkat(t, a[0], AT_FDCWD, a[1])
+}
+
+fn sys_symlinkat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_symlinkat(t, a[0], a[1] as i32, a[2])
+}
+
+fn do_readlinkat(t: &Task, dirfd: i32, addr: u64, buf: u64, size: u64) -> SyscallResult {
+    let p = path_arg(t, addr)?;
+    if (size as i32) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = if p.is_empty() {
+        // Linux: an empty path reads the link an O_PATH dirfd refers to.
+        let f = t.files.get(dirfd)?;
+        match f.vfs_node() {
+            Some(n) => n.readlink().ok_or(Errno::ENOENT)?,
+            None => return Err(Errno::ENOENT),
+        }
+    } else {
+        let base = base_dir(t, dirfd, &p)?;
+        let vfs = t.fs.vfs.clone();
+        with_lookup(t, &base, |lk| vfs.readlink(lk, &p))?
+    };
+    let n = target.len().min(size as i32 as usize);
+    t.mm.copy_out(buf, &target[..n])?;
+    Ok(n as u64)
+}
+
+fn sys_readlink(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_readlinkat(t, AT_FDCWD, a[0], a[1], a[2])
+}
+
+fn sys_readlinkat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_readlinkat(t, a[0] as i32, a[1], a[2], a[3])
+}
+
+// ---- permissions and times ----
+
+fn do_fchmodat(t: &Task, dirfd: i32, addr: u64, mode: u32, flags: u64) -> SyscallResult {
+    let p = path_arg(t, addr)?;
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.chmod(lk, &p, mode, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+}
+
+fn sys_chmod(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_fchmodat(t, AT_FDCWD, a[0], a[1] as u32, 0)
+}
+
+fn sys_fchmodat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_fchmodat(t, a[0] as i32, a[1], a[2] as u32, 0)
+}
+
+fn sys_fchmod(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    match f.vfs_node() {
+        Some(Node::Tmp(inode)) => {
+            vfs::chmod_inode(&inode, a[1] as u32);
+            Ok(0)
+        }
+        Some(Node::Host(_)) => {
+            let fp = f.path().into_bytes();
+            let vfs = t.fs.vfs.clone();
+            with_lookup(t, b"/", |lk| vfs.chmod(lk, &fp, a[1] as u32, false)).map(|_| 0)
+        }
+        // Devices, /proc files, pipes and stdio: accepted, nothing to keep.
+        _ => Ok(0),
+    }
+}
+
+fn sys_umask(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let old = t.fs.umask;
+    t.fs.umask = (a[0] as u32) & 0o777;
+    Ok(old as u64)
+}
+
+fn do_faccessat(t: &Task, dirfd: i32, addr: u64, mode: u32, flags: u64) -> SyscallResult {
+    if flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = path_arg(t, addr)?;
+    if mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (uid, gid) = if flags & AT_EACCESS != 0 { (t.creds.euid, t.creds.egid) } else { (t.creds.uid, t.creds.gid) };
+    let st = stat_at(t, dirfd, &p, flags)?;
+    if mode == 0 || vfs::permits(&st, uid, gid, mode) {
+        Ok(0)
+    } else {
+        Err(Errno::EACCES)
+    }
+}
+
+fn sys_access(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_faccessat(t, AT_FDCWD, a[0], a[1] as u32, 0)
+}
+
+fn sys_faccessat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_faccessat(t, a[0] as i32, a[1], a[2] as u32, 0)
+}
+
+fn sys_faccessat2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_faccessat(t, a[0] as i32, a[1], a[2] as u32, a[3])
+}
+
+const UTIME_NOW: i64 = (1 << 30) - 1;
+const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+fn sys_utimensat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (dirfd, path, times_addr, flags) = (a[0] as i32, a[1], a[2], a[3]);
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let times = if times_addr == 0 {
+        [TimeSpec::Now, TimeSpec::Now]
+    } else {
+        let mut b = [0u8; 32];
+        t.mm.copy_in(times_addr, &mut b)?;
+        let mut out = [TimeSpec::Omit; 2];
+        for (i, c) in b.chunks_exact(16).enumerate() {
+            let sec = i64::from_le_bytes(c[..8].try_into().map_err(|_| Errno::EFAULT)?);
+            let nsec = i64::from_le_bytes(c[8..].try_into().map_err(|_| Errno::EFAULT)?);
+            out[i] = match nsec {
+                UTIME_NOW => TimeSpec::Now,
+                UTIME_OMIT => TimeSpec::Omit,
+                n if (0..1_000_000_000).contains(&n) => TimeSpec::At(sec, n),
+                _ => return Err(Errno::EINVAL),
+            };
+        }
+        out
+    };
+    let vfs = t.fs.vfs.clone();
+    let p = if path == 0 { Vec::new() } else { path_arg(t, path)? };
+    if p.is_empty() {
+        if path != 0 && flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        // futimens: the file dirfd refers to.
+        let f = t.files.get(dirfd)?;
+        return match f.vfs_node() {
+            Some(Node::Tmp(inode)) => {
+                vfs::set_times(&inode, times);
+                Ok(0)
+            }
+            Some(Node::Host(_)) => {
+                let fp = f.path().into_bytes();
+                with_lookup(t, b"/", |lk| vfs.utimes(lk, &fp, times, false)).map(|_| 0)
+            }
+            _ => Ok(0),
+        };
+    }
+    let base = base_dir(t, dirfd, &p)?;
+    with_lookup(t, &base, |lk| vfs.utimes(lk, &p, times, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+}
+
+// ---- poll ----
+
+/// Wait for readiness on a pollfd array; `timeout` None waits for ever.
+fn do_poll(t: &Task, addr: u64, nfds: u64, timeout: Option<Duration>) -> SyscallResult {
+    if nfds > nofile(t) {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; nfds as usize * 8];
+    t.mm.copy_in(addr, &mut raw)?;
+    let deadline = timeout.map(|d| Instant::now() + d);
+    let mut nap = Duration::from_micros(500);
+    loop {
+        let mut ready = 0u64;
+        for c in raw.chunks_exact_mut(8) {
+            let fd = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let events = i16::from_le_bytes([c[4], c[5]]);
+            let revents = if fd < 0 {
+                0
+            } else {
+                match t.files.get(fd) {
+                    Ok(f) => f.poll() & (events | POLLERR | POLLHUP),
+                    Err(_) => POLLNVAL,
+                }
+            };
+            c[6..8].copy_from_slice(&revents.to_le_bytes());
+            if revents != 0 {
+                ready += 1;
+            }
+        }
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if ready > 0 || expired {
+            t.mm.copy_out(addr, &raw)?;
+            return Ok(ready);
+        }
+        let mut sleep = nap;
+        if let Some(d) = deadline {
+            sleep = sleep.min(d.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(sleep);
+        nap = (nap * 2).min(Duration::from_millis(10));
+    }
+}
+
+fn sys_poll(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let ms = a[2] as i32;
+    let timeout = (ms >= 0).then(|| Duration::from_millis(ms as u64));
+    do_poll(t, a[0], a[1], timeout)
+}
+
+fn sys_ppoll(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let timeout = if a[2] == 0 {
+        None
+    } else {
+        let sec = t.mm.read_u64(a[2])? as i64;
+        let nsec = t.mm.read_u64(a[2] + 8)? as i64;
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Some(Duration::new(sec as u64, nsec as u32))
+    };
+    let start = Instant::now();
+    let r = do_poll(t, a[0], a[1], timeout)?;
+    if let Some(d) = timeout {
+        // Linux writes the time left back into the timespec.
+        let left = d.saturating_sub(start.elapsed());
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
+        b[8..].copy_from_slice(&(left.subsec_nanos() as i64).to_le_bytes());
+        t.mm.copy_out(a[2], &b)?;
+    }
+    Ok(r)
+}
+
+// ---- ownership ----
+
+fn do_fchownat(t: &Task, dirfd: i32, addr: u64, uid: u32, gid: u32, flags: u64) -> SyscallResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = path_arg(t, addr)?;
+    if p.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        return chown_fd(t, dirfd, uid, gid);
+    }
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.chown(lk, &p, uid, gid, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+}
+
+fn chown_fd(t: &Task, fd: i32, uid: u32, gid: u32) -> SyscallResult {
+    let f = t.files.get(fd)?;
+    if t.creds.euid != 0 {
+        return Err(Errno::EPERM);
+    }
+    match f.vfs_node() {
+        Some(Node::Tmp(inode)) => {
+            vfs::chown_inode(&inode, uid, gid);
+            Ok(0)
+        }
+        Some(Node::Host(_)) => {
+            let fp = f.path().into_bytes();
+            let vfs = t.fs.vfs.clone();
+            with_lookup(t, b"/", |lk| vfs.chown(lk, &fp, uid, gid, false)).map(|_| 0)
+        }
+        _ => Ok(0),
+    }
+}
+
+fn sys_chown(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_fchownat(t, AT_FDCWD, a[0], a[1] as u32, a[2] as u32, 0)
+}
+
+fn sys_lchown(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_fchownat(t, AT_FDCWD, a[0], a[1] as u32, a[2] as u32, AT_SYMLINK_NOFOLLOW)
+}
+
+fn sys_fchownat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_fchownat(t, a[0] as i32, a[1], a[2] as u32, a[3] as u32, a[4])
+}
+
+fn sys_fchown(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    chown_fd(t, a[0] as i32, a[1] as u32, a[2] as u32)
+}
+
+// ---- sendfile, flock, fadvise, statfs ----
+
+fn sys_sendfile(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (out_fd, in_fd, off_addr, count) = (a[0] as i32, a[1] as i32, a[2], a[3]);
+    let inf = t.files.get(in_fd)?;
+    let outf = t.files.get(out_fd)?;
+    readable(&inf)?;
+    writable(&outf)?;
+    if outf.status_flags() & libc::O_APPEND as u32 != 0 {
+        // Linux: sendfile to an O_APPEND file is EINVAL.
+        return Err(Errno::EINVAL);
+    }
+    let off = if off_addr == 0 {
+        None
+    } else {
+        let o = t.mm.read_u64(off_addr)?;
+        if (o as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        Some(o)
+    };
+    let mut b = vec![0u8; (count as usize).min(MAX_IO)];
+    let n = inf.read(&mut b, off)?;
+    let w = outf.write(&b[..n], None)?;
+    if w < n && off.is_none() {
+        // Give back what was read but not written.
+        let _ = inf.seek(-((n - w) as i64), SEEK_CUR);
+    }
+    if let Some(o) = off {
+        t.mm.write_u64(off_addr, o + w as u64)?;
+    }
+    Ok(w as u64)
+}
+
+const LOCK_SH: u64 = 1;
+const LOCK_EX: u64 = 2;
+const LOCK_NB: u64 = 4;
+const LOCK_UN: u64 = 8;
+
+fn sys_flock(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    match a[1] & !LOCK_NB {
+        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn sys_fadvise64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    if f.as_any().downcast_ref::<vfs::pipe::PipeEnd>().is_some() {
+        return Err(Errno::ESPIPE);
+    }
+    if a[3] > 5 || (a[2] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// struct statfs for a node's file system.
+fn statfs_bytes(kind: Option<&Node>) -> [u8; 120] {
+    const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const PROC_MAGIC: u64 = 0x9fa0;
+    const PIPEFS_MAGIC: u64 = 0x5049_5045;
+    let (magic, blocks) = match kind {
+        Some(Node::Host(_)) | Some(Node::Tmp(_)) => (OVERLAYFS_MAGIC, vfs::tmpfs::OVERLAY_BUDGET / 4096),
+        Some(Node::Dev(_)) => (TMPFS_MAGIC, 0),
+        Some(Node::Proc(_)) => (PROC_MAGIC, 0),
+        None => (PIPEFS_MAGIC, 0),
+    };
+    let mut b = [0u8; 120];
+    let words: [u64; 6] = [magic, 4096, blocks, blocks, blocks, if blocks > 0 { 1 << 20 } else { 0 }];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    let ffree: u64 = if blocks > 0 { 1 << 20 } else { 0 };
+    b[48..56].copy_from_slice(&ffree.to_le_bytes());
+    // f_fsid (56..64) stays zero; then f_namelen, f_frsize, f_flags (ST_VALID).
+    b[64..72].copy_from_slice(&255u64.to_le_bytes());
+    b[72..80].copy_from_slice(&4096u64.to_le_bytes());
+    b[80..88].copy_from_slice(&0x20u64.to_le_bytes());
+    b
+}
+
+fn sys_statfs(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = path_arg(t, a[0])?;
+    let base = base_dir(t, AT_FDCWD, &p)?;
+    let vfs = t.fs.vfs.clone();
+    let node = with_lookup(t, &base, |lk| -> Result<Option<Node>, Errno> {
+        let r = vfs.resolve(lk, &p, true)?;
+        match r.found {
+            Found::Node(n) => Ok(Some(n)),
+            Found::Magic(_) => Ok(None),
+            Found::Missing => Err(Errno::ENOENT),
+        }
+    })?;
+    t.mm.copy_out(a[1], &statfs_bytes(node.as_ref())).map(|_| 0)
+}
+
+fn sys_fstatfs(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    let node = f.vfs_node();
+    t.mm.copy_out(a[1], &statfs_bytes(node.as_ref())).map(|_| 0)
+}

@@ -91,14 +91,16 @@ pub trait FileDescription: Send + Sync + Any {
     /// fstat(2).
     fn stat(&self) -> Result<Stat, Errno>;
 
-    /// getdents64(2): entries from the current position; advance past those returned.
-    fn readdir(&self, _max: usize) -> Result<Vec<DirEntry>, Errno> {
+    /// getdents64(2): offer entries from the current position to `emit` (which gets the
+    /// entry and the offset of the next one, and returns false when the caller's buffer is
+    /// full); the position advances past each accepted entry.
+    fn readdir(&self, _emit: &mut dyn FnMut(&DirEntry, u64) -> bool) -> Result<(), Errno> {
         // Linux: iterate_dir on a non-directory → ENOTDIR.
         Err(Errno::ENOTDIR)
     }
 
-    /// ioctl(2).
-    fn ioctl(&self, _cmd: u32, _arg: u64) -> Result<u64, Errno> {
+    /// ioctl(2); `mm` is the caller's memory for commands that take a pointer.
+    fn ioctl(&self, _cmd: u32, _arg: u64, _mm: &crate::mm::MemoryManager) -> Result<u64, Errno> {
         // Linux: vfs_ioctl without unlocked_ioctl → ENOTTY.
         Err(Errno::ENOTTY)
     }
@@ -135,6 +137,19 @@ pub trait FileDescription: Send + Sync + Any {
     /// For mmap: a handle that reads the file's pages.
     fn mappable(&self) -> Option<std::sync::Arc<dyn crate::mm::MappedFile>> {
         None
+    }
+
+    /// The file-system node behind this description (regular files, directories, devices),
+    /// for *at calls relative to a directory fd and for reopening via /proc/self/fd.
+    /// None for pipes, host stdio and other anonymous files.
+    fn vfs_node(&self) -> Option<super::node::Node> {
+        None
+    }
+
+    /// Whether this is an O_PATH description: only fstat, dirfd use, close and dup work
+    /// (Linux: everything else gives EBADF).
+    fn is_path_only(&self) -> bool {
+        false
     }
 
     /// Downcasting (directories for *at calls, pipes, …).

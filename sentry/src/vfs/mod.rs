@@ -1,78 +1,154 @@
 //! The sandbox's file system: a read-only root from a host directory (reached only with
-//! openat2(RESOLVE_IN_ROOT)) under a tmpfs overlay, /dev, /proc, and the fd table.
+//! openat2(RESOLVE_IN_ROOT)) under an in-memory overlay that takes every write, with a
+//! synthesized /dev and /proc, pipes, and the fd table.
 //!
-//! (Skeleton: the root file system, overlay, devices and /proc arrive in the next step.)
+//! Layout: `walk` resolves paths (the sentry follows symbolic links itself), `open`
+//! turns a resolved node into a file description, `ops` changes the namespace (create,
+//! unlink, rename, …) in the overlay only. The overlay root is an upper directory merged
+//! with the host root; host directories are copied up (as merged directories) when
+//! something is created inside them, host files when they are opened for writing.
+//!
+//! Lock order: `Vfs::ns` (held by every namespace change) before any inode's lock;
+//! at most one inode lock is held at a time.
 
+pub mod dev;
+pub mod dir;
+pub mod fdtable;
 pub mod file;
+pub mod host;
+pub mod hostfd;
+pub mod hostfile;
+pub mod node;
+mod open;
+mod ops;
+pub mod path;
+pub mod pipe;
+pub mod proc;
+pub mod tmpfs;
+mod walk;
 
+use std::cell::OnceCell;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::abi::Errno;
+pub use fdtable::FdTable;
 pub use file::{DirEntry, FileDescription, Stat};
+pub use node::Node;
+pub use proc::ProcSnapshot;
+pub use ops::{chmod_inode, chown_inode, set_times, TimeSpec};
+pub use walk::{Found, Resolved};
 
 /// Host-side failures building the file system.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
     #[error("opening the root file system {path}: {source}")]
     OpenRoot { path: String, source: std::io::Error },
+    #[error("reading the root file system {path}: {errno}")]
+    StatRoot { path: String, errno: Errno },
 }
 
-/// The mount table of one sandbox.
+/// The file system of one sandbox.
 pub struct Vfs {
-    _root: std::fs::File,
+    host: host::HostRoot,
+    /// The overlay's root directory (merged with the host root).
+    root: Arc<tmpfs::Inode>,
+    /// Serialises namespace changes.
+    ns: Mutex<()>,
 }
 
 impl Vfs {
     pub fn new(rootfs: &Path) -> Result<Arc<Vfs>, VfsError> {
-        let root = std::fs::File::open(rootfs).map_err(|source| VfsError::OpenRoot {
-            path: rootfs.display().to_string(),
-            source,
-        })?;
-        Ok(Arc::new(Vfs { _root: root }))
+        let shown = || rootfs.display().to_string();
+        let host = host::HostRoot::open(rootfs).map_err(|source| VfsError::OpenRoot { path: shown(), source })?;
+        let top = host
+            .lookup(b"")
+            .and_then(|n| n.ok_or(Errno::ENOENT))
+            .map_err(|errno| VfsError::StatRoot { path: shown(), errno })?;
+        let root = tmpfs::Inode::new_dir(tmpfs::Meta::from_stat(&top.stat), Some(Vec::new()));
+        Ok(Arc::new(Vfs { host, root, ns: Mutex::new(()) }))
     }
+
+    fn ns(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.ns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Who is looking a path up, and from where.
+pub struct Lookup<'a> {
+    /// Absolute, symlink-free directory that relative paths start from.
+    pub base: &'a [u8],
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+    /// Builds the /proc snapshot, called at most once per lookup (when /proc is entered).
+    proc: &'a dyn Fn() -> ProcSnapshot,
+    snapshot: OnceCell<Arc<ProcSnapshot>>,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn new(base: &'a [u8], uid: u32, gid: u32, umask: u32, proc: &'a dyn Fn() -> ProcSnapshot) -> Lookup<'a> {
+        Lookup { base, uid, gid, umask, proc, snapshot: OnceCell::new() }
+    }
+
+    fn snapshot(&self) -> Arc<ProcSnapshot> {
+        self.snapshot.get_or_init(|| Arc::new((self.proc)())).clone()
+    }
+}
+
+fn no_proc() -> ProcSnapshot {
+    ProcSnapshot::default()
+}
+
+/// Whether `uid`/`gid` may access a file with `st` for `want` (bits 4 = read, 2 = write,
+/// 1 = execute). Root may do anything except execute a file with no execute bit.
+pub fn permits(st: &Stat, uid: u32, gid: u32, want: u32) -> bool {
+    if uid == 0 {
+        return want & 1 == 0 || st.mode & 0o111 != 0 || st.mode & libc::S_IFMT == libc::S_IFDIR;
+    }
+    let bits = if st.uid == uid {
+        (st.mode >> 6) & 7
+    } else if st.gid == gid {
+        (st.mode >> 3) & 7
+    } else {
+        st.mode & 7
+    };
+    bits & want == want
 }
 
 /// A task's view of the file system: root, working directory, umask.
 pub struct FsContext {
     pub vfs: Arc<Vfs>,
+    /// Absolute, symlink-free working directory.
     pub cwd: Vec<u8>,
     pub umask: u32,
 }
 
 impl FsContext {
+    /// A context whose working directory is `cwd` (resolved; ENOTDIR/ENOENT if unusable).
     pub fn new(vfs: Arc<Vfs>, cwd: &[u8]) -> Result<FsContext, Errno> {
-        Ok(FsContext {
-            vfs,
-            cwd: cwd.to_vec(),
-            umask: 0o022,
-        })
+        let lk = Lookup::new(b"/", 0, 0, 0o022, &no_proc);
+        let r = vfs.resolve(&lk, cwd, true)?;
+        match &r.found {
+            Found::Node(n) if n.is_dir() => {}
+            Found::Node(_) | Found::Magic(_) => return Err(Errno::ENOTDIR),
+            Found::Missing => return Err(Errno::ENOENT),
+        }
+        Ok(FsContext { vfs, cwd: r.path(), umask: 0o022 })
     }
 
-    /// Open an executable for execve/the loader.
-    pub fn open_exec(&self, _path: &[u8]) -> Result<Arc<dyn FileDescription>, Errno> {
-        Err(Errno::ENOENT)
-    }
-}
-
-/// A task's file descriptors.
-pub struct FdTable {
-    files: Mutex<Vec<Option<(Arc<dyn FileDescription>, bool)>>>,
-}
-
-impl FdTable {
-    pub fn with_stdio() -> Result<FdTable, std::io::Error> {
-        Ok(FdTable {
-            files: Mutex::new(Vec::new()),
-        })
+    /// A copy for a new process (fork).
+    pub fn fork(&self) -> FsContext {
+        FsContext { vfs: self.vfs.clone(), cwd: self.cwd.clone(), umask: self.umask }
     }
 
-    pub fn get(&self, fd: i32) -> Result<Arc<dyn FileDescription>, Errno> {
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| files.get(i).cloned().flatten())
-            .map(|(f, _)| f)
-            .ok_or(Errno::EBADF)
+    /// Open an executable for execve/the loader: a regular file with an execute bit
+    /// (EACCES otherwise, as execve).
+    pub fn open_exec(&self, path: &[u8]) -> Result<Arc<dyn FileDescription>, Errno> {
+        let lk = Lookup::new(&self.cwd, 0, 0, self.umask, &no_proc);
+        self.vfs.open_exec(&lk, path)
     }
 }
+
+#[cfg(test)]
+mod tests;
