@@ -8,7 +8,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "runsc", version, about = "Nanovisor: a secure container runtime with a user-space kernel on KVM", disable_help_subcommand = true)]
+#[command(
+    name = "runsc",
+    version,
+    about = "Nanovisor: a secure container runtime with a user-space kernel on KVM",
+    disable_help_subcommand = true
+)]
 struct Cli {
     /// Log every syscall (same as RUST_LOG=debug).
     #[arg(long, global = true)]
@@ -44,7 +49,9 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     } else {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &cli.log {
         Some(path) => {
             let file = std::fs::OpenOptions::new()

@@ -44,7 +44,11 @@ pub enum SandboxError {
 
 /// Build a sandbox for `config`, run its program to the end, and return how it ended.
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
-    let path = config.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
+    let path = config
+        .argv
+        .first()
+        .cloned()
+        .ok_or(SandboxError::NoCommand)?;
     let shown = String::from_utf8_lossy(&path).into_owned();
     let platform = Arc::new(KvmPlatform::new(config.memory)?);
     let vfs = Vfs::new(&config.rootfs)?;
@@ -75,7 +79,14 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: shown.clone(),
         source,
     })?;
-    let comm = exe.rsplit(|b| *b == b'/').next().unwrap_or(&exe).iter().take(15).copied().collect();
+    let comm = exe
+        .rsplit(|b| *b == b'/')
+        .next()
+        .unwrap_or(&exe)
+        .iter()
+        .take(15)
+        .copied()
+        .collect();
     let mut task = Task {
         regs,
         mm,
@@ -163,7 +174,7 @@ const BUS_ADRERR: i32 = 2;
 const ILL_ILLOPN: i32 = 2;
 const FPE_INTDIV: i32 = 1;
 const FPE_FLTINV: i32 = 7;
-const TRAP_BRKPT: i32 = 1;
+const TRAP_TRACE: i32 = 2;
 const SI_KERNEL: i32 = 0x80;
 
 /// Turn a CPU fault into demand paging or a signal.
@@ -187,20 +198,34 @@ fn handle_fault(task: &mut Task, fault: Fault, fpu: &mut dyn FnMut() -> Option<(
         Fault::DIVIDE => (signal::SIGFPE, FPE_INTDIV, task.regs.rip),
         Fault::X87 | Fault::SIMD => (signal::SIGFPE, FPE_FLTINV, task.regs.rip),
         Fault::INVALID_OPCODE => (signal::SIGILL, ILL_ILLOPN, task.regs.rip),
-        Fault::BREAKPOINT | Fault::DEBUG => (signal::SIGTRAP, TRAP_BRKPT, 0),
+        // int3 and into: Linux's do_int3/do_trap send SIGTRAP/SIGSEGV with SI_KERNEL.
+        Fault::BREAKPOINT => (signal::SIGTRAP, SI_KERNEL, 0),
+        Fault::OVERFLOW => (signal::SIGSEGV, SI_KERNEL, 0),
+        Fault::DEBUG => (signal::SIGTRAP, TRAP_TRACE, 0),
         Fault::ALIGNMENT_CHECK => (signal::SIGBUS, 1, task.regs.rip),
         // #GP (privileged instructions, non-canonical addresses, I/O) and the rest:
         // Linux sends SIGSEGV with SI_KERNEL and address 0.
         _ => (signal::SIGSEGV, SI_KERNEL, 0),
     };
-    tracing::debug!(signo, code, addr = format_args!("{addr:#x}"), rip = format_args!("{:#x}", task.regs.rip), vector = fault.vector, "guest fault");
+    tracing::debug!(
+        signo,
+        code,
+        addr = format_args!("{addr:#x}"),
+        rip = format_args!("{:#x}", task.regs.rip),
+        vector = fault.vector,
+        "guest fault"
+    );
     let info = FaultInfo {
         signo,
         code,
         addr,
         trapno: fault.vector as u64,
         error: fault.error_code,
-        cr2: if fault.vector == Fault::PAGE_FAULT { fault.address } else { 0 },
+        cr2: if fault.vector == Fault::PAGE_FAULT {
+            fault.address
+        } else {
+            0
+        },
     };
     let mm = task.mm.clone();
     match task.signals.deliver_fault(&mm, &mut task.regs, info, fpu) {

@@ -17,7 +17,9 @@ fn guest(code: &[u8]) -> (KvmPlatform, Arc<dyn AddressSpace>, UserRegs) {
     mem.write(frame, code);
     space.map(CODE, frame, Perms::RX).expect("map code");
     let stack = mem.alloc_frame().expect("frame");
-    space.map(STACK - 0x1000, stack, Perms::RW).expect("map stack");
+    space
+        .map(STACK - 0x1000, stack, Perms::RW)
+        .expect("map stack");
     let regs = UserRegs {
         rip: CODE,
         rsp: STACK,
@@ -86,13 +88,21 @@ fn unmapped_pages_become_stale_free_after_unmap() {
     mem.write_u64(b, 0xbbbb);
     space.map(0x60_0000, a, Perms::R).expect("map");
     let mut ctx = platform.new_context().expect("vCPU");
-    assert_eq!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(
+        ctx.switch(space.as_ref(), &mut regs).expect("run"),
+        Trap::Syscall
+    );
     assert_eq!(regs.rax, 0xaaaa);
     space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
     space.map(0x60_0000, b, Perms::R).expect("map");
-    assert_eq!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Syscall);
+    assert_eq!(
+        ctx.switch(space.as_ref(), &mut regs).expect("run"),
+        Trap::Syscall
+    );
     assert_eq!(regs.rax, 0xbbbb);
     // And a write to a read-only page is a protection fault.
     space.unmap(0x60_0000, 0x60_1000, &mut |_, _| {});
-    assert!(matches!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000));
+    assert!(
+        matches!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000)
+    );
 }

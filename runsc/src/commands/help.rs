@@ -49,7 +49,13 @@ pub fn run(args: HelpArgs) -> anyhow::Result<()> {
             println!("| nr | name | support | note |\n| ---: | --- | --- | --- |");
             for r in &rows {
                 let support = serde_json::to_value(r.support)?;
-                println!("| {} | {} | {} | {} |", r.nr, r.name, support.as_str().unwrap_or("?"), r.note);
+                println!(
+                    "| {} | {} | {} | {} |",
+                    r.nr,
+                    r.name,
+                    support.as_str().unwrap_or("?"),
+                    r.note
+                );
             }
             println!("\nAny other number returns ENOSYS (counted, and logged once per number).");
         }

@@ -38,9 +38,13 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
         }
     }
     if !args.cwd.starts_with('/') {
-        anyhow::bail!("--cwd {:?}: must be an absolute path inside the sandbox", args.cwd);
+        anyhow::bail!(
+            "--cwd {:?}: must be an absolute path inside the sandbox",
+            args.cwd
+        );
     }
-    let meta = std::fs::metadata(&args.rootfs).with_context(|| format!("--rootfs {}", args.rootfs.display()))?;
+    let meta = std::fs::metadata(&args.rootfs)
+        .with_context(|| format!("--rootfs {}", args.rootfs.display()))?;
     if !meta.is_dir() {
         anyhow::bail!("--rootfs {}: not a directory", args.rootfs.display());
     }

@@ -16,8 +16,8 @@ pub const USER_DS: u64 = 0x2b;
 
 /// RFLAGS bits a guest may change (CF, PF, AF, ZF, SF, TF, DF, OF, AC, ID); IOPL, NT,
 /// IF and VM stay ours, as in Linux's `FIX_EFLAGS`.
-pub const RFLAGS_USER_MASK: u64 = 0x0001 | 0x0004 | 0x0010 | 0x0040 | 0x0080 | 0x0100 | 0x0400
-    | 0x0800 | 0x4_0000 | 0x20_0000;
+pub const RFLAGS_USER_MASK: u64 =
+    0x0001 | 0x0004 | 0x0010 | 0x0040 | 0x0080 | 0x0100 | 0x0400 | 0x0800 | 0x4_0000 | 0x20_0000;
 /// Bit 1 is always set; IF is set so the guest sees what it sees on Linux.
 pub const RFLAGS_FIXED: u64 = 0x2 | 0x200;
 

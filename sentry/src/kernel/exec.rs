@@ -14,9 +14,23 @@ pub const MAX_ARG_BYTES: usize = 2 << 20;
 
 /// Replace `task`'s program. On error nothing has changed; on success the registers,
 /// address space, signal handlers and close-on-exec fds are those of the new program.
-pub fn execve(task: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), Errno> {
-    let file = task.fs.open_exec(path)?;
-    let space = task.kernel.platform.new_address_space().map_err(|_| Errno::ENOMEM)?;
+pub fn execve(
+    task: &mut Task,
+    path: &[u8],
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> Result<(), Errno> {
+    // The lookup may pass through /proc/self (busybox re-executes /proc/self/exe).
+    let file = {
+        let t: &Task = task;
+        t.fs.open_exec_with(path, &|| crate::syscalls::fs::proc_snapshot(t))?
+    };
+    let resolved = file.path().into_bytes();
+    let space = task
+        .kernel
+        .platform
+        .new_address_space()
+        .map_err(|_| Errno::ENOMEM)?;
     let mm = MemoryManager::new(space, task.kernel.platform.memory());
     let regs = loader::load(
         &mm,
@@ -49,17 +63,16 @@ pub fn execve(task: &mut Task, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8
     task.files.close_on_exec();
     task.clear_child_tid = 0;
     task.robust_list = (0, 0);
-    let exe = if path.starts_with(b"/") {
-        path.to_vec()
-    } else {
-        let mut p = task.fs.cwd.clone();
-        if !p.ends_with(b"/") {
-            p.push(b'/');
-        }
-        p.extend_from_slice(path);
-        p
-    };
-    task.process.comm = exe.rsplit(|b| *b == b'/').next().unwrap_or(&exe).iter().take(15).copied().collect();
+    // /proc/self/exe names the file actually run, after symlinks.
+    let exe = resolved;
+    task.process.comm = exe
+        .rsplit(|b| *b == b'/')
+        .next()
+        .unwrap_or(&exe)
+        .iter()
+        .take(15)
+        .copied()
+        .collect();
     task.process.exe = exe;
     task.process.argv = argv;
     task.process.envp = envp;

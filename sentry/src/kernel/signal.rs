@@ -92,10 +92,38 @@ impl Default for SignalState {
 /// The conventional name of a signal, for reports.
 pub fn name(sig: u8) -> &'static str {
     const NAMES: [&str; 32] = [
-        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
-        "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT",
-        "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
-        "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     NAMES.get(sig as usize).copied().unwrap_or("SIGRT")
 }
@@ -131,7 +159,9 @@ pub enum Delivery {
 
 impl SignalState {
     fn on_altstack(&self, sp: u64) -> bool {
-        self.altstack.flags & SS_DISABLE == 0 && sp > self.altstack.sp && sp <= self.altstack.sp + self.altstack.size
+        self.altstack.flags & SS_DISABLE == 0
+            && sp > self.altstack.sp
+            && sp <= self.altstack.sp + self.altstack.size
     }
 
     /// sigaltstack's `ss_flags` as reported to the guest.
@@ -187,7 +217,10 @@ impl SignalState {
         fpu_image: Option<(Vec<u8>, u64)>,
     ) -> Result<(), Errno> {
         let mut sp = regs.rsp;
-        if action.flags & SA_ONSTACK != 0 && self.altstack.flags & SS_DISABLE == 0 && !self.on_altstack(sp) {
+        if action.flags & SA_ONSTACK != 0
+            && self.altstack.flags & SS_DISABLE == 0
+            && !self.on_altstack(sp)
+        {
             sp = self.altstack.sp + self.altstack.size;
         } else {
             sp = sp.wrapping_sub(RED_ZONE);
@@ -204,7 +237,8 @@ impl SignalState {
         // At handler entry, (rsp + 8) is 16-byte aligned, as after a `call`.
         let frame = ((sp.wrapping_sub(FRAME_SIZE)) & !15).wrapping_sub(8);
         let mut f = vec![0u8; FRAME_SIZE as usize];
-        let mut put = |off: u64, v: u64| f[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        let mut put =
+            |off: u64, v: u64| f[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
         put(0, action.restorer);
         // ucontext: uc_flags, uc_link, uc_stack.
         // uc_flags: UC_FP_XSTATE when an XSAVE image follows, UC_SIGCONTEXT_SS.
@@ -215,8 +249,24 @@ impl SignalState {
         put(UC_OFFSET + 32, self.altstack.size);
         let m = MCONTEXT_OFFSET;
         for (i, v) in [
-            regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rdi, regs.rsi,
-            regs.rbp, regs.rbx, regs.rdx, regs.rax, regs.rcx, regs.rsp, regs.rip, regs.rflags,
+            regs.r8,
+            regs.r9,
+            regs.r10,
+            regs.r11,
+            regs.r12,
+            regs.r13,
+            regs.r14,
+            regs.r15,
+            regs.rdi,
+            regs.rsi,
+            regs.rbp,
+            regs.rbx,
+            regs.rdx,
+            regs.rax,
+            regs.rcx,
+            regs.rsp,
+            regs.rip,
+            regs.rflags,
         ]
         .into_iter()
         .enumerate()
@@ -271,9 +321,24 @@ impl SignalState {
         let m = MCONTEXT_OFFSET;
         let mut r = *regs;
         let fields: [&mut u64; 18] = [
-            &mut r.r8, &mut r.r9, &mut r.r10, &mut r.r11, &mut r.r12, &mut r.r13, &mut r.r14, &mut r.r15,
-            &mut r.rdi, &mut r.rsi, &mut r.rbp, &mut r.rbx, &mut r.rdx, &mut r.rax, &mut r.rcx, &mut r.rsp,
-            &mut r.rip, &mut r.rflags,
+            &mut r.r8,
+            &mut r.r9,
+            &mut r.r10,
+            &mut r.r11,
+            &mut r.r12,
+            &mut r.r13,
+            &mut r.r14,
+            &mut r.r15,
+            &mut r.rdi,
+            &mut r.rsi,
+            &mut r.rbp,
+            &mut r.rbx,
+            &mut r.rdx,
+            &mut r.rax,
+            &mut r.rcx,
+            &mut r.rsp,
+            &mut r.rip,
+            &mut r.rflags,
         ];
         for (i, field) in fields.into_iter().enumerate() {
             *field = get(m + 8 * i as u64);

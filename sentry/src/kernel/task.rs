@@ -13,12 +13,16 @@ use crate::vfs::{FdTable, FsContext};
 
 /// What execve needs from the platform: fresh address spaces over guest memory.
 pub trait AddressSpaceFactory: Send + Sync {
-    fn new_address_space(&self) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError>;
+    fn new_address_space(
+        &self,
+    ) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError>;
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory>;
 }
 
 impl<P: crate::platform::Platform> AddressSpaceFactory for P {
-    fn new_address_space(&self) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError> {
+    fn new_address_space(
+        &self,
+    ) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError> {
         crate::platform::Platform::new_address_space(self)
     }
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory> {

@@ -69,10 +69,16 @@ pub struct ElfInfo {
     pub phnum: u64,
 }
 
-fn read_exact_at(file: &dyn FileDescription, offset: u64, buf: &mut [u8]) -> Result<usize, LoadError> {
+fn read_exact_at(
+    file: &dyn FileDescription,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<usize, LoadError> {
     let mut done = 0;
     while done < buf.len() {
-        let n = file.read(&mut buf[done..], Some(offset + done as u64)).map_err(LoadError::Read)?;
+        let n = file
+            .read(&mut buf[done..], Some(offset + done as u64))
+            .map_err(LoadError::Read)?;
         if n == 0 {
             break;
         }
@@ -121,7 +127,8 @@ pub fn load_elf(mm: &MemoryManager, file: Arc<dyn FileDescription>) -> Result<El
     if head[5] != 1 {
         return Err(LoadError::BadHeader("not little-endian (EI_DATA)"));
     }
-    let hdr = FileHeader64::<LittleEndian>::parse(&head[..]).map_err(|_| LoadError::BadHeader("unreadable header"))?;
+    let hdr = FileHeader64::<LittleEndian>::parse(&head[..])
+        .map_err(|_| LoadError::BadHeader("unreadable header"))?;
     let e = LittleEndian;
     let machine = hdr.e_machine(e).0;
     if machine != EM_X86_64 {
@@ -141,12 +148,17 @@ pub fn load_elf(mm: &MemoryManager, file: Arc<dyn FileDescription>) -> Result<El
     let phoff = hdr.e_phoff(e);
     let mut table = vec![0u8; phnum * 56];
     if read_exact_at(file.as_ref(), phoff, &mut table)? != table.len() {
-        return Err(LoadError::BadProgramHeaders("table extends past the end of the file"));
+        return Err(LoadError::BadProgramHeaders(
+            "table extends past the end of the file",
+        ));
     }
     let phdrs: &[ProgramHeader64<LittleEndian>] = object::pod::slice_from_all_bytes(&table)
         .map_err(|_| LoadError::BadProgramHeaders("misaligned table"))?;
 
-    let file_size = file.stat().map(|s| s.size.max(0) as u64).map_err(LoadError::Read)?;
+    let file_size = file
+        .stat()
+        .map(|s| s.size.max(0) as u64)
+        .map_err(LoadError::Read)?;
     let bias = if kind == ET_DYN { PIE_BASE } else { 0 };
     let mut phdr_addr = None;
     let mut loads = 0;
@@ -158,7 +170,8 @@ pub fn load_elf(mm: &MemoryManager, file: Arc<dyn FileDescription>) -> Result<El
                 let len = (ph.p_filesz(e) as usize).min(4096);
                 let mut name = vec![0u8; len];
                 read_exact_at(file.as_ref(), ph.p_offset(e), &mut name)?;
-                let name = String::from_utf8_lossy(name.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
+                let name = String::from_utf8_lossy(name.split(|b| *b == 0).next().unwrap_or(&[]))
+                    .into_owned();
                 return Err(LoadError::Dynamic(name));
             }
             PT_PHDR => phdr_addr = Some(ph.p_vaddr(e).wrapping_add(bias)),
@@ -166,24 +179,37 @@ pub fn load_elf(mm: &MemoryManager, file: Arc<dyn FileDescription>) -> Result<El
         }
     }
     for ph in phdrs.iter().filter(|ph| ph.p_type(e).0 == PT_LOAD) {
-        let (vaddr, off, filesz, memsz) = (ph.p_vaddr(e), ph.p_offset(e), ph.p_filesz(e), ph.p_memsz(e));
+        let (vaddr, off, filesz, memsz) =
+            (ph.p_vaddr(e), ph.p_offset(e), ph.p_filesz(e), ph.p_memsz(e));
         if filesz > memsz {
-            return Err(LoadError::BadProgramHeaders("segment p_filesz exceeds p_memsz"));
+            return Err(LoadError::BadProgramHeaders(
+                "segment p_filesz exceeds p_memsz",
+            ));
         }
         if vaddr % PAGE_SIZE != off % PAGE_SIZE {
-            return Err(LoadError::BadProgramHeaders("segment address and offset disagree modulo the page size"));
+            return Err(LoadError::BadProgramHeaders(
+                "segment address and offset disagree modulo the page size",
+            ));
         }
         if off.checked_add(filesz).is_none_or(|end| end > file_size) {
-            return Err(LoadError::BadProgramHeaders("segment extends past the end of the file"));
+            return Err(LoadError::BadProgramHeaders(
+                "segment extends past the end of the file",
+            ));
         }
-        let start = vaddr.checked_add(bias).ok_or(LoadError::BadProgramHeaders("segment address overflows"))?;
+        let start = vaddr
+            .checked_add(bias)
+            .ok_or(LoadError::BadProgramHeaders("segment address overflows"))?;
         let end = start
             .checked_add(memsz)
             .and_then(page_up)
             .filter(|end| *end <= USER_ADDR_END)
-            .ok_or(LoadError::BadProgramHeaders("segment outside the user address space"))?;
+            .ok_or(LoadError::BadProgramHeaders(
+                "segment outside the user address space",
+            ))?;
         if page_down(start) < MMAP_MIN_ADDR {
-            return Err(LoadError::BadProgramHeaders("segment below the lowest mappable address"));
+            return Err(LoadError::BadProgramHeaders(
+                "segment below the lowest mappable address",
+            ));
         }
         let flags = ph.p_flags(e).0;
         let perms = Perms {
@@ -207,7 +233,8 @@ pub fn load_elf(mm: &MemoryManager, file: Arc<dyn FileDescription>) -> Result<El
             // The rest of the last file page belongs to .bss: it must read as zero.
             let tail = file_end - (start + filesz);
             if memsz > filesz && tail > 0 && perms.write {
-                mm.copy_out(start + filesz, &vec![0u8; tail as usize]).map_err(LoadError::Read)?;
+                mm.copy_out(start + filesz, &vec![0u8; tail as usize])
+                    .map_err(LoadError::Read)?;
             }
         }
         if end > file_end {

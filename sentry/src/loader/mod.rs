@@ -23,7 +23,11 @@ pub struct ExecArgs<'a> {
 }
 
 /// Load `file` into `mm` (which must be empty) and return the starting registers.
-pub fn load(mm: &MemoryManager, file: Arc<dyn FileDescription>, args: &ExecArgs<'_>) -> Result<UserRegs, LoadError> {
+pub fn load(
+    mm: &MemoryManager,
+    file: Arc<dyn FileDescription>,
+    args: &ExecArgs<'_>,
+) -> Result<UserRegs, LoadError> {
     let info = elf::load_elf(mm, file)?;
     let sp = stack::build(mm, &info, args)?;
     Ok(UserRegs {

@@ -71,7 +71,8 @@ impl Drop for MemoryManager {
         // Give every frame back. The address space is never run again, so translations
         // a vCPU may still cache for it cannot be used.
         let memory = &self.memory;
-        self.space.unmap(0, USER_ADDR_END, &mut |_, frame| memory.free_frame(frame));
+        self.space
+            .unmap(0, USER_ADDR_END, &mut |_, frame| memory.free_frame(frame));
     }
 }
 
@@ -114,7 +115,8 @@ impl MemoryManager {
     fn unmap_locked(&self, st: &mut MmState, start: u64, end: u64) {
         st.vmas.remove(start, end);
         let memory = &self.memory;
-        self.space.unmap(start, end, &mut |_, frame| memory.free_frame(frame));
+        self.space
+            .unmap(start, end, &mut |_, frame| memory.free_frame(frame));
     }
 
     /// Bring the page at `addr` in for `access`, as a page fault would.
@@ -146,13 +148,17 @@ impl MemoryManager {
                 .map_err(|_| AccessError::NoMemory)?;
             return Ok(frame);
         }
-        let frame = self.memory.alloc_frame().map_err(|_| AccessError::NoMemory)?;
+        let frame = self
+            .memory
+            .alloc_frame()
+            .map_err(|_| AccessError::NoMemory)?;
         if let Backing::File { file, offset } = &vma.backing {
             let mut buf = vec![0u8; PAGE_SIZE as usize];
             let at = offset + (page - vma.start);
-            if file.read_at(at, &mut buf).is_err() {
+            // Linux raises SIGBUS for a page wholly past the end of the file, or one that
+            // cannot be read; a partial last page reads as zeros past the end.
+            if !matches!(file.read_at(at, &mut buf), Ok(n) if n > 0) {
                 self.memory.free_frame(frame);
-                // Linux raises SIGBUS when a mapped file cannot be read.
                 return Err(AccessError::NoMemory);
             }
             self.memory.write(frame, &buf);
@@ -189,7 +195,15 @@ impl MemoryManager {
             let page = page_down(at);
             let n = ((page + PAGE_SIZE).min(end) - at) as usize;
             let frame = match self.space.translate(page) {
-                Some((frame, perms)) if perms.covers(Perms { read: true, write: access == Access::Write, exec: false }) => frame,
+                Some((frame, perms))
+                    if perms.covers(Perms {
+                        read: true,
+                        write: access == Access::Write,
+                        exec: false,
+                    }) =>
+                {
+                    frame
+                }
                 _ => self.fault_locked(&st, page, access).map_err(Errno::from)?,
             };
             f(frame + (at - page), done, n);
@@ -352,6 +366,8 @@ impl MemoryManager {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
-        page_up(len).filter(|l| *l <= USER_ADDR_END).ok_or(Errno::ENOMEM)
+        page_up(len)
+            .filter(|l| *l <= USER_ADDR_END)
+            .ok_or(Errno::ENOMEM)
     }
 }

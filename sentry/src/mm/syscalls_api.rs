@@ -110,16 +110,25 @@ impl MemoryManager {
         let start = if fixed {
             let end = req.addr.checked_add(len).ok_or(Errno::ENOMEM)?;
             if end > USER_ADDR_END || req.addr < MMAP_MIN_ADDR {
-                return Err(if req.addr < MMAP_MIN_ADDR { Errno::EPERM } else { Errno::ENOMEM });
+                return Err(if req.addr < MMAP_MIN_ADDR {
+                    Errno::EPERM
+                } else {
+                    Errno::ENOMEM
+                });
             }
-            if req.flags & MAP_FIXED_NOREPLACE != 0 && req.flags & MAP_FIXED == 0 && st.vmas.overlaps(req.addr, end) {
+            if req.flags & MAP_FIXED_NOREPLACE != 0
+                && req.flags & MAP_FIXED == 0
+                && st.vmas.overlaps(req.addr, end)
+            {
                 return Err(Errno::EEXIST);
             }
             req.addr
         } else {
             let hint = page_up(req.addr).unwrap_or(0);
             let hint_ok = hint >= MMAP_MIN_ADDR
-                && hint.checked_add(len).is_some_and(|e| e <= MMAP_BASE && !st.vmas.overlaps(hint, e));
+                && hint
+                    .checked_add(len)
+                    .is_some_and(|e| e <= MMAP_BASE && !st.vmas.overlaps(hint, e));
             if hint_ok {
                 hint
             } else {
@@ -157,7 +166,10 @@ impl MemoryManager {
             return Err(Errno::EINVAL);
         }
         let len = Self::page_len(len).map_err(|_| Errno::EINVAL)?;
-        let end = addr.checked_add(len).filter(|e| *e <= USER_ADDR_END).ok_or(Errno::EINVAL)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|e| *e <= USER_ADDR_END)
+            .ok_or(Errno::EINVAL)?;
         let mut st = self.state();
         self.unmap_locked(&mut st, addr, end);
         Ok(())
@@ -165,14 +177,18 @@ impl MemoryManager {
 
     /// mprotect(2).
     pub fn mprotect(&self, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
-        if !addr.is_multiple_of(PAGE_SIZE) || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) || prot & !(PROT_KNOWN | 0x0100_0000 | 0x0200_0000) != 0
+        {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
             return Ok(());
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        let end = addr.checked_add(len).filter(|e| *e <= USER_ADDR_END).ok_or(Errno::ENOMEM)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|e| *e <= USER_ADDR_END)
+            .ok_or(Errno::ENOMEM)?;
         let perms = Perms::from_prot(prot);
         let mut st = self.state();
         if !st.vmas.covers(addr, end) {
@@ -239,12 +255,13 @@ impl MemoryManager {
                 }
                 // Private pages go back to zero (or to the file's contents) on next touch.
                 let memory = &self.memory;
-                self.space.unmap(addr, end, &mut |_, frame| memory.free_frame(frame));
+                self.space
+                    .unmap(addr, end, &mut |_, frame| memory.free_frame(frame));
                 Ok(())
             }
-            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED | MADV_DONTFORK | MADV_DOFORK
-            | MADV_MERGEABLE | MADV_UNMERGEABLE | MADV_HUGEPAGE | MADV_NOHUGEPAGE | MADV_DONTDUMP
-            | MADV_DODUMP => {
+            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED | MADV_DONTFORK
+            | MADV_DOFORK | MADV_MERGEABLE | MADV_UNMERGEABLE | MADV_HUGEPAGE | MADV_NOHUGEPAGE
+            | MADV_DONTDUMP | MADV_DODUMP => {
                 if !self.state().vmas.covers(addr, end) {
                     return Err(Errno::ENOMEM);
                 }

@@ -23,7 +23,10 @@ pub enum Backing {
     /// Zero-filled on first touch.
     Anonymous,
     /// Read from `file` at `offset` + (address − area start).
-    File { file: Arc<dyn MappedFile>, offset: u64 },
+    File {
+        file: Arc<dyn MappedFile>,
+        offset: u64,
+    },
 }
 
 /// How /proc/self/maps names an anonymous area.
@@ -76,7 +79,10 @@ impl VmaSet {
 
     /// Whether any area overlaps `[start, end)`.
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.areas.range(..end).next_back().is_some_and(|(_, v)| v.end > start)
+        self.areas
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, v)| v.end > start)
     }
 
     /// Whether `[start, end)` is covered entirely by areas, without holes.
@@ -112,7 +118,9 @@ impl VmaSet {
             .map(|(k, _)| *k)
             .collect();
         for k in hit {
-            let Some(v) = self.areas.remove(&k) else { continue };
+            let Some(v) = self.areas.remove(&k) else {
+                continue;
+            };
             if v.start < start {
                 let left = v.slice(v.start, start);
                 self.areas.insert(left.start, left);

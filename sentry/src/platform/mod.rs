@@ -12,7 +12,9 @@ use crate::arch::UserRegs;
 use memory::{Gpa, MemoryError};
 
 /// Access rights of a user page.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Perms {
     pub read: bool,
     pub write: bool,
@@ -20,11 +22,31 @@ pub struct Perms {
 }
 
 impl Perms {
-    pub const NONE: Perms = Perms { read: false, write: false, exec: false };
-    pub const R: Perms = Perms { read: true, write: false, exec: false };
-    pub const RW: Perms = Perms { read: true, write: true, exec: false };
-    pub const RX: Perms = Perms { read: true, write: false, exec: true };
-    pub const RWX: Perms = Perms { read: true, write: true, exec: true };
+    pub const NONE: Perms = Perms {
+        read: false,
+        write: false,
+        exec: false,
+    };
+    pub const R: Perms = Perms {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    pub const RW: Perms = Perms {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    pub const RX: Perms = Perms {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    pub const RWX: Perms = Perms {
+        read: true,
+        write: true,
+        exec: true,
+    };
 
     /// From mmap/mprotect `PROT_*` bits.
     pub fn from_prot(prot: u64) -> Perms {
@@ -115,7 +137,11 @@ pub enum PlatformError {
     #[error("the vCPU stopped unexpectedly: {0}")]
     UnexpectedExit(String),
     #[error("the ring-0 stub faulted (vector {vector}, rip {rip:#x}, error code {error_code:#x})")]
-    KernelFault { vector: u8, rip: u64, error_code: u64 },
+    KernelFault {
+        vector: u8,
+        rip: u64,
+        error_code: u64,
+    },
     #[error("an address space from another platform was passed to a KVM vCPU")]
     ForeignAddressSpace,
     #[error("too many vCPUs (limit {0})")]
@@ -158,7 +184,11 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
 pub trait Context: Send {
     /// Run `regs` in ring 3 of `space` until the thread traps; `regs` is updated with the
     /// thread's state at the trap. `space` must come from the same platform.
-    fn switch(&mut self, space: &dyn AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError>;
+    fn switch(
+        &mut self,
+        space: &dyn AddressSpace,
+        regs: &mut UserRegs,
+    ) -> Result<Trap, PlatformError>;
 
     /// The thread's FPU/SSE/AVX state as a standard (non-compacted) XSAVE image of
     /// `fpu_size()` bytes, as Linux stores it in a signal frame.

@@ -125,7 +125,12 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         maps: t.mm.maps(),
         vm_size: t.mm.virtual_size(),
         fds: t.files.list(),
-        hostname: t.kernel.hostname.lock().map(|h| h.clone()).unwrap_or_default(),
+        hostname: t
+            .kernel
+            .hostname
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default(),
         release: super::misc::RELEASE.to_vec(),
         version: super::misc::VERSION.to_vec(),
         uptime: t.kernel.boot.elapsed(),
@@ -341,7 +346,9 @@ fn do_openat(t: &Task, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Syscal
     let base = base_dir(t, dirfd, path)?;
     let vfs = t.fs.vfs.clone();
     let f = with_lookup(t, &base, |lk| vfs.open(lk, path, flags, mode))?;
-    t.files.install(f, flags & O_CLOEXEC != 0, nofile(t)).map(|fd| fd as u64)
+    t.files
+        .install(f, flags & O_CLOEXEC != 0, nofile(t))
+        .map(|fd| fd as u64)
 }
 
 fn sys_open(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -519,7 +526,11 @@ fn sys_ioctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         FIONBIO => {
             let on = t.mm.read_u32(arg)? != 0;
             let fl = f.status_flags();
-            f.set_status_flags(if on { fl | O_NONBLOCK } else { fl & !O_NONBLOCK });
+            f.set_status_flags(if on {
+                fl | O_NONBLOCK
+            } else {
+                fl & !O_NONBLOCK
+            });
             Ok(0)
         }
         FIONREAD => {
@@ -528,7 +539,9 @@ fn sys_ioctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 libc::S_IFREG => {
                     // Linux: bytes from the offset to the end of the file.
                     let pos = f.seek(0, SEEK_CUR)?;
-                    let left = (st.size.max(0) as u64).saturating_sub(pos).min(i32::MAX as u64);
+                    let left = (st.size.max(0) as u64)
+                        .saturating_sub(pos)
+                        .min(i32::MAX as u64);
                     t.mm.write_u32(arg, left as u32)?;
                     Ok(0)
                 }
@@ -562,7 +575,11 @@ fn sys_truncate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_ftruncate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = t.files.get(a[0] as i32)?;
     if (a[1] as i64) < 0 || f.is_path_only() {
-        return Err(if f.is_path_only() { Errno::EBADF } else { Errno::EINVAL });
+        return Err(if f.is_path_only() {
+            Errno::EBADF
+        } else {
+            Errno::EINVAL
+        });
     }
     // Linux: a descriptor not open for writing gives EINVAL.
     if writable(&f).is_err() {
@@ -613,7 +630,9 @@ fn stat_at(t: &Task, dirfd: i32, path: &[u8], flags: u64) -> Result<Stat, Errno>
     }
     let base = base_dir(t, dirfd, path)?;
     let vfs = t.fs.vfs.clone();
-    with_lookup(t, &base, |lk| vfs.stat(lk, path, flags & AT_SYMLINK_NOFOLLOW == 0))
+    with_lookup(t, &base, |lk| {
+        vfs.stat(lk, path, flags & AT_SYMLINK_NOFOLLOW == 0)
+    })
 }
 
 fn sys_stat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -768,7 +787,14 @@ fn do_unlinkat(t: &Task, dirfd: i32, addr: u64, flags: u64) -> SyscallResult {
     let p = path_arg(t, addr)?;
     let base = base_dir(t, dirfd, &p)?;
     let vfs = t.fs.vfs.clone();
-    with_lookup(t, &base, |lk| if flags & AT_REMOVEDIR != 0 { vfs.rmdir(lk, &p) } else { vfs.unlink(lk, &p) }).map(|_| 0)
+    with_lookup(t, &base, |lk| {
+        if flags & AT_REMOVEDIR != 0 {
+            vfs.rmdir(lk, &p)
+        } else {
+            vfs.unlink(lk, &p)
+        }
+    })
+    .map(|_| 0)
 }
 
 fn sys_unlink(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -783,13 +809,23 @@ fn sys_unlinkat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     do_unlinkat(t, a[0] as i32, a[1], a[2])
 }
 
-fn do_renameat2(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u32) -> SyscallResult {
+fn do_renameat2(
+    t: &Task,
+    olddirfd: i32,
+    old: u64,
+    newdirfd: i32,
+    new: u64,
+    flags: u32,
+) -> SyscallResult {
     let op = path_arg(t, old)?;
     let np = path_arg(t, new)?;
     let ob = base_dir(t, olddirfd, &op)?;
     let nb = base_dir(t, newdirfd, &np)?;
     let vfs = t.fs.vfs.clone();
-    with_lookup(t, &ob, |lo| with_lookup(t, &nb, |ln| vfs.rename(lo, &op, ln, &np, flags))).map(|_| 0)
+    with_lookup(t, &ob, |lo| {
+        with_lookup(t, &nb, |ln| vfs.rename(lo, &op, ln, &np, flags))
+    })
+    .map(|_| 0)
 }
 
 fn sys_rename(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -804,7 +840,14 @@ fn sys_renameat2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     do_renameat2(t, a[0] as i32, a[1], a[2] as i32, a[3], a[4] as u32)
 }
 
-fn do_linkat(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: u64) -> SyscallResult {
+fn do_linkat(
+    t: &Task,
+    olddirfd: i32,
+    old: u64,
+    newdirfd: i32,
+    new: u64,
+    flags: u64,
+) -> SyscallResult {
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -815,18 +858,26 @@ fn do_linkat(t: &Task, olddirfd: i32, old: u64, newdirfd: i32, new: u64, flags: 
     if op.is_empty() && flags & AT_EMPTY_PATH != 0 {
         let f = t.files.get(olddirfd)?;
         return match f.vfs_node() {
-            Some(Node::Tmp(inode)) => with_lookup(t, &nb, |ln| vfs.link_inode(ln, &np, inode)).map(|_| 0),
+            Some(Node::Tmp(inode)) => {
+                with_lookup(t, &nb, |ln| vfs.link_inode(ln, &np, inode)).map(|_| 0)
+            }
             Some(n) if n.is_dir() => Err(Errno::EPERM),
             Some(_) => {
                 let fp = f.path().into_bytes();
-                with_lookup(t, b"/", |lo| with_lookup(t, &nb, |ln| vfs.link(lo, &fp, false, ln, &np))).map(|_| 0)
+                with_lookup(t, b"/", |lo| {
+                    with_lookup(t, &nb, |ln| vfs.link(lo, &fp, false, ln, &np))
+                })
+                .map(|_| 0)
             }
             None => Err(Errno::ENOENT),
         };
     }
     let ob = base_dir(t, olddirfd, &op)?;
     let follow = flags & AT_SYMLINK_FOLLOW != 0;
-    with_lookup(t, &ob, |lo| with_lookup(t, &nb, |ln| vfs.link(lo, &op, follow, ln, &np))).map(|_| 0)
+    with_lookup(t, &ob, |lo| {
+        with_lookup(t, &nb, |ln| vfs.link(lo, &op, follow, ln, &np))
+    })
+    .map(|_| 0)
 }
 
 fn sys_link(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -889,7 +940,10 @@ fn do_fchmodat(t: &Task, dirfd: i32, addr: u64, mode: u32, flags: u64) -> Syscal
     let p = path_arg(t, addr)?;
     let base = base_dir(t, dirfd, &p)?;
     let vfs = t.fs.vfs.clone();
-    with_lookup(t, &base, |lk| vfs.chmod(lk, &p, mode, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+    with_lookup(t, &base, |lk| {
+        vfs.chmod(lk, &p, mode, flags & AT_SYMLINK_NOFOLLOW == 0)
+    })
+    .map(|_| 0)
 }
 
 fn sys_chmod(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -934,7 +988,11 @@ fn do_faccessat(t: &Task, dirfd: i32, addr: u64, mode: u32, flags: u64) -> Sysca
     if mode & !7 != 0 {
         return Err(Errno::EINVAL);
     }
-    let (uid, gid) = if flags & AT_EACCESS != 0 { (t.creds.euid, t.creds.egid) } else { (t.creds.uid, t.creds.gid) };
+    let (uid, gid) = if flags & AT_EACCESS != 0 {
+        (t.creds.euid, t.creds.egid)
+    } else {
+        (t.creds.uid, t.creds.gid)
+    };
     let st = stat_at(t, dirfd, &p, flags)?;
     if mode == 0 || vfs::permits(&st, uid, gid, mode) {
         Ok(0)
@@ -982,7 +1040,11 @@ fn sys_utimensat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         out
     };
     let vfs = t.fs.vfs.clone();
-    let p = if path == 0 { Vec::new() } else { path_arg(t, path)? };
+    let p = if path == 0 {
+        Vec::new()
+    } else {
+        path_arg(t, path)?
+    };
     if p.is_empty() {
         if path != 0 && flags & AT_EMPTY_PATH == 0 {
             return Err(Errno::ENOENT);
@@ -1002,7 +1064,10 @@ fn sys_utimensat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         };
     }
     let base = base_dir(t, dirfd, &p)?;
-    with_lookup(t, &base, |lk| vfs.utimes(lk, &p, times, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+    with_lookup(t, &base, |lk| {
+        vfs.utimes(lk, &p, times, flags & AT_SYMLINK_NOFOLLOW == 0)
+    })
+    .map(|_| 0)
 }
 
 // ---- poll ----
@@ -1093,7 +1158,10 @@ fn do_fchownat(t: &Task, dirfd: i32, addr: u64, uid: u32, gid: u32, flags: u64) 
     }
     let base = base_dir(t, dirfd, &p)?;
     let vfs = t.fs.vfs.clone();
-    with_lookup(t, &base, |lk| vfs.chown(lk, &p, uid, gid, flags & AT_SYMLINK_NOFOLLOW == 0)).map(|_| 0)
+    with_lookup(t, &base, |lk| {
+        vfs.chown(lk, &p, uid, gid, flags & AT_SYMLINK_NOFOLLOW == 0)
+    })
+    .map(|_| 0)
 }
 
 fn chown_fd(t: &Task, fd: i32, uid: u32, gid: u32) -> SyscallResult {
@@ -1120,7 +1188,14 @@ fn sys_chown(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 fn sys_lchown(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    do_fchownat(t, AT_FDCWD, a[0], a[1] as u32, a[2] as u32, AT_SYMLINK_NOFOLLOW)
+    do_fchownat(
+        t,
+        AT_FDCWD,
+        a[0],
+        a[1] as u32,
+        a[2] as u32,
+        AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 fn sys_fchownat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -1203,13 +1278,22 @@ fn statfs_bytes(kind: Option<&Node>) -> [u8; 120] {
     const PROC_MAGIC: u64 = 0x9fa0;
     const PIPEFS_MAGIC: u64 = 0x5049_5045;
     let (magic, blocks) = match kind {
-        Some(Node::Host(_)) | Some(Node::Tmp(_)) => (OVERLAYFS_MAGIC, vfs::tmpfs::OVERLAY_BUDGET / 4096),
+        Some(Node::Host(_)) | Some(Node::Tmp(_)) => {
+            (OVERLAYFS_MAGIC, vfs::tmpfs::OVERLAY_BUDGET / 4096)
+        }
         Some(Node::Dev(_)) => (TMPFS_MAGIC, 0),
         Some(Node::Proc(_)) => (PROC_MAGIC, 0),
         None => (PIPEFS_MAGIC, 0),
     };
     let mut b = [0u8; 120];
-    let words: [u64; 6] = [magic, 4096, blocks, blocks, blocks, if blocks > 0 { 1 << 20 } else { 0 }];
+    let words: [u64; 6] = [
+        magic,
+        4096,
+        blocks,
+        blocks,
+        blocks,
+        if blocks > 0 { 1 << 20 } else { 0 },
+    ];
     for (i, w) in words.iter().enumerate() {
         b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }

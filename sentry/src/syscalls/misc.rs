@@ -18,8 +18,23 @@ pub const VERSION: &[u8] = b"#1 SMP Sun Jan 10 15:06:54 PST 2016";
 fn sys_uname(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // struct utsname: six fields of 65 bytes.
     let mut b = [0u8; 65 * 6];
-    let host = t.kernel.hostname.lock().map(|h| h.clone()).unwrap_or_default();
-    for (i, s) in [b"Linux" as &[u8], &host, RELEASE, VERSION, b"x86_64", b"(none)"].iter().enumerate() {
+    let host = t
+        .kernel
+        .hostname
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
+    for (i, s) in [
+        b"Linux" as &[u8],
+        &host,
+        RELEASE,
+        VERSION,
+        b"x86_64",
+        b"(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
         let n = s.len().min(64);
         b[i * 65..i * 65 + n].copy_from_slice(&s[..n]);
     }

@@ -7,11 +7,23 @@ use crate::mm::syscalls_api::{MmapRequest, MAP_ANONYMOUS};
 use crate::syscall;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(9, mmap, Partial, "MAP_SHARED file mappings are private copies (no write-back); MAP_HUGETLB → ENOMEM", sys_mmap),
+    syscall!(
+        9,
+        mmap,
+        Partial,
+        "MAP_SHARED file mappings are private copies (no write-back); MAP_HUGETLB → ENOMEM",
+        sys_mmap
+    ),
     syscall!(10, mprotect, Full, "", sys_mprotect),
     syscall!(11, munmap, Full, "", sys_munmap),
     syscall!(12, brk, Full, "", sys_brk),
-    syscall!(28, madvise, Partial, "DONTNEED/FREE drop pages; other known advice is accepted and ignored; unknown → EINVAL", sys_madvise),
+    syscall!(
+        28,
+        madvise,
+        Partial,
+        "DONTNEED/FREE drop pages; other known advice is accepted and ignored; unknown → EINVAL",
+        sys_madvise
+    ),
 ];
 
 fn sys_mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -20,8 +32,13 @@ fn sys_mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         None
     } else {
         let f = task.files.get(a[4] as i32)?;
-        // Linux: a file opened without read access cannot be mapped (EACCES).
-        if f.status_flags() & 3 == 1 {
+        let access = f.status_flags() & 3; // O_ACCMODE
+                                           // Linux: a file opened without read access cannot be mapped, and a shared
+                                           // writable mapping needs a file opened for writing (EACCES).
+        let shared = flags & crate::mm::syscalls_api::MAP_SHARED_VALIDATE
+            != crate::mm::syscalls_api::MAP_PRIVATE;
+        if access == 1 || (shared && a[2] & crate::mm::syscalls_api::PROT_WRITE != 0 && access != 2)
+        {
             return Err(Errno::EACCES);
         }
         let m = f.mappable().ok_or(Errno::ENODEV)?;

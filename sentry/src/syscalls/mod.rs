@@ -8,7 +8,7 @@ pub mod fs;
 mod misc;
 mod mm;
 mod process;
-mod signal;
+pub mod signal;
 mod time;
 
 use std::sync::OnceLock;
@@ -60,7 +60,14 @@ macro_rules! syscall {
 pub const MAX_SYSCALL: usize = 463;
 
 fn families() -> [&'static [SyscallDef]; 6] {
-    [fs::SYSCALLS, mm::SYSCALLS, process::SYSCALLS, signal::SYSCALLS, time::SYSCALLS, misc::SYSCALLS]
+    [
+        fs::SYSCALLS,
+        mm::SYSCALLS,
+        process::SYSCALLS,
+        signal::SYSCALLS,
+        time::SYSCALLS,
+        misc::SYSCALLS,
+    ]
 }
 
 /// The merged table, indexed by number.
@@ -71,7 +78,12 @@ pub fn table() -> &'static [Option<&'static SyscallDef>] {
         for fam in families() {
             for def in fam {
                 let slot = &mut t[def.nr as usize];
-                assert!(slot.is_none(), "syscall {} ({}) defined twice", def.nr, def.name);
+                assert!(
+                    slot.is_none(),
+                    "syscall {} ({}) defined twice",
+                    def.nr,
+                    def.name
+                );
                 *slot = Some(def);
             }
         }
@@ -89,7 +101,9 @@ pub fn all() -> Vec<&'static SyscallDef> {
 pub fn dispatch(task: &mut Task) {
     let nr = task.regs.rax;
     let args = task.regs.syscall_args();
-    let def = usize::try_from(nr).ok().and_then(|n| table().get(n).copied().flatten());
+    let def = usize::try_from(nr)
+        .ok()
+        .and_then(|n| table().get(n).copied().flatten());
     let result = match def {
         Some(def) => {
             let r = (def.handler)(task, &args);
@@ -103,7 +117,10 @@ pub fn dispatch(task: &mut Task) {
         }
         None => {
             if task.kernel.note_unknown_syscall(nr) {
-                tracing::warn!(nr, "unsupported syscall: returning ENOSYS (logged once per number)");
+                tracing::warn!(
+                    nr,
+                    "unsupported syscall: returning ENOSYS (logged once per number)"
+                );
             }
             Err(Errno::ENOSYS)
         }
@@ -116,7 +133,15 @@ pub fn dispatch(task: &mut Task) {
         Ok(v) => v,
         Err(e) => e.to_return(),
     };
+    // A write to a pipe nobody reads also raises SIGPIPE (pipe_write in Linux).
+    if result == Err(Errno::EPIPE) && WRITES.contains(&nr) {
+        signal::raise(task, crate::kernel::signal::SIGPIPE);
+    }
 }
+
+/// Syscalls whose EPIPE comes with SIGPIPE: write, pwrite64, writev, pwritev, sendfile,
+/// pwritev2.
+const WRITES: [u64; 6] = [1, 18, 20, 296, 40, 328];
 
 /// A handler for syscalls that are deliberately not provided.
 pub fn enosys(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
@@ -135,7 +160,11 @@ mod tests {
             assert!((d.nr as usize) < MAX_SYSCALL);
             assert!(!d.name.is_empty());
             if d.support != Support::Full {
-                assert!(!d.note.is_empty(), "{} needs a note saying what is missing", d.name);
+                assert!(
+                    !d.note.is_empty(),
+                    "{} needs a note saying what is missing",
+                    d.name
+                );
             }
         }
     }

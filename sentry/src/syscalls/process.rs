@@ -20,6 +20,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(110, getppid, Full, "", sys_getppid),
     syscall!(111, getpgrp, Full, "", sys_getpgrp),
     syscall!(112, setsid, Full, "", sys_setsid),
+    syscall!(118, getresuid, Full, "", sys_getresuid),
+    syscall!(120, getresgid, Full, "", sys_getresgid),
     syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
     syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
     syscall!(157, prctl, Partial, "PR_SET/GET_NAME, PR_SET/GET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET/GET_PDEATHSIG, PR_SET_PTRACER, PR_CAPBSET_READ, PR_SET_VMA; others → EINVAL", sys_prctl),
@@ -61,6 +63,26 @@ fn sys_getgid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
 fn sys_getegid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(t.creds.egid as u64)
 }
+fn write_ids(t: &Task, addrs: [u64; 3], ids: [u32; 3]) -> SyscallResult {
+    for (addr, id) in addrs.into_iter().zip(ids) {
+        t.mm.write_u32(addr, id)?;
+    }
+    Ok(0)
+}
+fn sys_getresuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    write_ids(
+        t,
+        [a[0], a[1], a[2]],
+        [t.creds.uid, t.creds.euid, t.creds.euid],
+    )
+}
+fn sys_getresgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    write_ids(
+        t,
+        [a[0], a[1], a[2]],
+        [t.creds.gid, t.creds.egid, t.creds.egid],
+    )
+}
 fn sys_getpgrp(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(t.process.pgid as u64)
 }
@@ -92,7 +114,11 @@ fn sys_setpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         // A session leader cannot change its group.
         return Err(Errno::EPERM);
     }
-    t.process.pgid = if a[1] == 0 { t.process.pid } else { a[1] as i32 };
+    t.process.pgid = if a[1] == 0 {
+        t.process.pid
+    } else {
+        a[1] as i32
+    };
     Ok(0)
 }
 fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
@@ -166,7 +192,13 @@ fn sys_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         PR_GET_PDEATHSIG => t.mm.write_u32(a[1], t.process.pdeathsig as u32).map(|_| 0),
         // Capability 0..=40 are in the bounding set of a root process.
-        PR_CAPBSET_READ => if a[1] <= 40 { Ok(1) } else { Err(Errno::EINVAL) },
+        PR_CAPBSET_READ => {
+            if a[1] <= 40 {
+                Ok(1)
+            } else {
+                Err(Errno::EINVAL)
+            }
+        }
         // Naming anonymous memory and Yama's ptracer list only inform debuggers.
         PR_SET_VMA | PR_SET_PTRACER => Ok(0),
         _ => Err(Errno::EINVAL),
@@ -267,7 +299,11 @@ fn sys_prlimit64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::ESRCH);
     }
     let old = read_rlimit(t, a[1])?;
-    let new = if a[2] != 0 { Some(read_pair(t, a[2])?) } else { None };
+    let new = if a[2] != 0 {
+        Some(read_pair(t, a[2])?)
+    } else {
+        None
+    };
     if let Some(new) = new {
         set_rlimit(t, a[1], new)?;
     }
@@ -287,8 +323,15 @@ fn sys_sched_getaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(64);
-    let mask: u64 = if ncpu == 64 { u64::MAX } else { (1u64 << ncpu) - 1 };
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(64);
+    let mask: u64 = if ncpu == 64 {
+        u64::MAX
+    } else {
+        (1u64 << ncpu) - 1
+    };
     t.mm.copy_out(a[2], &mask.to_le_bytes())?;
     Ok(8)
 }

@@ -12,7 +12,13 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(13, rt_sigaction, Full, "", sys_rt_sigaction),
     syscall!(14, rt_sigprocmask, Full, "", sys_rt_sigprocmask),
     syscall!(15, rt_sigreturn, Full, "", sys_rt_sigreturn),
-    syscall!(62, kill, Partial, "only the calling process (or pid 0/-1 meaning it); handlers run at once", sys_kill),
+    syscall!(
+        62,
+        kill,
+        Partial,
+        "only the calling process (or pid 0/-1 meaning it); handlers run at once",
+        sys_kill
+    ),
     syscall!(131, sigaltstack, Full, "", sys_sigaltstack),
     syscall!(200, tkill, Partial, "only the calling thread", sys_tkill),
     syscall!(234, tgkill, Partial, "only the calling thread", sys_tgkill),
@@ -45,7 +51,8 @@ fn sys_rt_sigaction(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         let mut b = [0u8; 32];
         t.mm.copy_in(new, &mut b)?;
-        let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let word =
+            |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         t.signals.actions[idx] = SigAction {
             handler: word(0),
             flags: word(1),
@@ -55,7 +62,10 @@ fn sys_rt_sigaction(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     if old != 0 {
         let mut b = [0u8; 32];
-        for (i, w) in [prev.handler, prev.flags, prev.restorer, prev.mask].iter().enumerate() {
+        for (i, w) in [prev.handler, prev.flags, prev.restorer, prev.mask]
+            .iter()
+            .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
         if let Err(e) = t.mm.copy_out(old, &b) {
@@ -130,13 +140,27 @@ fn sys_sigaltstack(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             if size < MINSIGSTKSZ {
                 return Err(Errno::ENOMEM);
             }
-            t.signals.altstack = AltStack { sp: ss_sp, flags: 0, size };
+            t.signals.altstack = AltStack {
+                sp: ss_sp,
+                flags: 0,
+                size,
+            };
         }
     }
     if old != 0 {
         let mut b = [0u8; 24];
-        let flags = if new != 0 { prev.flags & SS_DISABLE } else { t.signals.altstack_flags(sp) };
-        let flags = if flags & SS_DISABLE == 0 && prev.sp != 0 && sp > prev.sp && sp <= prev.sp + prev.size { SS_ONSTACK } else { flags };
+        let flags = if new != 0 {
+            prev.flags & SS_DISABLE
+        } else {
+            t.signals.altstack_flags(sp)
+        };
+        let flags =
+            if flags & SS_DISABLE == 0 && prev.sp != 0 && sp > prev.sp && sp <= prev.sp + prev.size
+            {
+                SS_ONSTACK
+            } else {
+                flags
+            };
         b[0..8].copy_from_slice(&prev.sp.to_le_bytes());
         b[8..12].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&prev.size.to_le_bytes());
@@ -145,8 +169,15 @@ fn sys_sigaltstack(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
+/// Raise `sig` in the calling thread after a syscall has stored its result.
+pub fn raise(t: &mut Task, sig: u8) {
+    let rax = t.regs.rax;
+    let _ = signal_self(t, sig as u64, rax);
+    t.regs_replaced = false;
+}
+
 /// Send `sig` to the calling thread itself, now.
-fn signal_self(t: &mut Task, sig: u64) -> SyscallResult {
+fn signal_self(t: &mut Task, sig: u64, ret: u64) -> SyscallResult {
     if sig == 0 {
         return Ok(0);
     }
@@ -166,8 +197,8 @@ fn signal_self(t: &mut Task, sig: u64) -> SyscallResult {
         t.exit_status = Some(ExitStatus::Signaled(sig));
         return Ok(0);
     }
-    // Run the handler when this syscall returns: the frame records rax = 0.
-    t.regs.rax = 0;
+    // Run the handler when this syscall returns: the frame records its return value.
+    t.regs.rax = ret;
     let mm = t.mm.clone();
     let info = FaultInfo {
         signo: sig,
@@ -178,7 +209,10 @@ fn signal_self(t: &mut Task, sig: u64) -> SyscallResult {
         cr2: 0,
     };
     // No FPU image from inside a syscall: the frame's fpstate is NULL (see signal.rs).
-    match t.signals.deliver_fault(&mm, &mut t.regs, info, &mut || None) {
+    match t
+        .signals
+        .deliver_fault(&mm, &mut t.regs, info, &mut || None)
+    {
         Delivery::Handler => t.regs_replaced = true,
         Delivery::Fatal(s) => t.exit_status = Some(ExitStatus::Signaled(s)),
     }
@@ -188,7 +222,7 @@ fn signal_self(t: &mut Task, sig: u64) -> SyscallResult {
 fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let pid = a[0] as i32;
     if pid == t.process.pid || pid == 0 || pid == -1 || pid == -t.process.pgid {
-        signal_self(t, a[1])
+        signal_self(t, a[1], 0)
     } else {
         valid_signal(a[1]).or(if a[1] == 0 { Ok(0) } else { Err(Errno::EINVAL) })?;
         Err(Errno::ESRCH)
@@ -197,9 +231,13 @@ fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_tkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[0] as i32 != t.tid {
-        return Err(if (a[0] as i32) <= 0 { Errno::EINVAL } else { Errno::ESRCH });
+        return Err(if (a[0] as i32) <= 0 {
+            Errno::EINVAL
+        } else {
+            Errno::ESRCH
+        });
     }
-    signal_self(t, a[1])
+    signal_self(t, a[1], 0)
 }
 
 fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -209,5 +247,5 @@ fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[0] as i32 != t.process.pid || a[1] as i32 != t.tid {
         return Err(Errno::ESRCH);
     }
-    signal_self(t, a[2])
+    signal_self(t, a[2], 0)
 }

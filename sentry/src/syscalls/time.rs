@@ -39,7 +39,10 @@ fn host_clock(id: u64) -> Result<libc::timespec, Errno> {
         CLOCK_BOOTTIME => libc::CLOCK_BOOTTIME,
         _ => return Err(Errno::EINVAL),
     };
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into `ts`.
     if unsafe { libc::clock_gettime(host_id, &mut ts) } != 0 {
         return Err(Errno::EINVAL);
@@ -74,7 +77,10 @@ fn sys_clock_gettime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let res = match a[0] {
         CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             // SAFETY: clock_getres writes one timespec into `ts`.
             unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
             ts.tv_nsec

@@ -35,15 +35,18 @@ use crate::abi::Errno;
 pub use fdtable::FdTable;
 pub use file::{DirEntry, FileDescription, Stat};
 pub use node::Node;
-pub use proc::ProcSnapshot;
 pub use ops::{chmod_inode, chown_inode, set_times, TimeSpec};
+pub use proc::ProcSnapshot;
 pub use walk::{Found, Resolved};
 
 /// Host-side failures building the file system.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
     #[error("opening the root file system {path}: {source}")]
-    OpenRoot { path: String, source: std::io::Error },
+    OpenRoot {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("reading the root file system {path}: {errno}")]
     StatRoot { path: String, errno: Errno },
 }
@@ -60,13 +63,23 @@ pub struct Vfs {
 impl Vfs {
     pub fn new(rootfs: &Path) -> Result<Arc<Vfs>, VfsError> {
         let shown = || rootfs.display().to_string();
-        let host = host::HostRoot::open(rootfs).map_err(|source| VfsError::OpenRoot { path: shown(), source })?;
+        let host = host::HostRoot::open(rootfs).map_err(|source| VfsError::OpenRoot {
+            path: shown(),
+            source,
+        })?;
         let top = host
             .lookup(b"")
             .and_then(|n| n.ok_or(Errno::ENOENT))
-            .map_err(|errno| VfsError::StatRoot { path: shown(), errno })?;
+            .map_err(|errno| VfsError::StatRoot {
+                path: shown(),
+                errno,
+            })?;
         let root = tmpfs::Inode::new_dir(tmpfs::Meta::from_stat(&top.stat), Some(Vec::new()));
-        Ok(Arc::new(Vfs { host, root, ns: Mutex::new(()) }))
+        Ok(Arc::new(Vfs {
+            host,
+            root,
+            ns: Mutex::new(()),
+        }))
     }
 
     fn ns(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -87,12 +100,27 @@ pub struct Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
-    pub fn new(base: &'a [u8], uid: u32, gid: u32, umask: u32, proc: &'a dyn Fn() -> ProcSnapshot) -> Lookup<'a> {
-        Lookup { base, uid, gid, umask, proc, snapshot: OnceCell::new() }
+    pub fn new(
+        base: &'a [u8],
+        uid: u32,
+        gid: u32,
+        umask: u32,
+        proc: &'a dyn Fn() -> ProcSnapshot,
+    ) -> Lookup<'a> {
+        Lookup {
+            base,
+            uid,
+            gid,
+            umask,
+            proc,
+            snapshot: OnceCell::new(),
+        }
     }
 
     fn snapshot(&self) -> Arc<ProcSnapshot> {
-        self.snapshot.get_or_init(|| Arc::new((self.proc)())).clone()
+        self.snapshot
+            .get_or_init(|| Arc::new((self.proc)()))
+            .clone()
     }
 }
 
@@ -134,18 +162,38 @@ impl FsContext {
             Found::Node(_) | Found::Magic(_) => return Err(Errno::ENOTDIR),
             Found::Missing => return Err(Errno::ENOENT),
         }
-        Ok(FsContext { vfs, cwd: r.path(), umask: 0o022 })
+        Ok(FsContext {
+            vfs,
+            cwd: r.path(),
+            umask: 0o022,
+        })
     }
 
     /// A copy for a new process (fork).
     pub fn fork(&self) -> FsContext {
-        FsContext { vfs: self.vfs.clone(), cwd: self.cwd.clone(), umask: self.umask }
+        FsContext {
+            vfs: self.vfs.clone(),
+            cwd: self.cwd.clone(),
+            umask: self.umask,
+        }
     }
 
     /// Open an executable for execve/the loader: a regular file with an execute bit
     /// (EACCES otherwise, as execve).
+    ///
+    /// Paths through /proc (busybox runs applets as /proc/self/exe) need the caller's
+    /// snapshot: use `open_exec_with`; here /proc shows an empty process.
     pub fn open_exec(&self, path: &[u8]) -> Result<Arc<dyn FileDescription>, Errno> {
-        let lk = Lookup::new(&self.cwd, 0, 0, self.umask, &no_proc);
+        self.open_exec_with(path, &no_proc)
+    }
+
+    /// `open_exec` with a /proc snapshot builder (`|| syscalls::fs::proc_snapshot(task)`).
+    pub fn open_exec_with(
+        &self,
+        path: &[u8],
+        proc: &dyn Fn() -> ProcSnapshot,
+    ) -> Result<Arc<dyn FileDescription>, Errno> {
+        let lk = Lookup::new(&self.cwd, 0, 0, self.umask, proc);
         self.vfs.open_exec(&lk, path)
     }
 }

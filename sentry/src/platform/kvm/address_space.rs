@@ -29,7 +29,10 @@ pub struct KvmAddressSpace {
 }
 
 impl KvmAddressSpace {
-    pub(super) fn new(memory: Arc<GuestMemory>, kernel_pdpt: Gpa) -> Result<KvmAddressSpace, PlatformError> {
+    pub(super) fn new(
+        memory: Arc<GuestMemory>,
+        kernel_pdpt: Gpa,
+    ) -> Result<KvmAddressSpace, PlatformError> {
         let tables = PageTables::new(&memory, kernel_pdpt)?;
         let root = tables.root();
         Ok(KvmAddressSpace {
@@ -56,7 +59,10 @@ impl KvmAddressSpace {
     }
 
     fn queue(&self, slots: impl IntoIterator<Item = Gpa>) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(slots);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(slots);
     }
 
     /// Take at most `max` queued entries, each with its current value (a later change
@@ -65,7 +71,10 @@ impl KvmAddressSpace {
         let _tables = self.tables();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let n = pending.len().min(max);
-        pending.drain(..n).map(|slot| (slot, self.memory.read_u64(slot))).collect()
+        pending
+            .drain(..n)
+            .map(|slot| (slot, self.memory.read_u64(slot)))
+            .collect()
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, PageTables> {
@@ -96,15 +105,16 @@ impl AddressSpace for KvmAddressSpace {
     fn unmap(&self, start: u64, end: u64, released: &mut dyn FnMut(u64, Gpa)) {
         let mut any = false;
         let mut changed = Vec::new();
-        self.tables().update_range(&self.memory, start, end, &mut |addr, slot, pte| {
-            // A PROT_NONE page is not present but still holds its frame.
-            released(addr, pte_frame(pte));
-            if pte & PTE_PRESENT != 0 {
-                changed.push(slot);
-                any = true;
-            }
-            0
-        });
+        self.tables()
+            .update_range(&self.memory, start, end, &mut |addr, slot, pte| {
+                // A PROT_NONE page is not present but still holds its frame.
+                released(addr, pte_frame(pte));
+                if pte & PTE_PRESENT != 0 {
+                    changed.push(slot);
+                    any = true;
+                }
+                0
+            });
         self.queue(changed);
         if any {
             self.invalidate();
@@ -114,14 +124,15 @@ impl AddressSpace for KvmAddressSpace {
     fn protect(&self, start: u64, end: u64, perms: Perms) {
         let mut narrowed = false;
         let mut changed = Vec::new();
-        self.tables().update_range(&self.memory, start, end, &mut |_, slot, pte| {
-            let new = user_pte(pte_frame(pte), perms);
-            if pte & PTE_PRESENT != 0 && new != pte {
-                changed.push(slot);
-                narrowed |= !perms.covers(pte_perms(pte));
-            }
-            new
-        });
+        self.tables()
+            .update_range(&self.memory, start, end, &mut |_, slot, pte| {
+                let new = user_pte(pte_frame(pte), perms);
+                if pte & PTE_PRESENT != 0 && new != pte {
+                    changed.push(slot);
+                    narrowed |= !perms.covers(pte_perms(pte));
+                }
+                new
+            });
         self.queue(changed);
         if narrowed {
             self.invalidate();
@@ -141,6 +152,9 @@ impl Drop for KvmAddressSpace {
         // those stale entries back to life. Recycling them needs a full shadow flush
         // (memslot re-registration), which is left for when address spaces churn (exec).
         let tables = self.tables();
-        tracing::trace!(root = format_args!("{:#x}", tables.root()), "address space retired");
+        tracing::trace!(
+            root = format_args!("{:#x}", tables.root()),
+            "address space retired"
+        );
     }
 }

@@ -22,6 +22,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 
 pub use address_space::KvmAddressSpace;
 pub use vcpu::KvmContext;
+use vcpu::VcpuFeatures;
 
 use super::memory::{Gpa, GuestMemory};
 use super::{Platform, PlatformError};
@@ -56,17 +57,15 @@ pub struct KvmPlatform {
     vm: VmFd,
     memory: Arc<GuestMemory>,
     kernel: Mutex<KernelSpace>,
-    cpuid: CpuId,
-    xcr0: u64,
-    xsave_size: usize,
-    sync_regs: bool,
+    features: VcpuFeatures,
     next_vcpu: AtomicUsize,
 }
 
 impl KvmPlatform {
     /// Open `/dev/kvm` and build a VM with `memory_size` bytes of guest physical memory.
     pub fn new(memory_size: u64) -> Result<KvmPlatform, PlatformError> {
-        let kvm = Kvm::new().map_err(|e| PlatformError::OpenKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let kvm = Kvm::new()
+            .map_err(|e| PlatformError::OpenKvm(std::io::Error::from_raw_os_error(e.errno())))?;
         for (cap, name) in [
             (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
             (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
@@ -75,8 +74,11 @@ impl KvmPlatform {
                 return Err(PlatformError::MissingCapability(name));
             }
         }
-        let sync_regs = kvm.check_extension_int(Cap::SyncRegs) as u32 & kvm_bindings::KVM_SYNC_X86_REGS != 0;
-        let vm = kvm.create_vm().map_err(PlatformError::kvm("KVM_CREATE_VM"))?;
+        let sync_regs =
+            kvm.check_extension_int(Cap::SyncRegs) as u32 & kvm_bindings::KVM_SYNC_X86_REGS != 0;
+        let vm = kvm
+            .create_vm()
+            .map_err(PlatformError::kvm("KVM_CREATE_VM"))?;
         let memory = Arc::new(GuestMemory::new(memory_size)?);
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -87,7 +89,8 @@ impl KvmPlatform {
         };
         // SAFETY: the region is the whole of `memory`'s mapping, which stays mapped for
         // as long as the VM exists (the platform owns both and drops the VM first).
-        unsafe { vm.set_user_memory_region(region) }.map_err(PlatformError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(PlatformError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
 
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -101,14 +104,20 @@ impl KvmPlatform {
             vm,
             memory,
             kernel: Mutex::new(KernelSpace { pdpt }),
-            cpuid,
-            xcr0,
-            xsave_size,
-            sync_regs,
+            features: VcpuFeatures {
+                cpuid,
+                xcr0,
+                xsave_size,
+                sync_regs,
+            },
             next_vcpu: AtomicUsize::new(0),
         };
         platform.install_stub()?;
-        tracing::debug!(sync_regs, xcr0 = format_args!("{xcr0:#x}"), "KVM platform ready");
+        tracing::debug!(
+            sync_regs,
+            xcr0 = format_args!("{xcr0:#x}"),
+            "KVM platform ready"
+        );
         Ok(platform)
     }
 
@@ -122,7 +131,11 @@ impl KvmPlatform {
         let idt = mem.alloc_frame()?;
         for vector in 0..32u8 {
             let handler = STUB_KVA + STUB_VECTORS + vector as u64 * STUB_VECTOR_SIZE;
-            let dpl = if USER_GATE_VECTORS.contains(&vector) { 3 } else { 0 };
+            let dpl = if USER_GATE_VECTORS.contains(&vector) {
+                3
+            } else {
+                0
+            };
             let ist = if IST_VECTORS.contains(&vector) { 1 } else { 0 };
             let [lo, hi] = idt_gate(handler, dpl, ist);
             mem.write_u64(idt + vector as u64 * 16, lo);
@@ -163,7 +176,13 @@ impl KvmPlatform {
 
     /// Map one page of the kernel half. Only ever adds mappings, so no vCPU can hold a
     /// stale translation for it.
-    fn map_kernel_page(&self, kernel: &KernelSpace, kva: u64, frame: Gpa, kind: KernelPage) -> Result<(), PlatformError> {
+    fn map_kernel_page(
+        &self,
+        kernel: &KernelSpace,
+        kva: u64,
+        frame: Gpa,
+        kind: KernelPage,
+    ) -> Result<(), PlatformError> {
         let mem = &self.memory;
         let mut table = kernel.pdpt;
         for level in [2u32, 1] {
@@ -238,7 +257,11 @@ fn supported_xcr0(cpuid: &CpuId) -> u64 {
 /// area and header (576 bytes), then each enabled component at its CPUID offset.
 fn xsave_size(cpuid: &CpuId, xcr0: u64) -> usize {
     let mut size = 576usize;
-    for e in cpuid.as_slice().iter().filter(|e| e.function == 0xd && (2..63).contains(&e.index)) {
+    for e in cpuid
+        .as_slice()
+        .iter()
+        .filter(|e| e.function == 0xd && (2..63).contains(&e.index))
+    {
         if xcr0 & (1 << e.index) != 0 {
             size = size.max(e.ebx as usize + e.eax as usize);
         }
@@ -268,16 +291,7 @@ impl Platform for KvmPlatform {
             .vm
             .create_vcpu(index as u64)
             .map_err(PlatformError::kvm("KVM_CREATE_VCPU"))?;
-        KvmContext::new(
-            vcpu,
-            index,
-            self.memory.clone(),
-            frames,
-            &self.cpuid,
-            self.xcr0,
-            self.xsave_size,
-            self.sync_regs,
-        )
+        KvmContext::new(vcpu, index, self.memory.clone(), frames, &self.features)
     }
 }
 

@@ -6,7 +6,7 @@
 //! carries the page's real rights.
 
 use crate::arch::{PAGE_SIZE, USER_ADDR_END};
-use crate::platform::memory::{GuestMemory, Gpa, MemoryError};
+use crate::platform::memory::{Gpa, GuestMemory, MemoryError};
 use crate::platform::Perms;
 
 pub const PTE_PRESENT: u64 = 1 << 0;
@@ -81,7 +81,12 @@ impl PageTables {
     }
 
     /// The address of the leaf entry for `addr`, creating tables on the way if `create`.
-    fn leaf_slot(&self, mem: &GuestMemory, addr: u64, create: bool) -> Result<Option<Gpa>, MemoryError> {
+    fn leaf_slot(
+        &self,
+        mem: &GuestMemory,
+        addr: u64,
+        create: bool,
+    ) -> Result<Option<Gpa>, MemoryError> {
         let mut table = self.root;
         for level in (1..4).rev() {
             let slot = table + 8 * index(addr, level);
@@ -121,7 +126,13 @@ impl PageTables {
 
     /// Visit every non-zero leaf in `[start, end)` of the user half, skipping absent
     /// subtrees. `visit(addr, slot, old)` returns the new entry to store at `slot`.
-    pub fn update_range(&self, mem: &GuestMemory, start: u64, end: u64, visit: &mut dyn FnMut(u64, Gpa, u64) -> u64) {
+    pub fn update_range(
+        &self,
+        mem: &GuestMemory,
+        start: u64,
+        end: u64,
+        visit: &mut dyn FnMut(u64, Gpa, u64) -> u64,
+    ) {
         let end = end.min(USER_ADDR_END);
         if start < end {
             self.walk(mem, self.root, 3, 0, start, end, visit);
@@ -140,7 +151,11 @@ impl PageTables {
         visit: &mut dyn FnMut(u64, Gpa, u64) -> u64,
     ) {
         let span = 1u64 << (12 + 9 * level);
-        let first = if start > base { (start - base) / span } else { 0 };
+        let first = if start > base {
+            (start - base) / span
+        } else {
+            0
+        };
         for i in first..512 {
             let addr = base + i * span;
             if addr >= end {
@@ -157,7 +172,15 @@ impl PageTables {
                     mem.write_u64(slot, new);
                 }
             } else {
-                self.walk(mem, pte_frame(entry), level - 1, addr, start.max(addr), end, visit);
+                self.walk(
+                    mem,
+                    pte_frame(entry),
+                    level - 1,
+                    addr,
+                    start.max(addr),
+                    end,
+                    visit,
+                );
             }
         }
     }
@@ -178,7 +201,8 @@ mod tests {
     fn map_and_translate() {
         let (mem, pt) = setup();
         let frame = mem.alloc_frame().expect("frame");
-        pt.set(&mem, 0x40_0000, user_pte(frame, Perms::RX)).expect("map");
+        pt.set(&mem, 0x40_0000, user_pte(frame, Perms::RX))
+            .expect("map");
         let pte = pt.get(&mem, 0x40_0000);
         assert_eq!(pte_frame(pte), frame);
         assert_eq!(pte_perms(pte), Perms::RX);

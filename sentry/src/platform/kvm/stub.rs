@@ -128,7 +128,7 @@ mod tests {
         let c = code();
         assert!(c.len() <= 4096);
         assert_eq!(c[STUB_IRET as usize..][..2], [0x48, 0xcf]); // iretq
-        // Vector 0 pushes a zero error code, then outs to port 0.
+                                                                // Vector 0 pushes a zero error code, then outs to port 0.
         let v0 = &c[STUB_VECTORS as usize..];
         assert_eq!(&v0[..4], &[0x6a, 0x00, 0xe6, 0x00]);
         // Vector 13 (#GP) has a CPU error code: straight to out.

@@ -39,6 +39,17 @@ const CR4_OSXSAVE: u64 = 1 << 18;
 /// Size of the `iretq` frame: rip, cs, rflags, rsp, ss.
 const IRET_FRAME: u64 = 5 * 8;
 
+/// What every vCPU of a VM is set up with.
+pub(super) struct VcpuFeatures {
+    pub cpuid: CpuId,
+    /// XSAVE features enabled (XCR0).
+    pub xcr0: u64,
+    /// Bytes of a standard-format XSAVE image for `xcr0`.
+    pub xsave_size: usize,
+    /// Whether KVM_CAP_SYNC_REGS lets registers travel in the run structure.
+    pub sync_regs: bool,
+}
+
 pub struct KvmContext {
     vcpu: VcpuFd,
     index: usize,
@@ -84,11 +95,15 @@ impl KvmContext {
         index: usize,
         memory: Arc<GuestMemory>,
         frames: [Gpa; 4],
-        cpuid: &CpuId,
-        xcr0: u64,
-        xsave_size: usize,
-        sync_regs: bool,
+        features: &VcpuFeatures,
     ) -> Result<KvmContext, PlatformError> {
+        let VcpuFeatures {
+            cpuid,
+            xcr0,
+            xsave_size,
+            sync_regs,
+        } = features;
+        let (xcr0, xsave_size, sync_regs) = (*xcr0, *xsave_size, *sync_regs);
         let mut cpuid = cpuid.clone();
         for e in cpuid.as_mut_slice() {
             if e.function == 1 {
@@ -99,10 +114,13 @@ impl KvmContext {
                 }
             }
         }
-        vcpu.set_cpuid2(&cpuid).map_err(PlatformError::kvm("KVM_SET_CPUID2"))?;
+        vcpu.set_cpuid2(&cpuid)
+            .map_err(PlatformError::kvm("KVM_SET_CPUID2"))?;
 
         let area = vcpu_area(index);
-        let mut sregs = vcpu.get_sregs().map_err(PlatformError::kvm("KVM_GET_SREGS"))?;
+        let mut sregs = vcpu
+            .get_sregs()
+            .map_err(PlatformError::kvm("KVM_GET_SREGS"))?;
         sregs.cs = segment(KERNEL_CS, true, 0, true);
         sregs.ss = segment(KERNEL_DS, false, 0, false);
         let null_data = kvm_segment {
@@ -145,7 +163,10 @@ impl KvmContext {
         sregs.efer = MSR_EFER_SCE | MSR_EFER_LME | MSR_EFER_LMA | MSR_EFER_NXE;
 
         let msrs = Msrs::from_entries(&[
-            msr(MSR_STAR, ((USER32_CS as u64) << 48) | ((KERNEL_CS as u64) << 32)),
+            msr(
+                MSR_STAR,
+                ((USER32_CS as u64) << 48) | ((KERNEL_CS as u64) << 32),
+            ),
             msr(MSR_LSTAR, ENTRY_KVA + ENTRY_SYSCALL),
             msr(MSR_CSTAR, ENTRY_KVA + ENTRY_SYSCALL_COMPAT),
             msr(MSR_SFMASK, SFMASK),
@@ -153,21 +174,25 @@ impl KvmContext {
             msr(MSR_TSC_AUX, index as u64),
         ])
         .map_err(|_| PlatformError::UnexpectedExit("building the MSR list".into()))?;
-        let set = vcpu.set_msrs(&msrs).map_err(PlatformError::kvm("KVM_SET_MSRS"))?;
+        let set = vcpu
+            .set_msrs(&msrs)
+            .map_err(PlatformError::kvm("KVM_SET_MSRS"))?;
         if set != msrs.as_slice().len() {
             return Err(PlatformError::MissingCapability("setting the syscall MSRs"));
         }
 
         if sregs.cr4 & CR4_OSXSAVE != 0 {
             // XCR0 can only be set once CR4.OSXSAVE is on.
-            vcpu.set_sregs(&sregs).map_err(PlatformError::kvm("KVM_SET_SREGS"))?;
+            vcpu.set_sregs(&sregs)
+                .map_err(PlatformError::kvm("KVM_SET_SREGS"))?;
             let mut xcrs = kvm_xcrs {
                 nr_xcrs: 1,
                 ..Default::default()
             };
             xcrs.xcrs[0].xcr = 0;
             xcrs.xcrs[0].value = xcr0;
-            vcpu.set_xcrs(&xcrs).map_err(PlatformError::kvm("KVM_SET_XCRS"))?;
+            vcpu.set_xcrs(&xcrs)
+                .map_err(PlatformError::kvm("KVM_SET_XCRS"))?;
         }
 
         let mut ctx = KvmContext {
@@ -227,7 +252,9 @@ impl KvmContext {
         if self.sync_regs {
             Ok(self.vcpu.sync_regs().regs)
         } else {
-            self.vcpu.get_regs().map_err(PlatformError::kvm("KVM_GET_REGS"))
+            self.vcpu
+                .get_regs()
+                .map_err(PlatformError::kvm("KVM_GET_REGS"))
         }
     }
 
@@ -237,7 +264,9 @@ impl KvmContext {
             self.vcpu.set_sync_dirty_reg(SyncReg::Register);
             Ok(())
         } else {
-            self.vcpu.set_regs(regs).map_err(PlatformError::kvm("KVM_SET_REGS"))
+            self.vcpu
+                .set_regs(regs)
+                .map_err(PlatformError::kvm("KVM_SET_REGS"))
         }
     }
 
@@ -256,7 +285,11 @@ impl KvmContext {
 
     /// Have the stub rewrite, from inside the guest, every page-table entry the sentry
     /// changed while it was present (see `stub.rs` for why).
-    fn apply_pending(&mut self, space: &KvmAddressSpace, want: (u64, u64, u64)) -> Result<(), PlatformError> {
+    fn apply_pending(
+        &mut self,
+        space: &KvmAddressSpace,
+        want: (u64, u64, u64),
+    ) -> Result<(), PlatformError> {
         loop {
             let batch = space.take_pending(PTE_QUEUE_CAPACITY);
             if batch.is_empty() {
@@ -267,7 +300,8 @@ impl KvmContext {
             }
             let queue = self.frames[3];
             for (i, (slot, value)) in batch.iter().enumerate() {
-                self.memory.write_u64(queue + 16 * i as u64, PHYSMAP_KVA + slot);
+                self.memory
+                    .write_u64(queue + 16 * i as u64, PHYSMAP_KVA + slot);
                 self.memory.write_u64(queue + 16 * i as u64 + 8, *value);
             }
             let k = kvm_regs {
@@ -282,7 +316,9 @@ impl KvmContext {
             match self.vcpu.run() {
                 Ok(VcpuExit::IoOut(PORT_PTES_APPLIED, _)) => {}
                 Ok(other) => {
-                    return Err(PlatformError::UnexpectedExit(format!("applying page-table writes: {other:?}")))
+                    return Err(PlatformError::UnexpectedExit(format!(
+                        "applying page-table writes: {other:?}"
+                    )))
                 }
                 Err(e) => return Err(PlatformError::kvm("KVM_RUN (page-table writes)")(e)),
             }
@@ -321,9 +357,15 @@ impl KvmContext {
         let gpa = self
             .stack_gpa(frame)
             .ok_or_else(|| PlatformError::UnexpectedExit("kernel stack layout".into()))?;
-        for (i, v) in [regs.rip, USER_CS as u64, regs.sanitized_rflags(), regs.rsp, USER_DS as u64]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            regs.rip,
+            USER_CS as u64,
+            regs.sanitized_rflags(),
+            regs.rsp,
+            USER_DS as u64,
+        ]
+        .into_iter()
+        .enumerate()
         {
             self.memory.write_u64(gpa + 8 * i as u64, v);
         }
@@ -374,12 +416,23 @@ impl KvmContext {
         let mut words = [0u64; 7];
         let n = if vector == Fault::PAGE_FAULT { 7 } else { 6 };
         self.read_stack(k.rsp, &mut words[..n]).ok_or_else(|| {
-            PlatformError::UnexpectedExit(format!("exception {vector} with rsp {:#x} off the kernel stacks", k.rsp))
+            PlatformError::UnexpectedExit(format!(
+                "exception {vector} with rsp {:#x} off the kernel stacks",
+                k.rsp
+            ))
         })?;
-        let (address, f) = if n == 7 { (words[0], &words[1..]) } else { (0, &words[..]) };
+        let (address, f) = if n == 7 {
+            (words[0], &words[1..])
+        } else {
+            (0, &words[..])
+        };
         let (error_code, rip, cs, rflags, rsp) = (f[0], f[1], f[2], f[3], f[4]);
         if cs & 3 != 3 {
-            return Err(PlatformError::KernelFault { vector, rip, error_code });
+            return Err(PlatformError::KernelFault {
+                vector,
+                rip,
+                error_code,
+            });
         }
         Self::copy_gprs(&k, regs);
         regs.rip = rip;
@@ -403,7 +456,10 @@ fn msr(index: u32, data: u64) -> kvm_msr_entry {
 
 impl Context for KvmContext {
     fn fpu_state(&mut self) -> Result<Vec<u8>, PlatformError> {
-        let xsave = self.vcpu.get_xsave().map_err(PlatformError::kvm("KVM_GET_XSAVE"))?;
+        let xsave = self
+            .vcpu
+            .get_xsave()
+            .map_err(PlatformError::kvm("KVM_GET_XSAVE"))?;
         let bytes: Vec<u8> = xsave.region.iter().flat_map(|w| w.to_le_bytes()).collect();
         Ok(bytes[..self.xsave_size].to_vec())
     }
@@ -429,7 +485,11 @@ impl Context for KvmContext {
         self.xcr0
     }
 
-    fn switch(&mut self, space: &dyn crate::platform::AddressSpace, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
+    fn switch(
+        &mut self,
+        space: &dyn crate::platform::AddressSpace,
+        regs: &mut UserRegs,
+    ) -> Result<Trap, PlatformError> {
         let space = space
             .as_any()
             .downcast_ref::<KvmAddressSpace>()
@@ -451,7 +511,9 @@ impl Context for KvmContext {
         let port = match self.vcpu.run() {
             Ok(VcpuExit::IoOut(port, _)) => port,
             Ok(VcpuExit::Shutdown) => {
-                return Err(PlatformError::UnexpectedExit("triple fault (KVM_EXIT_SHUTDOWN)".into()))
+                return Err(PlatformError::UnexpectedExit(
+                    "triple fault (KVM_EXIT_SHUTDOWN)".into(),
+                ))
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 return Err(PlatformError::UnexpectedExit(format!(
@@ -460,7 +522,9 @@ impl Context for KvmContext {
             }
             Ok(VcpuExit::Intr) => return Ok(Trap::Interrupted),
             Ok(other) => return Err(PlatformError::UnexpectedExit(format!("{other:?}"))),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => return Ok(Trap::Interrupted),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                return Ok(Trap::Interrupted)
+            }
             Err(e) => return Err(PlatformError::kvm("KVM_RUN")(e)),
         };
         self.stopped_in_user = false;
@@ -469,7 +533,10 @@ impl Context for KvmContext {
                 let stays = match self.syscall_stays_in_user {
                     Some(stays) => stays,
                     None => {
-                        let sregs = self.vcpu.get_sregs().map_err(PlatformError::kvm("KVM_GET_SREGS"))?;
+                        let sregs = self
+                            .vcpu
+                            .get_sregs()
+                            .map_err(PlatformError::kvm("KVM_GET_SREGS"))?;
                         let stays = sregs.cs.dpl == 3;
                         tracing::debug!(vcpu = self.index, stays, "syscall entry privilege learnt");
                         self.syscall_stays_in_user = Some(stays);
@@ -498,7 +565,9 @@ impl Context for KvmContext {
                 }))
             }
             v if v < 32 => self.decode_exception(v as u8, regs),
-            other => Err(PlatformError::UnexpectedExit(format!("I/O exit on port {other:#x}"))),
+            other => Err(PlatformError::UnexpectedExit(format!(
+                "I/O exit on port {other:#x}"
+            ))),
         }
     }
 }

@@ -1,0 +1,296 @@
+//! The read-only host directory under the sandbox root. Every host path is resolved with
+//! openat2(root, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS):
+//! the sentry resolves symbolic links itself, so the kernel never follows one for us,
+//! and nothing can escape the root. Files are only ever opened O_RDONLY.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use super::file::{DirEntry, Stat};
+use crate::abi::Errno;
+
+/// What one host lookup found (without following a final symbolic link).
+#[derive(Clone, Debug)]
+pub struct HostNode {
+    /// Path relative to the host root, without a leading slash ("" is the root).
+    pub rel: Vec<u8>,
+    pub stat: Stat,
+    /// The link's text, for symbolic links.
+    pub target: Option<Vec<u8>>,
+}
+
+/// The host root directory, opened once with O_PATH.
+pub struct HostRoot {
+    root: OwnedFd,
+}
+
+/// Largest host file copied into the overlay (copy-up), in bytes.
+pub const MAX_COPY_UP: u64 = 1 << 30;
+
+impl HostRoot {
+    pub fn open(path: &Path) -> std::io::Result<HostRoot> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `c` is a valid NUL-terminated string; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nobody else.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(HostRoot { root })
+    }
+
+    /// openat2 under the root. `rel` must not contain NUL (guest paths cannot).
+    fn openat2(&self, rel: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
+        let path = if rel.is_empty() {
+            b".".to_vec()
+        } else {
+            rel.to_vec()
+        };
+        let c = CString::new(path).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: open_how is plain data; zeroed is a valid value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+        how.resolve =
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+        loop {
+            // SAFETY: `c` and `how` outlive the call; the size passed is `how`'s size.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.root.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            if r >= 0 {
+                // SAFETY: openat2 returned a new descriptor that we own.
+                return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                // A component became a symbolic link behind our back: the sentry's own
+                // resolution is the authority, so report the path as absent.
+                Some(libc::ELOOP) if flags & libc::O_PATH != 0 => return Err(Errno::ENOENT),
+                _ => return Err(Errno::from_io(&e)),
+            }
+        }
+    }
+
+    /// Look up `rel` (already free of symbolic links except maybe the last component).
+    /// `Ok(None)` if it does not exist.
+    pub fn lookup(&self, rel: &[u8]) -> Result<Option<HostNode>, Errno> {
+        let fd = match self.openat2(rel, libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let stat = fstat(&fd)?;
+        let target = if stat.mode & libc::S_IFMT == libc::S_IFLNK {
+            Some(readlink(&fd)?)
+        } else {
+            None
+        };
+        Ok(Some(HostNode {
+            rel: rel.to_vec(),
+            stat,
+            target,
+        }))
+    }
+
+    /// Open a regular file for reading.
+    pub fn open_file(&self, rel: &[u8]) -> Result<OwnedFd, Errno> {
+        let fd = self.openat2(rel, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)?;
+        let st = fstat(&fd)?;
+        if st.mode & libc::S_IFMT != libc::S_IFREG {
+            // Host devices, FIFOs and sockets in the image are never opened for the guest.
+            return Err(Errno::EACCES);
+        }
+        Ok(fd)
+    }
+
+    /// List a host directory (with "." and ".." as the host reports them).
+    pub fn read_dir(&self, rel: &[u8]) -> Result<Vec<DirEntry>, Errno> {
+        let fd = self.openat2(rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(Errno::from_io(&e));
+            }
+            if n == 0 {
+                return Ok(out);
+            }
+            parse_dirents(&buf[..n as usize], &mut out);
+        }
+    }
+
+    /// Read a whole host file (for copy-up), refusing files over MAX_COPY_UP.
+    pub fn read_all(&self, rel: &[u8]) -> Result<Vec<u8>, Errno> {
+        let fd = self.open_file(rel)?;
+        let size = fstat(&fd)?.size.max(0) as u64;
+        if size > MAX_COPY_UP {
+            return Err(Errno::EFBIG);
+        }
+        let mut data = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < data.len() {
+            let n = pread(&fd, &mut data[done..], done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        data.truncate(done);
+        Ok(data)
+    }
+}
+
+/// Parse a buffer of `struct linux_dirent64` records.
+fn parse_dirents(buf: &[u8], out: &mut Vec<DirEntry>) {
+    let mut at = 0;
+    while at + 19 <= buf.len() {
+        let ino = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or_default());
+        let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
+        let kind = buf[at + 18];
+        if reclen < 19 || at + reclen > buf.len() {
+            return;
+        }
+        let name = &buf[at + 19..at + reclen];
+        let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        out.push(DirEntry {
+            ino,
+            kind,
+            name: name[..len].to_vec(),
+        });
+        at += reclen;
+    }
+}
+
+/// fstat(2) on a host descriptor.
+pub fn fstat(fd: &OwnedFd) -> Result<Stat, Errno> {
+    // SAFETY: `st` is plain data filled in by the kernel.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Errno::from_io(&std::io::Error::last_os_error()));
+    }
+    Ok(stat_from_host(&st))
+}
+
+/// Convert a host `struct stat`.
+pub fn stat_from_host(st: &libc::stat) -> Stat {
+    Stat {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        nlink: st.st_nlink,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        size: st.st_size,
+        blksize: st.st_blksize,
+        blocks: st.st_blocks,
+        atime: (st.st_atime, st.st_atime_nsec),
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+    }
+}
+
+/// readlinkat(fd, "") on an O_PATH descriptor of a symbolic link.
+fn readlink(fd: &OwnedFd) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; super::path::PATH_MAX];
+    // SAFETY: the empty string is NUL-terminated; the kernel writes at most buf.len() bytes.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(Errno::from_io(&std::io::Error::last_os_error()));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// pread(2) on a host descriptor.
+pub fn pread(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let off = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Errno::from_io(&e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("nanovisor-vfs-{}-{}", name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        d
+    }
+
+    #[test]
+    fn lookups_stay_inside_the_root() {
+        let d = scratch("host");
+        std::fs::write(d.join("f"), b"hello").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", d.join("l")).expect("symlink");
+        let h = HostRoot::open(&d).expect("open root");
+        let f = h.lookup(b"f").expect("lookup").expect("exists");
+        assert_eq!(f.stat.size, 5);
+        let l = h.lookup(b"l").expect("lookup").expect("exists");
+        assert_eq!(l.target.as_deref(), Some(&b"/etc/passwd"[..]));
+        assert!(h.lookup(b"missing").expect("lookup").is_none());
+        // ".." cannot climb out of the root.
+        assert!(h
+            .lookup(b"../../../../etc/passwd")
+            .expect("lookup")
+            .is_none());
+        assert_eq!(h.read_all(b"f").expect("read"), b"hello");
+        assert!(h.read_all(b"l").is_err());
+        let names: Vec<_> = h
+            .read_dir(b"")
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(names.contains(&b"f".to_vec()) && names.contains(&b".".to_vec()));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -1,0 +1,212 @@
+//! The sandbox's standard streams: duplicates of the sentry's own fds 0, 1 and 2, with
+//! reads and writes passed through. Terminal ioctls pass through only for a tty.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::file::{FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+use super::host::fstat;
+use crate::abi::Errno;
+
+const TCGETS: u32 = 0x5401;
+const TIOCGWINSZ: u32 = 0x5413;
+const TIOCGPGRP: u32 = 0x540f;
+/// sizeof(struct termios) for the TCGETS ioctl (the kernel's, not glibc's).
+const TERMIOS_SIZE: usize = 36;
+
+pub struct HostFd {
+    fd: OwnedFd,
+    tty: bool,
+    stat: Stat,
+    flags: AtomicU32,
+}
+
+impl HostFd {
+    /// Duplicate the sentry's `fd` (F_DUPFD_CLOEXEC) and wrap it.
+    pub fn dup_of(fd: RawFd) -> std::io::Result<HostFd> {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd number; the result is checked.
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if new < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `new` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(new) };
+        // SAFETY: isatty only inspects the descriptor.
+        let tty = unsafe { libc::isatty(fd.as_raw_fd()) } == 1;
+        let stat = fstat(&fd).map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+        // SAFETY: F_GETFL only reads the descriptor's flags.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        let flags = if flags < 0 {
+            libc::O_RDWR
+        } else {
+            flags & !libc::O_LARGEFILE
+        };
+        Ok(HostFd {
+            fd,
+            tty,
+            stat,
+            flags: AtomicU32::new(flags as u32),
+        })
+    }
+
+    fn nonblock(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & libc::O_NONBLOCK as u32 != 0
+    }
+
+    /// Wait until the host fd is ready for `events` (the guest asked to block).
+    fn wait_ready(&self, events: i16) {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, -1) };
+    }
+}
+
+fn last_errno() -> Errno {
+    Errno::from_io(&std::io::Error::last_os_error())
+}
+
+impl FileDescription for HostFd {
+    fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        loop {
+            // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe {
+                match offset {
+                    Some(off) => libc::pread(
+                        self.fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        off as i64,
+                    ),
+                    None => libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()),
+                }
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            match last_errno() {
+                Errno::EINTR => continue,
+                // The host fd may be non-blocking although the guest's view is not.
+                Errno::EAGAIN if !self.nonblock() => self.wait_ready(libc::POLLIN),
+                e => return Err(e),
+            }
+        }
+    }
+
+    fn write(&self, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        loop {
+            // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`.
+            let n = unsafe {
+                match offset {
+                    Some(off) => libc::pwrite(
+                        self.fd.as_raw_fd(),
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        off as i64,
+                    ),
+                    None => libc::write(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()),
+                }
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            match last_errno() {
+                Errno::EINTR => continue,
+                Errno::EAGAIN if !self.nonblock() => self.wait_ready(libc::POLLOUT),
+                e => return Err(e),
+            }
+        }
+    }
+
+    fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        if whence > 4 {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: lseek on our own descriptor.
+        let r = unsafe { libc::lseek(self.fd.as_raw_fd(), offset, whence as i32) };
+        if r < 0 {
+            return Err(last_errno());
+        }
+        Ok(r as u64)
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        fstat(&self.fd)
+    }
+
+    fn ioctl(&self, cmd: u32, arg: u64, mm: &crate::mm::MemoryManager) -> Result<u64, Errno> {
+        if !self.tty {
+            return Err(Errno::ENOTTY);
+        }
+        let mut buf = [0u8; 64];
+        let len = match cmd {
+            TCGETS => TERMIOS_SIZE,
+            TIOCGWINSZ => 8,
+            // The sandbox's only process group is its own (pid 1).
+            TIOCGPGRP => {
+                mm.write_u32(arg, 1)?;
+                return Ok(0);
+            }
+            _ => return Err(Errno::ENOTTY),
+        };
+        // SAFETY: both commands write at most `len` ≤ 64 bytes into `buf`.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), cmd as _, buf.as_mut_ptr()) } < 0 {
+            return Err(last_errno());
+        }
+        mm.copy_out(arg, &buf[..len])?;
+        Ok(0)
+    }
+
+    fn is_tty(&self) -> bool {
+        self.tty
+    }
+
+    fn sync(&self) -> Result<(), Errno> {
+        // Linux: fsync on a tty or pipe is EINVAL.
+        if self.stat.mode & libc::S_IFMT == libc::S_IFREG {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
+        }
+    }
+
+    fn poll(&self) -> i16 {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: POLLIN | POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd; a zero timeout does not block.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r < 0 {
+            return 0;
+        }
+        p.revents & (POLLIN | POLLOUT | POLLERR | POLLHUP | POLLNVAL)
+    }
+
+    fn path(&self) -> String {
+        match self.stat.mode & libc::S_IFMT {
+            libc::S_IFIFO => format!("pipe:[{}]", self.stat.ino),
+            libc::S_IFSOCK => format!("socket:[{}]", self.stat.ino),
+            libc::S_IFCHR if self.tty => "/dev/pts/0".to_string(),
+            libc::S_IFCHR if self.stat.rdev == 0x103 => "/dev/null".to_string(),
+            _ => format!("anon_inode:[host:{}]", self.stat.ino),
+        }
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        // Only the guest's view changes; the host fd is shared with the sentry itself.
+        super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

@@ -1,0 +1,299 @@
+//! Pipes: a 64 KiB buffer inside the sentry shared by a read end and a write end.
+//!
+//! Blocking waits on a condvar. With no writers left, a read of an empty pipe returns 0;
+//! with no readers left, a write fails with EPIPE (SIGPIPE delivery is the caller's job
+//! and is not sent yet).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::file::{FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLOUT};
+use crate::abi::Errno;
+
+/// Capacity of a pipe (Linux's default, 16 pages).
+pub const PIPE_CAPACITY: usize = 64 * 1024;
+/// Writes up to this size are atomic (Linux PIPE_BUF).
+pub const PIPE_BUF: usize = 4096;
+/// st_dev of pipes (pipefs is an anonymous device, 0:13 on a typical system).
+const PIPEFS_DEV: u64 = 13;
+const FIONREAD: u32 = 0x541b;
+
+static NEXT_PIPE_INO: AtomicU64 = AtomicU64::new(1000);
+
+struct State {
+    data: VecDeque<u8>,
+    readers: usize,
+    writers: usize,
+}
+
+/// The buffer both ends share.
+pub struct PipeBuffer {
+    ino: u64,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl PipeBuffer {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Read up to `buf.len()` bytes.
+    pub fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut g = self.lock();
+        loop {
+            if !g.data.is_empty() {
+                let n = buf.len().min(g.data.len());
+                for (i, b) in g.data.drain(..n).enumerate() {
+                    buf[i] = b;
+                }
+                self.changed.notify_all();
+                return Ok(n);
+            }
+            if g.writers == 0 {
+                return Ok(0);
+            }
+            if nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            g = self.wait(g);
+        }
+    }
+
+    /// Write `buf`; writes of at most PIPE_BUF bytes are all-or-nothing.
+    pub fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut g = self.lock();
+        let mut done = 0;
+        loop {
+            if g.readers == 0 {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPIPE)
+                };
+            }
+            let room = PIPE_CAPACITY - g.data.len();
+            let left = buf.len() - done;
+            let fits = if left <= PIPE_BUF {
+                room >= left
+            } else {
+                room > 0
+            };
+            if fits {
+                let n = left.min(room);
+                g.data.extend(&buf[done..done + n]);
+                done += n;
+                self.changed.notify_all();
+                if done == buf.len() {
+                    return Ok(done);
+                }
+            }
+            if nonblock {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EAGAIN)
+                };
+            }
+            g = self.wait(g);
+        }
+    }
+
+    pub fn available(&self) -> usize {
+        self.lock().data.len()
+    }
+}
+
+/// One end of a pipe.
+pub struct PipeEnd {
+    buf: Arc<PipeBuffer>,
+    write_end: bool,
+    flags: AtomicU32,
+}
+
+/// Make a pipe: (read end, write end). `flags` may hold O_NONBLOCK.
+pub fn new_pipe(flags: u32) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
+    let buf = Arc::new(PipeBuffer {
+        ino: NEXT_PIPE_INO.fetch_add(1, Ordering::Relaxed),
+        state: Mutex::new(State {
+            data: VecDeque::new(),
+            readers: 1,
+            writers: 1,
+        }),
+        changed: Condvar::new(),
+    });
+    let nb = flags & libc::O_NONBLOCK as u32;
+    let r = Arc::new(PipeEnd {
+        buf: buf.clone(),
+        write_end: false,
+        flags: AtomicU32::new(libc::O_RDONLY as u32 | nb),
+    });
+    let w = Arc::new(PipeEnd {
+        buf,
+        write_end: true,
+        flags: AtomicU32::new(libc::O_WRONLY as u32 | nb),
+    });
+    (r, w)
+}
+
+impl PipeEnd {
+    fn nonblock(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & libc::O_NONBLOCK as u32 != 0
+    }
+
+    pub fn is_write_end(&self) -> bool {
+        self.write_end
+    }
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        let mut g = self.buf.lock();
+        if self.write_end {
+            g.writers = g.writers.saturating_sub(1);
+        } else {
+            g.readers = g.readers.saturating_sub(1);
+        }
+        self.buf.changed.notify_all();
+    }
+}
+
+impl FileDescription for PipeEnd {
+    fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if offset.is_some() {
+            // Linux: pread on a pipe is ESPIPE.
+            return Err(Errno::ESPIPE);
+        }
+        if self.write_end {
+            return Err(Errno::EBADF);
+        }
+        self.buf.read(buf, self.nonblock())
+    }
+
+    fn write(&self, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if offset.is_some() {
+            return Err(Errno::ESPIPE);
+        }
+        if !self.write_end {
+            return Err(Errno::EBADF);
+        }
+        self.buf.write(buf, self.nonblock())
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(Stat {
+            dev: PIPEFS_DEV,
+            ino: self.buf.ino,
+            nlink: 1,
+            mode: libc::S_IFIFO | 0o600,
+            blksize: 4096,
+            ..Stat::default()
+        })
+    }
+
+    fn ioctl(&self, cmd: u32, arg: u64, mm: &crate::mm::MemoryManager) -> Result<u64, Errno> {
+        match cmd {
+            FIONREAD => {
+                let n = self.buf.available() as u32;
+                mm.write_u32(arg, n)?;
+                Ok(0)
+            }
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
+    fn sync(&self) -> Result<(), Errno> {
+        // Linux: a pipe has no fsync → EINVAL.
+        Err(Errno::EINVAL)
+    }
+
+    fn poll(&self) -> i16 {
+        let g = self.buf.lock();
+        if self.write_end {
+            if g.readers == 0 {
+                POLLOUT | POLLERR
+            } else if PIPE_CAPACITY - g.data.len() >= PIPE_BUF {
+                POLLOUT
+            } else {
+                0
+            }
+        } else {
+            let mut r = 0;
+            if !g.data.is_empty() {
+                r |= POLLIN;
+            }
+            if g.writers == 0 {
+                r |= POLLHUP;
+            }
+            r
+        }
+    }
+
+    fn path(&self) -> String {
+        format!("pipe:[{}]", self.buf.ino)
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_flows_and_eof_after_writer_closes() {
+        let (r, w) = new_pipe(libc::O_NONBLOCK as u32);
+        let mut b = [0u8; 8];
+        assert_eq!(r.read(&mut b, None), Err(Errno::EAGAIN));
+        assert_eq!(w.write(b"hi", None), Ok(2));
+        assert_eq!(r.poll() & POLLIN, POLLIN);
+        assert_eq!(r.read(&mut b, None), Ok(2));
+        assert_eq!(r.read(&mut b, Some(0)), Err(Errno::ESPIPE));
+        drop(w);
+        assert_eq!(r.read(&mut b, None), Ok(0));
+        assert_eq!(r.poll() & POLLHUP, POLLHUP);
+    }
+
+    #[test]
+    fn full_pipe_and_no_readers() {
+        let (r, w) = new_pipe(libc::O_NONBLOCK as u32);
+        let big = vec![7u8; PIPE_CAPACITY + 10];
+        assert_eq!(w.write(&big, None), Ok(PIPE_CAPACITY));
+        assert_eq!(w.write(b"x", None), Err(Errno::EAGAIN));
+        assert_eq!(w.poll() & POLLOUT, 0);
+        drop(r);
+        assert_eq!(w.write(b"x", None), Err(Errno::EPIPE));
+    }
+
+    #[test]
+    fn small_writes_are_atomic() {
+        let (_r, w) = new_pipe(libc::O_NONBLOCK as u32);
+        assert_eq!(
+            w.write(&vec![0u8; PIPE_CAPACITY - 100], None),
+            Ok(PIPE_CAPACITY - 100)
+        );
+        assert_eq!(w.write(&[0u8; 200], None), Err(Errno::EAGAIN));
+        assert_eq!(w.write(&[0u8; 100], None), Ok(100));
+    }
+}

@@ -1,0 +1,466 @@
+//! A minimal /proc, built from a snapshot of the calling task taken when the walk
+//! enters /proc (the vfs never sees a task: the syscall layer builds the snapshot).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::file::{DirEntry, FileDescription, Stat};
+use super::node::LinkTarget;
+use super::tmpfs::{now, seek_regular};
+use crate::abi::Errno;
+
+/// st_dev of /proc (0:22, as on a typical system).
+pub const PROC_DEV: u64 = 22;
+
+/// What /proc shows of the calling process.
+#[derive(Clone, Default)]
+pub struct ProcSnapshot {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub tid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
+    /// Executable path (/proc/self/exe).
+    pub exe: Vec<u8>,
+    pub cwd: Vec<u8>,
+    /// argv joined with NULs, each terminated (as /proc/self/cmdline).
+    pub cmdline: Vec<u8>,
+    pub environ: Vec<u8>,
+    pub comm: Vec<u8>,
+    /// /proc/self/maps text.
+    pub maps: String,
+    pub vm_size: u64,
+    pub fds: Vec<(i32, Arc<dyn FileDescription>)>,
+    pub hostname: Vec<u8>,
+    pub release: Vec<u8>,
+    pub version: Vec<u8>,
+    pub uptime: Duration,
+}
+
+/// A /proc entry: `rel` is the path under /proc with the process directory spelled "pid".
+#[derive(Clone)]
+pub struct ProcNode {
+    pub snap: Arc<ProcSnapshot>,
+    pub rel: Vec<u8>,
+}
+
+enum Shape {
+    Dir,
+    File,
+    Link,
+}
+
+const ROOT_FILES: [&str; 8] = [
+    "cpuinfo",
+    "meminfo",
+    "version",
+    "uptime",
+    "loadavg",
+    "filesystems",
+    "mounts",
+    "sys",
+];
+const PID_FILES: [&str; 12] = [
+    "exe", "cwd", "root", "fd", "maps", "cmdline", "status", "comm", "environ", "stat", "statm",
+    "mounts",
+];
+
+impl ProcNode {
+    pub fn root(snap: Arc<ProcSnapshot>) -> ProcNode {
+        ProcNode {
+            snap,
+            rel: Vec::new(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        match self.rel.as_slice() {
+            b"" | b"pid" | b"pid/fd" | b"sys" | b"sys/kernel" | b"sys/vm" => Shape::Dir,
+            b"self" | b"mounts" | b"pid/exe" | b"pid/cwd" | b"pid/root" => Shape::Link,
+            r if r.starts_with(b"pid/fd/") => Shape::Link,
+            _ => Shape::File,
+        }
+    }
+
+    pub fn file_type(&self) -> u32 {
+        match self.shape() {
+            Shape::Dir => libc::S_IFDIR,
+            Shape::File => libc::S_IFREG,
+            Shape::Link => libc::S_IFLNK,
+        }
+    }
+
+    /// The names in this directory and the `rel` each leads to.
+    fn children(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let pid = self.snap.pid.to_string().into_bytes();
+        let named = |names: &[&str], base: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            names
+                .iter()
+                .map(|n| {
+                    (
+                        n.as_bytes().to_vec(),
+                        super::path::join_rel(base, n.as_bytes()),
+                    )
+                })
+                .collect()
+        };
+        match self.rel.as_slice() {
+            b"" => {
+                let mut v = vec![(b"self".to_vec(), b"self".to_vec()), (pid, b"pid".to_vec())];
+                v.extend(named(&ROOT_FILES, b""));
+                v
+            }
+            b"pid" => named(&PID_FILES, b"pid"),
+            b"pid/fd" => self
+                .snap
+                .fds
+                .iter()
+                .map(|(fd, _)| {
+                    let n = fd.to_string().into_bytes();
+                    (n.clone(), super::path::join_rel(b"pid/fd", &n))
+                })
+                .collect(),
+            b"sys" => named(&["kernel", "vm"], b"sys"),
+            b"sys/kernel" => named(
+                &["hostname", "osrelease", "ostype", "pid_max"],
+                b"sys/kernel",
+            ),
+            b"sys/vm" => named(&["overcommit_memory", "max_map_count"], b"sys/vm"),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn lookup(&self, name: &[u8]) -> Option<ProcNode> {
+        if !matches!(self.shape(), Shape::Dir) {
+            return None;
+        }
+        self.children()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, rel)| ProcNode {
+                snap: self.snap.clone(),
+                rel,
+            })
+    }
+
+    fn ino(&self) -> u64 {
+        // FNV-1a of the path: stable for one path, distinct enough within /proc.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.path() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        (h >> 1) | 1
+    }
+
+    /// The path shown to the guest.
+    pub fn path(&self) -> Vec<u8> {
+        let mut p = b"/proc".to_vec();
+        if let Some(rest) = self.rel.strip_prefix(b"pid") {
+            p.push(b'/');
+            p.extend_from_slice(self.snap.pid.to_string().as_bytes());
+            p.extend_from_slice(rest);
+        } else if !self.rel.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(&self.rel);
+        }
+        p
+    }
+
+    pub fn stat(&self) -> Stat {
+        let (mode, nlink) = match self.shape() {
+            Shape::Dir => (libc::S_IFDIR | 0o555, 2),
+            Shape::File => (libc::S_IFREG | 0o444, 1),
+            Shape::Link => (libc::S_IFLNK | 0o777, 1),
+        };
+        let t = now();
+        Stat {
+            dev: PROC_DEV,
+            ino: self.ino(),
+            nlink,
+            mode,
+            uid: self.snap.uid,
+            gid: self.snap.gid,
+            blksize: 1024,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Stat::default()
+        }
+    }
+
+    pub fn link_target(&self) -> Option<LinkTarget> {
+        let s = &self.snap;
+        match self.rel.as_slice() {
+            b"self" => Some(LinkTarget::Path(s.pid.to_string().into_bytes())),
+            b"mounts" => Some(LinkTarget::Path(b"self/mounts".to_vec())),
+            b"pid/exe" => Some(LinkTarget::Path(s.exe.clone())),
+            b"pid/cwd" => Some(LinkTarget::Path(s.cwd.clone())),
+            b"pid/root" => Some(LinkTarget::Path(b"/".to_vec())),
+            r => {
+                let n: i32 = std::str::from_utf8(r.strip_prefix(b"pid/fd/")?)
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                let file = s.fds.iter().find(|(fd, _)| *fd == n)?.1.clone();
+                let shown = file.path().into_bytes();
+                Some(LinkTarget::File { file, shown })
+            }
+        }
+    }
+
+    /// Directory listing with "." and "..".
+    pub fn list(&self) -> Vec<DirEntry> {
+        let parent_ino = match self.rel.rsplit_once_slash() {
+            Some(parent) => ProcNode {
+                snap: self.snap.clone(),
+                rel: parent.to_vec(),
+            }
+            .ino(),
+            None => 1,
+        };
+        let mut out = vec![
+            DirEntry {
+                ino: self.ino(),
+                kind: libc::DT_DIR,
+                name: b".".to_vec(),
+            },
+            DirEntry {
+                ino: parent_ino,
+                kind: libc::DT_DIR,
+                name: b"..".to_vec(),
+            },
+        ];
+        for (name, rel) in self.children() {
+            let n = ProcNode {
+                snap: self.snap.clone(),
+                rel,
+            };
+            let kind = match n.shape() {
+                Shape::Dir => libc::DT_DIR,
+                Shape::File => libc::DT_REG,
+                Shape::Link => libc::DT_LNK,
+            };
+            out.push(DirEntry {
+                ino: n.ino(),
+                kind,
+                name,
+            });
+        }
+        out
+    }
+
+    /// The text of a /proc file, generated now from the snapshot.
+    pub fn content(&self) -> Vec<u8> {
+        let s = &self.snap;
+        let text = |t: String| t.into_bytes();
+        match self.rel.as_slice() {
+            b"cpuinfo" => std::fs::read("/proc/cpuinfo").unwrap_or_default(),
+            b"meminfo" => std::fs::read("/proc/meminfo").unwrap_or_default(),
+            b"version" => {
+                let mut v = b"Linux version ".to_vec();
+                v.extend_from_slice(&s.release);
+                v.extend_from_slice(b" (root@nanovisor) (gcc) ");
+                v.extend_from_slice(&s.version);
+                v.push(b'\n');
+                v
+            }
+            b"uptime" => {
+                let u = s.uptime;
+                text(format!("{}.{:02} 0.00\n", u.as_secs(), u.subsec_millis() / 10))
+            }
+            b"loadavg" => text(format!("0.00 0.00 0.00 1/1 {}\n", s.pid)),
+            b"filesystems" => b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\toverlay\n".to_vec(),
+            b"pid/mounts" => b"none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\ntmpfs /dev tmpfs rw,nosuid 0 0\n".to_vec(),
+            b"pid/maps" => s.maps.clone().into_bytes(),
+            b"pid/cmdline" => s.cmdline.clone(),
+            b"pid/environ" => s.environ.clone(),
+            b"pid/comm" => {
+                let mut c = s.comm.clone();
+                c.push(b'\n');
+                c
+            }
+            b"pid/status" => self.status(),
+            b"pid/stat" => self.stat_line(),
+            b"pid/statm" => {
+                let pages = s.vm_size / 4096;
+                text(format!("{pages} {pages} 0 0 0 {pages} 0\n"))
+            }
+            b"sys/kernel/hostname" => {
+                let mut h = s.hostname.clone();
+                h.push(b'\n');
+                h
+            }
+            b"sys/kernel/osrelease" => {
+                let mut r = s.release.clone();
+                r.push(b'\n');
+                r
+            }
+            b"sys/kernel/ostype" => b"Linux\n".to_vec(),
+            b"sys/kernel/pid_max" => b"4194304\n".to_vec(),
+            b"sys/vm/overcommit_memory" => b"0\n".to_vec(),
+            b"sys/vm/max_map_count" => b"65530\n".to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn status(&self) -> Vec<u8> {
+        let s = &self.snap;
+        let kb = s.vm_size / 1024;
+        format!(
+            "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
+             Uid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\n\
+             VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{kb:8} kB\nVmRSS:\t{kb:8} kB\n\
+             Threads:\t1\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
+             SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n\
+             CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n\
+             CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n\
+             Cpus_allowed:\t1\nCpus_allowed_list:\t0\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
+            String::from_utf8_lossy(&s.comm),
+            s.umask,
+            s.ppid,
+            pid = s.pid,
+            u = s.uid,
+            g = s.gid,
+        )
+        .into_bytes()
+    }
+
+    fn stat_line(&self) -> Vec<u8> {
+        let s = &self.snap;
+        let pages = s.vm_size / 4096;
+        // Fields 1-52 of proc_pid_stat(5); times are in clock ticks (USER_HZ = 100).
+        format!(
+            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 0 {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            s.pid,
+            String::from_utf8_lossy(&s.comm),
+            s.ppid,
+            s.pgid,
+            s.sid,
+            s.vm_size,
+            pages,
+        )
+        .into_bytes()
+    }
+}
+
+trait RsplitSlash {
+    fn rsplit_once_slash(&self) -> Option<&[u8]>;
+}
+
+impl RsplitSlash for Vec<u8> {
+    /// The parent `rel` ("" for top-level entries), None for the root itself.
+    fn rsplit_once_slash(&self) -> Option<&[u8]> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(match self.iter().rposition(|b| *b == b'/') {
+            Some(i) => &self[..i],
+            None => &[],
+        })
+    }
+}
+
+/// An open file whose whole content was generated at open time (/proc files).
+pub struct ContentFile {
+    data: Vec<u8>,
+    pos: Mutex<u64>,
+    path: Vec<u8>,
+    stat: Stat,
+    flags: AtomicU32,
+}
+
+impl ContentFile {
+    pub fn new(data: Vec<u8>, path: Vec<u8>, stat: Stat, flags: u32) -> ContentFile {
+        ContentFile {
+            data,
+            pos: Mutex::new(0),
+            path,
+            stat,
+            flags: AtomicU32::new(flags),
+        }
+    }
+}
+
+impl FileDescription for ContentFile {
+    fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        let mut pos = self.pos.lock().unwrap_or_else(|e| e.into_inner());
+        let at = offset.unwrap_or(*pos);
+        let start = (at.min(self.data.len() as u64)) as usize;
+        let n = (self.data.len() - start).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        if offset.is_none() {
+            *pos = at + n as u64;
+        }
+        Ok(n)
+    }
+
+    fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        let mut pos = self.pos.lock().unwrap_or_else(|e| e.into_inner());
+        seek_regular(&mut pos, self.data.len() as u64, offset, whence)
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(self.stat)
+    }
+
+    fn path(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> Arc<ProcSnapshot> {
+        Arc::new(ProcSnapshot {
+            pid: 7,
+            exe: b"/bin/true".to_vec(),
+            comm: b"true".to_vec(),
+            cmdline: b"true\0x\0".to_vec(),
+            ..ProcSnapshot::default()
+        })
+    }
+
+    #[test]
+    fn walk_and_read() {
+        let root = ProcNode::root(snap());
+        let me = root.lookup(b"self").expect("self");
+        assert!(matches!(me.link_target(), Some(LinkTarget::Path(p)) if p == b"7"));
+        let pid = root.lookup(b"7").expect("pid dir");
+        assert_eq!(pid.file_type(), libc::S_IFDIR);
+        assert!(root.lookup(b"8").is_none());
+        let exe = pid.lookup(b"exe").expect("exe");
+        assert!(matches!(exe.link_target(), Some(LinkTarget::Path(p)) if p == b"/bin/true"));
+        assert_eq!(
+            pid.lookup(b"cmdline").map(|n| n.content()),
+            Some(b"true\0x\0".to_vec())
+        );
+        assert_eq!(
+            pid.lookup(b"comm").map(|n| n.path()),
+            Some(b"/proc/7/comm".to_vec())
+        );
+        let stat = String::from_utf8(pid.lookup(b"stat").map(|n| n.content()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(stat.starts_with("7 (true) R 0"));
+        assert_eq!(stat.split(' ').count(), 52);
+        let names: Vec<_> = root.list().into_iter().map(|e| e.name).collect();
+        assert!(names.contains(&b"self".to_vec()) && names.contains(&b"7".to_vec()));
+    }
+}

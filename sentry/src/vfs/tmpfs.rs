@@ -1,0 +1,475 @@
+//! In-memory inodes: the overlay's upper layer (files, directories, symbolic links and
+//! whiteouts), and the file description of an overlay regular file.
+//!
+//! Lock order: the VFS namespace lock, then one inode's `data` at a time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::file::{FileDescription, Stat};
+use super::node::Node;
+use crate::abi::Errno;
+
+/// st_dev of every overlay inode (0:42, an anonymous device number).
+pub const OVERLAY_DEV: u64 = 42;
+/// Largest overlay file (Linux's MAX_LFS_FILESIZE is larger; beyond this, EFBIG).
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+/// Bytes all overlay files may hold together (tmpfs's size= option); beyond, ENOSPC.
+pub const OVERLAY_BUDGET: u64 = 2 << 30;
+
+static USED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// One directory slot in the upper layer.
+#[derive(Clone)]
+pub enum Entry {
+    /// Hides the lower (host) entry of this name.
+    Whiteout,
+    Node(Arc<Inode>),
+}
+
+/// What an inode holds.
+pub enum Kind {
+    /// `bytes` holds the data up to its length; from there to `size` the file reads as zeros.
+    File {
+        bytes: Vec<u8>,
+        size: u64,
+    },
+    /// `lower`: the host directory merged under this one (None: opaque, upper only).
+    Dir {
+        entries: BTreeMap<Vec<u8>, Entry>,
+        lower: Option<Vec<u8>>,
+    },
+    Symlink(Vec<u8>),
+}
+
+/// Metadata (the mode includes the S_IFMT bits).
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+    pub atime: (i64, i64),
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Meta {
+    pub fn new(mode: u32, uid: u32, gid: u32) -> Meta {
+        let t = now();
+        Meta {
+            mode,
+            uid,
+            gid,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            ctime: t,
+        }
+    }
+
+    /// Metadata copied from a host file (copy-up keeps mode, owner and times).
+    pub fn from_stat(st: &Stat) -> Meta {
+        Meta {
+            mode: st.mode,
+            uid: st.uid,
+            gid: st.gid,
+            nlink: 1,
+            atime: st.atime,
+            mtime: st.mtime,
+            ctime: st.ctime,
+        }
+    }
+}
+
+/// The current time as (seconds, nanoseconds).
+pub fn now() -> (i64, i64) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos() as i64)
+}
+
+pub struct InodeData {
+    pub meta: Meta,
+    pub kind: Kind,
+}
+
+/// An overlay inode.
+pub struct Inode {
+    pub ino: u64,
+    data: Mutex<InodeData>,
+}
+
+static NEXT_INO: AtomicU64 = AtomicU64::new(2);
+
+impl Inode {
+    pub fn new(meta: Meta, kind: Kind) -> Arc<Inode> {
+        if let Kind::File { bytes, .. } = &kind {
+            USED_BYTES.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        Arc::new(Inode {
+            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            data: Mutex::new(InodeData { meta, kind }),
+        })
+    }
+
+    pub fn new_dir(meta: Meta, lower: Option<Vec<u8>>) -> Arc<Inode> {
+        Inode::new(
+            meta,
+            Kind::Dir {
+                entries: BTreeMap::new(),
+                lower,
+            },
+        )
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, InodeData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self.lock().kind, Kind::Dir { .. })
+    }
+
+    pub fn stat(&self) -> Stat {
+        let d = self.lock();
+        let (size, nlink) = match &d.kind {
+            Kind::File { size, .. } => (*size as i64, d.meta.nlink),
+            Kind::Symlink(t) => (t.len() as i64, d.meta.nlink),
+            Kind::Dir { entries, .. } => {
+                let subdirs = entries
+                    .values()
+                    .filter(|e| matches!(e, Entry::Node(i) if i.try_is_dir()))
+                    .count();
+                (4096, 2 + subdirs as u64)
+            }
+        };
+        Stat {
+            dev: OVERLAY_DEV,
+            ino: self.ino,
+            nlink,
+            mode: d.meta.mode,
+            uid: d.meta.uid,
+            gid: d.meta.gid,
+            rdev: 0,
+            size,
+            blksize: 4096,
+            blocks: (size + 511) / 512,
+            atime: d.meta.atime,
+            mtime: d.meta.mtime,
+            ctime: d.meta.ctime,
+        }
+    }
+
+    /// `is_dir` for a child while the parent is locked (a child is never its parent).
+    fn try_is_dir(&self) -> bool {
+        match self.data.try_lock() {
+            Ok(d) => matches!(d.kind, Kind::Dir { .. }),
+            Err(_) => false,
+        }
+    }
+
+    /// Read file data at `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        let mut d = self.lock();
+        let Kind::File { bytes, size } = &d.kind else {
+            return Err(Errno::EISDIR);
+        };
+        if offset >= *size {
+            return Ok(0);
+        }
+        let n = ((*size - offset) as usize).min(buf.len());
+        let have = bytes.len() as u64;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            let at = offset + i as u64;
+            *b = if at < have { bytes[at as usize] } else { 0 };
+        }
+        d.meta.atime = now();
+        Ok(n)
+    }
+
+    /// Write file data at `offset` (or at the end when `append`); returns (bytes, new end).
+    pub fn write_at(&self, buf: &[u8], offset: u64, append: bool) -> Result<(usize, u64), Errno> {
+        let mut d = self.lock();
+        let Kind::File { bytes, size } = &mut d.kind else {
+            return Err(Errno::EISDIR);
+        };
+        let at = if append { *size } else { offset };
+        if buf.is_empty() {
+            return Ok((0, at));
+        }
+        if at >= MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let n = buf.len().min((MAX_FILE_SIZE - at) as usize);
+        let end = at + n as u64;
+        let old_len = bytes.len() as u64;
+        if end > old_len {
+            let grow = end - old_len;
+            if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
+                USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
+                return Err(Errno::ENOSPC);
+            }
+            bytes.resize(end as usize, 0);
+        }
+        bytes[at as usize..end as usize].copy_from_slice(&buf[..n]);
+        *size = (*size).max(end);
+        let t = now();
+        d.meta.mtime = t;
+        d.meta.ctime = t;
+        Ok((n, end))
+    }
+
+    /// Set a file's size (truncate or extend with zeros).
+    pub fn truncate(&self, len: u64) -> Result<(), Errno> {
+        let mut d = self.lock();
+        let Kind::File { bytes, size } = &mut d.kind else {
+            return Err(Errno::EISDIR);
+        };
+        if len > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        if (len as usize) < bytes.len() {
+            USED_BYTES.fetch_sub(bytes.len() as u64 - len, Ordering::Relaxed);
+            bytes.truncate(len as usize);
+            bytes.shrink_to_fit();
+        }
+        *size = len;
+        let t = now();
+        d.meta.mtime = t;
+        d.meta.ctime = t;
+        Ok(())
+    }
+
+    /// The file's size.
+    pub fn size(&self) -> u64 {
+        match &self.lock().kind {
+            Kind::File { size, .. } => *size,
+            _ => 0,
+        }
+    }
+}
+
+impl Drop for Inode {
+    fn drop(&mut self) {
+        let d = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Kind::File { bytes, .. } = &d.kind {
+            USED_BYTES.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An open overlay regular file.
+pub struct TmpFile {
+    pub inode: Arc<Inode>,
+    pub path: Vec<u8>,
+    pos: Mutex<u64>,
+    flags: AtomicU32,
+}
+
+impl TmpFile {
+    pub fn new(inode: Arc<Inode>, path: Vec<u8>, flags: u32) -> TmpFile {
+        TmpFile {
+            inode,
+            path,
+            pos: Mutex::new(0),
+            flags: AtomicU32::new(flags),
+        }
+    }
+
+    fn pos(&self) -> MutexGuard<'_, u64> {
+        self.pos.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// lseek arithmetic shared by regular files: SEEK_SET/CUR/END/DATA/HOLE.
+pub fn seek_regular(pos: &mut u64, size: u64, offset: i64, whence: u32) -> Result<u64, Errno> {
+    const SEEK_SET: u32 = 0;
+    const SEEK_CUR: u32 = 1;
+    const SEEK_END: u32 = 2;
+    const SEEK_DATA: u32 = 3;
+    const SEEK_HOLE: u32 = 4;
+    let base: i128 = match whence {
+        SEEK_SET => 0,
+        SEEK_CUR => *pos as i128,
+        SEEK_END => size as i128,
+        SEEK_DATA | SEEK_HOLE => {
+            // The whole file is data; the only hole is at its end.
+            if offset < 0 || offset as u64 >= size {
+                return Err(Errno::ENXIO);
+            }
+            *pos = if whence == SEEK_DATA {
+                offset as u64
+            } else {
+                size
+            };
+            return Ok(*pos);
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    let new = base + offset as i128;
+    if new < 0 || new > i64::MAX as i128 {
+        return Err(Errno::EINVAL);
+    }
+    *pos = new as u64;
+    Ok(*pos)
+}
+
+impl FileDescription for TmpFile {
+    fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        match offset {
+            Some(off) => self.inode.read_at(buf, off),
+            None => {
+                let mut pos = self.pos();
+                let n = self.inode.read_at(buf, *pos)?;
+                *pos += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn write(&self, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        let append = self.flags.load(Ordering::Relaxed) & libc::O_APPEND as u32 != 0;
+        match offset {
+            // Linux: pwrite on an O_APPEND file appends anyway.
+            Some(off) => self.inode.write_at(buf, off, append).map(|(n, _)| n),
+            None => {
+                let mut pos = self.pos();
+                let (n, end) = self.inode.write_at(buf, *pos, append)?;
+                *pos = end;
+                Ok(n)
+            }
+        }
+    }
+
+    fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        let size = self.inode.size();
+        seek_regular(&mut self.pos(), size, offset, whence)
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(self.inode.stat())
+    }
+
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        self.inode.truncate(len)
+    }
+
+    fn path(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        set_flags(&self.flags, flags);
+    }
+
+    fn mappable(&self) -> Option<Arc<dyn crate::mm::MappedFile>> {
+        Some(Arc::new(TmpMapped {
+            inode: self.inode.clone(),
+            path: self.path(),
+        }))
+    }
+
+    fn vfs_node(&self) -> Option<Node> {
+        Some(Node::Tmp(self.inode.clone()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// F_SETFL: only O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT and O_NOATIME change.
+pub fn set_flags(cell: &AtomicU32, flags: u32) {
+    let settable =
+        (libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME)
+            as u32;
+    let old = cell.load(Ordering::Relaxed);
+    cell.store((old & !settable) | (flags & settable), Ordering::Relaxed);
+}
+
+/// mmap source for an overlay file: pages are copied at fault time.
+struct TmpMapped {
+    inode: Arc<Inode>,
+    path: String,
+}
+
+impl crate::mm::MappedFile for TmpMapped {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let n = self.inode.read_at(buf, offset)?;
+        buf[n..].fill(0);
+        Ok(n)
+    }
+    fn identity(&self) -> (u64, u64) {
+        (OVERLAY_DEV, self.inode.ino)
+    }
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Arc<Inode> {
+        Inode::new(
+            Meta::new(libc::S_IFREG | 0o644, 0, 0),
+            Kind::File {
+                bytes: Vec::new(),
+                size: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn write_read_truncate() {
+        let f = TmpFile::new(file(), b"/tmp/x".to_vec(), libc::O_RDWR as u32);
+        assert_eq!(f.write(b"hello", None), Ok(5));
+        assert_eq!(f.seek(0, 0), Ok(0));
+        let mut b = [0u8; 10];
+        assert_eq!(f.read(&mut b, None), Ok(5));
+        assert_eq!(&b[..5], b"hello");
+        assert_eq!(f.truncate(2), Ok(()));
+        assert_eq!(f.read(&mut b, Some(0)), Ok(2));
+        // Extending reads back zeros.
+        assert_eq!(f.truncate(8), Ok(()));
+        assert_eq!(f.read(&mut b, Some(0)), Ok(8));
+        assert_eq!(&b[..8], b"he\0\0\0\0\0\0");
+        assert_eq!(f.stat().map(|s| s.size), Ok(8));
+        assert_eq!(f.seek(-1, 0), Err(Errno::EINVAL));
+        assert_eq!(f.seek(0, 9), Err(Errno::EINVAL));
+        assert_eq!(f.seek(-2, 2), Ok(6));
+    }
+
+    #[test]
+    fn append_writes_at_end() {
+        let f = TmpFile::new(
+            file(),
+            b"/a".to_vec(),
+            (libc::O_WRONLY | libc::O_APPEND) as u32,
+        );
+        assert_eq!(f.write(b"ab", None), Ok(2));
+        assert_eq!(f.seek(0, 0), Ok(0));
+        assert_eq!(f.write(b"cd", None), Ok(2));
+        assert_eq!(f.inode.size(), 4);
+    }
+
+    #[test]
+    fn directory_nlink_counts_subdirs() {
+        let d = Inode::new_dir(Meta::new(libc::S_IFDIR | 0o755, 0, 0), None);
+        let sub = Inode::new_dir(Meta::new(libc::S_IFDIR | 0o755, 0, 0), None);
+        if let Kind::Dir { entries, .. } = &mut d.lock().kind {
+            entries.insert(b"s".to_vec(), Entry::Node(sub));
+            entries.insert(b"f".to_vec(), Entry::Node(file()));
+            entries.insert(b"w".to_vec(), Entry::Whiteout);
+        }
+        assert_eq!(d.stat().nlink, 3);
+    }
+}

@@ -1,0 +1,46 @@
+//! Guest conformance programs (`tests/guest/*.c`): each runs natively and under
+//! `runsc do --rootfs /`, and must print the same bytes and exit with the same status.
+
+use nanovisor_tests::check_guest;
+
+#[test]
+fn files() {
+    check_guest("files", &[], 0);
+}
+
+#[test]
+fn memory() {
+    check_guest("memory", &[], 0);
+}
+
+#[test]
+fn time() {
+    check_guest("time", &[], 0);
+}
+
+#[test]
+fn fault() {
+    check_guest("fault", &[], 0);
+}
+
+#[test]
+fn errors() {
+    check_guest("errors", &[], 0);
+}
+
+/// A NULL dereference with no handler: killed by SIGSEGV (status 139) in both worlds, and
+/// the sentry says so on stderr rather than crashing.
+#[test]
+fn segv() {
+    let sandboxed = check_guest("segv", &[], 139);
+    assert!(
+        !sandboxed.stderr.is_empty(),
+        "the sentry printed nothing about the guest's SIGSEGV on stderr"
+    );
+}
+
+/// Optional: SIGTRAP from `int3` (si_code SI_KERNEL, RIP after the breakpoint).
+#[test]
+fn fault_int3() {
+    check_guest("fault", &["int3"], 0);
+}
