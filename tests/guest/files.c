@@ -10,17 +10,24 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define FILE_A "/tmp/nv-files-test"
-#define FILE_B "/tmp/nv-files-test-renamed"
-#define DIR_A "/tmp/nv-files-dir"
+/* Paths in /tmp, suffixed with argv[1] when given, so that concurrent test runs on one
+ * machine do not collide (the harness passes the same suffix to the native and sandboxed run). */
+static char FILE_A[128], FILE_B[128], DIR_A[128];
+
+/* DIR_A "/" name, in a static buffer per slot. */
+static const char *in_dir(int slot, const char *name) {
+  static char buf[4][160];
+  snprintf(buf[slot], sizeof buf[slot], "%s/%s", DIR_A, name);
+  return buf[slot];
+}
 
 static void cleanup(void) {
   unlink(FILE_A);
   unlink(FILE_B);
-  unlink(DIR_A "/a");
-  unlink(DIR_A "/b");
-  unlink(DIR_A "/c");
-  rmdir(DIR_A "/sub");
+  unlink(in_dir(0, "a"));
+  unlink(in_dir(0, "b"));
+  unlink(in_dir(0, "c"));
+  rmdir(in_dir(0, "sub"));
   rmdir(DIR_A);
 }
 
@@ -130,7 +137,9 @@ static void section_paths(void) {
   SHOW("stat new name", stat(FILE_B, &st));
   SHOW("rename missing", rename(FILE_A, FILE_B));
   OKERR("open missing", open("/tmp/nv-files-missing", O_RDONLY));
-  OKERR("open through a file", open(FILE_B "/x", O_RDONLY));
+  char through[160];
+  snprintf(through, sizeof through, "%s/x", FILE_B);
+  OKERR("open through a file", open(through, O_RDONLY));
   OKERR("open dir O_WRONLY", open("/tmp", O_WRONLY));
   OKERR("open O_DIRECTORY on file", open(FILE_B, O_RDONLY | O_DIRECTORY));
   OKERR("open empty path", open("", O_RDONLY));
@@ -197,8 +206,8 @@ static void section_dirs(void) {
   close(nullfd);
 
   SHOW("rmdir non-empty", rmdir(DIR_A));
-  SHOW("unlink a dir", unlink(DIR_A "/sub"));
-  SHOW("rmdir a file", rmdir(DIR_A "/a"));
+  SHOW("unlink a dir", unlink(in_dir(0, "sub")));
+  SHOW("rmdir a file", rmdir(in_dir(0, "a")));
   SHOW("unlinkat a", unlinkat(dfd, "a", 0));
   SHOW("unlinkat sub AT_REMOVEDIR", unlinkat(dfd, "sub", AT_REMOVEDIR));
   SHOW("renameat b->bb", renameat(dfd, "b", dfd, "bb"));
@@ -310,7 +319,10 @@ static void section_proc(const char *argv0) {
 }
 
 int main(int argc, char **argv) {
-  (void)argc;
+  const char *tag = argc > 1 ? argv[1] : "";
+  snprintf(FILE_A, sizeof FILE_A, "/tmp/nv-files-test%s", tag);
+  snprintf(FILE_B, sizeof FILE_B, "/tmp/nv-files-test-renamed%s", tag);
+  snprintf(DIR_A, sizeof DIR_A, "/tmp/nv-files-dir%s", tag);
   setvbuf(stdout, NULL, _IOLBF, 0);
   umask(022);
   cleanup();

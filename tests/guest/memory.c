@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #define PAGE 4096UL
-#define MAPFILE "/tmp/nv-memory-file"
+/* In /tmp, suffixed with argv[1] when given (see files.c). */
+static char MAPFILE[128];
 
 static sigjmp_buf jump;
 static volatile int fault_sig;
@@ -206,7 +207,8 @@ static void section_large(void) {
   SHOW("munmap 256 MiB", munmap(p, len));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  snprintf(MAPFILE, sizeof MAPFILE, "/tmp/nv-memory-file%s", argc > 1 ? argv[1] : "");
   setvbuf(stdout, NULL, _IOLBF, 0);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -3,14 +3,20 @@
 
 use nanovisor_tests::check_guest;
 
+/// A suffix for the /tmp paths `files` and `memory` create, so that two test runs on one
+/// machine do not trip over each other; both runs of a program get the same one.
+fn tmp_tag() -> String {
+    format!("-{}", std::process::id())
+}
+
 #[test]
 fn files() {
-    check_guest("files", &[], 0);
+    check_guest("files", &[&tmp_tag()], 0);
 }
 
 #[test]
 fn memory() {
-    check_guest("memory", &[], 0);
+    check_guest("memory", &[&tmp_tag()], 0);
 }
 
 #[test]
