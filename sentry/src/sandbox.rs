@@ -36,7 +36,7 @@ pub enum SandboxError {
     Stdio(std::io::Error),
     #[error("{path}: {errno}")]
     Exec { path: String, errno: Errno },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Load { path: String, source: LoadError },
     #[error("no command given")]
     NoCommand,

@@ -21,6 +21,14 @@ macro_rules! errnos {
                     _ => "E?",
                 }
             }
+
+            /// What `strerror` says, e.g. `"No such file or directory"`.
+            pub fn description(self) -> &'static str {
+                match self.0 {
+                    $($num => $text,)*
+                    _ => "Unknown error",
+                }
+            }
         }
     };
 }
@@ -111,7 +119,7 @@ impl fmt::Debug for Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        write!(f, "{} ({})", self.description(), self.name())
     }
 }
 

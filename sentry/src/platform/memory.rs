@@ -17,7 +17,7 @@ use crate::arch::PAGE_SIZE;
 pub enum MemoryError {
     #[error("creating the guest memory file: {0}")]
     Create(std::io::Error),
-    #[error("mapping {size} bytes of guest memory: {source}")]
+    #[error("mapping {size} bytes of guest memory")]
     Map { size: u64, source: std::io::Error },
     #[error("guest physical memory exhausted ({0} bytes)")]
     Exhausted(u64),

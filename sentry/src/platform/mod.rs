@@ -125,7 +125,7 @@ pub enum Trap {
 pub enum PlatformError {
     #[error("opening /dev/kvm: {0} (is KVM available and are we allowed to use it?)")]
     OpenKvm(std::io::Error),
-    #[error("KVM: {what}: {source}")]
+    #[error("KVM: {what}")]
     Kvm {
         what: &'static str,
         source: std::io::Error,

@@ -111,7 +111,7 @@ pub fn dispatch(task: &mut Task) {
                 target: "syscall",
                 "{}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) = {}",
                 def.name, args[0], args[1], args[2], args[3], args[4], args[5],
-                match &r { Ok(v) => format!("{v:#x}"), Err(e) => format!("-{e}") }
+                match &r { Ok(v) => format!("{v:#x}"), Err(e) => format!("-{e:?}") }
             );
             r
         }

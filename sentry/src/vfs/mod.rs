@@ -42,7 +42,7 @@ pub use walk::{Found, Resolved};
 /// Host-side failures building the file system.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
-    #[error("opening the root file system {path}: {source}")]
+    #[error("opening the root file system {path}")]
     OpenRoot {
         path: String,
         source: std::io::Error,
