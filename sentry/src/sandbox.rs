@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::kernel::exec::{execve, ExecError};
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::signal::{self, Delivery, FaultInfo};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task};
-use crate::loader::{self, ExecArgs, LoadError};
+use crate::loader::LoadError;
 use crate::mm::{Access, AccessError, MemoryManager};
 use crate::platform::kvm::KvmPlatform;
 use crate::platform::{Context, Fault, Platform, PlatformError, Trap};
@@ -56,39 +57,12 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: String::from_utf8_lossy(&config.cwd).into_owned(),
         errno,
     })?;
-    let file = fs.open_exec(&path).map_err(|errno| SandboxError::Exec {
-        path: shown.clone(),
-        errno,
-    })?;
+    // The first program starts the way every later one does: through execve, from an
+    // empty address space.
     let space = platform.new_address_space()?;
     let mm = Arc::new(MemoryManager::new(space, platform.memory().clone()));
-    let creds = Credentials::default();
-    let exe = absolute(&fs.cwd, &path);
-    let regs = loader::load(
-        &mm,
-        file,
-        &ExecArgs {
-            path: &path,
-            argv: &config.argv,
-            envp: &config.envp,
-            uid: creds.uid,
-            gid: creds.gid,
-        },
-    )
-    .map_err(|source| SandboxError::Load {
-        path: shown.clone(),
-        source,
-    })?;
-    let comm = exe
-        .rsplit(|b| *b == b'/')
-        .next()
-        .unwrap_or(&exe)
-        .iter()
-        .take(15)
-        .copied()
-        .collect();
     let mut task = Task {
-        regs,
+        regs: Default::default(),
         mm,
         files: FdTable::with_stdio().map_err(SandboxError::Stdio)?,
         fs,
@@ -97,15 +71,11 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
             ppid: 0,
             pgid: 1,
             sid: 1,
-            exe,
-            argv: config.argv.clone(),
-            envp: config.envp.clone(),
-            comm,
             dumpable: true,
             ..Default::default()
         },
         tid: 1,
-        creds,
+        creds: Credentials::default(),
         rlimits: Rlimits::default(),
         signals: Default::default(),
         clear_child_tid: 0,
@@ -118,6 +88,21 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     };
     let mut ctx = platform.new_context()?;
     task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
+    execve(&mut task, &path, config.argv, config.envp).map_err(|e| match e {
+        ExecError::Open(errno) => SandboxError::Exec {
+            path: shown.clone(),
+            errno,
+        },
+        ExecError::Load(source) => SandboxError::Load {
+            path: shown.clone(),
+            source,
+        },
+        ExecError::NoMemory => SandboxError::Exec {
+            path: shown.clone(),
+            errno: Errno::ENOMEM,
+        },
+    })?;
+    task.regs_replaced = false;
     let status = run_task(&mut task, &mut ctx)?;
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!(
@@ -128,18 +113,6 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         );
     }
     Ok(status)
-}
-
-fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
-    if path.starts_with(b"/") {
-        return path.to_vec();
-    }
-    let mut p = cwd.to_vec();
-    if !p.ends_with(b"/") {
-        p.push(b'/');
-    }
-    p.extend_from_slice(path.strip_prefix(b"./").unwrap_or(path));
-    p
 }
 
 /// Run `task` on `ctx` until its process ends.

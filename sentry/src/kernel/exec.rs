@@ -12,6 +12,31 @@ use crate::mm::MemoryManager;
 /// Bound on argv + envp (Linux: a quarter of the 8 MiB stack limit).
 pub const MAX_ARG_BYTES: usize = 2 << 20;
 
+/// Why execve failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The file could not be found or opened for execution.
+    #[error("{0}")]
+    Open(Errno),
+    /// No address space could be made for the new program.
+    #[error("no memory for a new address space")]
+    NoMemory,
+    /// The file is not a program we can load (the message says why).
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+}
+
+impl ExecError {
+    /// The errno execve(2) returns.
+    pub fn errno(&self) -> Errno {
+        match self {
+            ExecError::Open(e) => *e,
+            ExecError::NoMemory => Errno::ENOMEM,
+            ExecError::Load(e) => e.errno(),
+        }
+    }
+}
+
 /// Replace `task`'s program. On error nothing has changed; on success the registers,
 /// address space, signal handlers and close-on-exec fds are those of the new program.
 pub fn execve(
@@ -19,18 +44,19 @@ pub fn execve(
     path: &[u8],
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
-) -> Result<(), Errno> {
+) -> Result<(), ExecError> {
     // The lookup may pass through /proc/self (busybox re-executes /proc/self/exe).
     let file = {
         let t: &Task = task;
-        t.fs.open_exec_with(path, &|| crate::syscalls::fs::proc_snapshot(t))?
+        t.fs.open_exec_with(path, &|| crate::syscalls::fs::proc_snapshot(t))
+            .map_err(ExecError::Open)?
     };
     let resolved = file.path().into_bytes();
     let space = task
         .kernel
         .platform
         .new_address_space()
-        .map_err(|_| Errno::ENOMEM)?;
+        .map_err(|_| ExecError::NoMemory)?;
     let mm = MemoryManager::new(space, task.kernel.platform.memory());
     let regs = loader::load(
         &mm,
@@ -43,10 +69,7 @@ pub fn execve(
             gid: task.creds.gid,
         },
     )
-    .map_err(|e| {
-        tracing::debug!("execve {}: {e}", String::from_utf8_lossy(path));
-        e.errno()
-    })?;
+    .inspect_err(|e| tracing::debug!("execve {}: {e}", String::from_utf8_lossy(path)))?;
 
     // The point of no return.
     task.mm = Arc::new(mm);

@@ -135,7 +135,9 @@ fn sys_execve(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let path = t.mm.read_cstring(a[0], crate::mm::MAX_STRING)?;
     let argv = t.mm.read_string_array(a[1], MAX_ARG_BYTES)?;
     let envp = t.mm.read_string_array(a[2], MAX_ARG_BYTES)?;
-    execve(t, &path, argv, envp).map(|_| 0)
+    execve(t, &path, argv, envp)
+        .map(|_| 0)
+        .map_err(|e| e.errno())
 }
 
 const PR_SET_PDEATHSIG: u64 = 1;
