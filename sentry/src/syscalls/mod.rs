@@ -5,6 +5,7 @@
 //! module merges them into one array indexed by number.
 
 pub mod fs;
+mod fs_tree;
 mod misc;
 mod mm;
 mod process;
@@ -59,9 +60,10 @@ macro_rules! syscall {
 /// Highest syscall number in the x86-64 table (plus one).
 pub const MAX_SYSCALL: usize = 463;
 
-fn families() -> [&'static [SyscallDef]; 6] {
+fn families() -> [&'static [SyscallDef]; 7] {
     [
         fs::SYSCALLS,
+        fs_tree::SYSCALLS,
         mm::SYSCALLS,
         process::SYSCALLS,
         signal::SYSCALLS,
