@@ -12,3 +12,4 @@ pub mod platform;
 pub mod sandbox;
 pub mod syscalls;
 pub mod vfs;
+pub mod waiter;

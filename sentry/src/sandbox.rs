@@ -85,6 +85,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         regs_replaced: false,
         fpu_restore: None,
         fpu_layout: (0, 0),
+        waiter: crate::waiter::Waiter::new(),
     };
     let mut ctx = platform.new_context()?;
     task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());

@@ -131,4 +131,6 @@ pub struct Task {
     pub fpu_restore: Option<Vec<u8>>,
     /// Size and features of this thread's XSAVE image (from its context).
     pub fpu_layout: (usize, u64),
+    /// Where this thread parks in blocking syscalls; interrupted by signals and exit.
+    pub waiter: Arc<crate::waiter::Waiter>,
 }
