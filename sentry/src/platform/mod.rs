@@ -5,6 +5,7 @@
 //! CPU fault, or an interruption by the sentry. KVM is the first platform; a seccomp
 //! ("systrap") platform for hosts without virtualization would be a second.
 
+pub mod kick;
 pub mod kvm;
 pub mod memory;
 

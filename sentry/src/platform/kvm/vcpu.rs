@@ -284,16 +284,18 @@ impl KvmContext {
     }
 
     /// Have the stub rewrite, from inside the guest, every page-table entry the sentry
-    /// changed while it was present (see `stub.rs` for why).
+    /// changed while it was present (see `stub.rs` for why). Returns whether a kick
+    /// arrived meanwhile (the caller must not enter the guest then).
     fn apply_pending(
         &mut self,
         space: &KvmAddressSpace,
         want: (u64, u64, u64),
-    ) -> Result<(), PlatformError> {
+    ) -> Result<bool, PlatformError> {
+        let mut kicked = false;
         loop {
             let batch = space.take_pending(PTE_QUEUE_CAPACITY);
             if batch.is_empty() {
-                return Ok(());
+                return Ok(kicked);
             }
             if self.stopped_in_user || self.loaded != Some(want) {
                 self.load_kernel_state(want)?;
@@ -312,15 +314,22 @@ impl KvmContext {
                 rflags: 0x2,
                 ..Default::default()
             };
-            self.set_regs(&k)?;
-            match self.vcpu.run() {
-                Ok(VcpuExit::IoOut(PORT_PTES_APPLIED, _)) => {}
-                Ok(other) => {
-                    return Err(PlatformError::UnexpectedExit(format!(
-                        "applying page-table writes: {other:?}"
-                    )))
+            // The writes are idempotent: after a kick, run the batch again.
+            loop {
+                self.set_regs(&k)?;
+                match self.vcpu.run() {
+                    Ok(VcpuExit::IoOut(PORT_PTES_APPLIED, _)) => break,
+                    Ok(VcpuExit::Intr) => {}
+                    Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                    Ok(other) => {
+                        return Err(PlatformError::UnexpectedExit(format!(
+                            "applying page-table writes: {other:?}"
+                        )))
+                    }
+                    Err(e) => return Err(PlatformError::kvm("KVM_RUN (page-table writes)")(e)),
                 }
-                Err(e) => return Err(PlatformError::kvm("KVM_RUN (page-table writes)")(e)),
+                kicked = true;
+                self.vcpu.set_kvm_immediate_exit(0);
             }
         }
     }
@@ -495,7 +504,9 @@ impl Context for KvmContext {
             .downcast_ref::<KvmAddressSpace>()
             .ok_or(PlatformError::ForeignAddressSpace)?;
         let want = (space.root(), regs.fs_base, regs.gs_base);
-        self.apply_pending(space, want)?;
+        if self.apply_pending(space, want)? {
+            return Ok(Trap::Interrupted);
+        }
         let generation = space.generation();
         let flush = generation != self.seen_generation;
         self.seen_generation = generation;
@@ -520,13 +531,61 @@ impl Context for KvmContext {
                     "KVM entry failed: reason {reason:#x} on cpu {cpu}"
                 )))
             }
-            Ok(VcpuExit::Intr) => return Ok(Trap::Interrupted),
+            Ok(VcpuExit::Intr) => return self.interrupted(regs),
             Ok(other) => return Err(PlatformError::UnexpectedExit(format!("{other:?}"))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                return Ok(Trap::Interrupted)
+                return self.interrupted(regs)
             }
             Err(e) => return Err(PlatformError::kvm("KVM_RUN")(e)),
         };
+        self.decode_exit(port, regs)
+    }
+}
+
+impl KvmContext {
+    /// KVM_RUN was cut short by a kick. Work out where the guest stood so `regs` stays
+    /// the thread's true state.
+    fn interrupted(&mut self, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
+        self.vcpu.set_kvm_immediate_exit(0);
+        let k = self.vcpu.get_regs().map_err(PlatformError::kvm("KVM_GET_REGS"))?;
+        if k.rip < crate::arch::USER_ADDR_END {
+            // In user code: take its registers as they are now.
+            Self::copy_gprs(&k, regs);
+            regs.rip = k.rip;
+            regs.rsp = k.rsp;
+            regs.rflags = k.rflags;
+            self.stopped_in_user = true;
+            return Ok(Trap::Interrupted);
+        }
+        let iret_paths = STUB_KVA + STUB_IRET..STUB_KVA + STUB_APPLY_PTES;
+        if iret_paths.contains(&k.rip) {
+            // On the way back to user code, which has not run: `regs` is still right and
+            // the way back can be started again from scratch.
+            self.stopped_in_user = false;
+            return Ok(Trap::Interrupted);
+        }
+        // In the middle of a trap (a syscall or exception entry): it exits within a few
+        // instructions, so let it, and report that trap; the caller checks for pending
+        // work after every trap anyway.
+        let port = loop {
+            match self.vcpu.run() {
+                Ok(VcpuExit::IoOut(port, _)) => break port,
+                Ok(VcpuExit::Intr) => {}
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Ok(other) => {
+                    return Err(PlatformError::UnexpectedExit(format!(
+                        "finishing a trap after a kick: {other:?}"
+                    )))
+                }
+                Err(e) => return Err(PlatformError::kvm("KVM_RUN (after a kick)")(e)),
+            }
+            self.vcpu.set_kvm_immediate_exit(0);
+        };
+        self.decode_exit(port, regs)
+    }
+
+    /// Turn a stub exit on `port` into a trap.
+    fn decode_exit(&mut self, port: u16, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
         self.stopped_in_user = false;
         match port {
             PORT_SYSCALL => {
