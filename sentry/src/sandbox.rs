@@ -4,16 +4,21 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
+use crate::abi::Errno;
 use crate::kernel::exec::{execve, ExecError};
 use crate::kernel::exit::ExitStatus;
-use crate::kernel::signal::{self, Delivery, FaultInfo};
-use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task};
+use crate::kernel::run::run_thread;
+use crate::kernel::signal::{self, SignalState};
+use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
+use crate::kernel::thread_group::{Member, ThreadGroup};
 use crate::loader::LoadError;
-use crate::mm::{Access, AccessError, MemoryManager};
+use crate::mm::MemoryManager;
 use crate::platform::kvm::KvmPlatform;
-use crate::platform::{Context, Fault, Platform, PlatformError, Trap};
+use crate::platform::{Context, Platform, PlatformError};
 use crate::vfs::{FdTable, FsContext, Vfs, VfsError};
-use crate::{abi::Errno, syscalls};
+use crate::waiter::Waiter;
 
 /// How a sandbox is set up.
 pub struct SandboxConfig {
@@ -57,6 +62,19 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: String::from_utf8_lossy(&config.cwd).into_owned(),
         errno,
     })?;
+    // The first thread leads the process's thread group.
+    let group = ThreadGroup::new(1);
+    let waiter = Waiter::new();
+    let pending = Arc::new(AtomicU64::new(0));
+    let leader = Member {
+        tid: 1,
+        waiter: waiter.clone(),
+        pending: pending.clone(),
+        kicker: None,
+    };
+    if group.join(leader, MAX_THREADS).is_err() {
+        return Err(SandboxError::NoCommand);
+    }
     // The first program starts the way every later one does: through execve, from an
     // empty address space.
     let space = platform.new_address_space()?;
@@ -64,7 +82,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     let mut task = Task {
         regs: Default::default(),
         mm,
-        files: FdTable::with_stdio().map_err(SandboxError::Stdio)?,
+        files: Arc::new(FdTable::with_stdio().map_err(SandboxError::Stdio)?),
         fs,
         process: ProcessInfo {
             pid: 1,
@@ -77,15 +95,22 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         tid: 1,
         creds: Credentials::default(),
         rlimits: Rlimits::default(),
-        signals: Default::default(),
+        signals: SignalState {
+            actions: group.actions.clone(),
+            ..Default::default()
+        },
         clear_child_tid: 0,
         robust_list: (0, 0),
         kernel: Kernel::new(platform.clone(), &config.hostname),
         exit_status: None,
+        thread_exit: None,
+        group: group.clone(),
+        pending: pending.clone(),
+        restart: None,
         regs_replaced: false,
         fpu_restore: None,
         fpu_layout: (0, 0),
-        waiter: crate::waiter::Waiter::new(),
+        waiter: waiter.clone(),
     };
     let mut ctx = platform.new_context()?;
     task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
@@ -104,7 +129,12 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         },
     })?;
     task.regs_replaced = false;
-    let status = run_task(&mut task, &mut ctx)?;
+    let ended = run_thread(&mut task, &mut ctx);
+    // The process ends with its last thread, which may not be this one.
+    let status = match ended? {
+        Some(status) => status,
+        None => group.wait_all_gone(),
+    };
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!(
             "{} killed by signal {sig} ({}) at rip {:#x}",
@@ -114,96 +144,4 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         );
     }
     Ok(status)
-}
-
-/// Run `task` on `ctx` until its process ends.
-pub fn run_task<C: Context>(task: &mut Task, ctx: &mut C) -> Result<ExitStatus, PlatformError> {
-    loop {
-        // The address space can change under a task (execve), so it is looked up each time.
-        let mm = task.mm.clone();
-        let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;
-        match trap {
-            Trap::Syscall => syscalls::dispatch(task),
-            Trap::Fault(fault) => {
-                let mut fetch = || ctx.fpu_state().ok().map(|img| (img, ctx.fpu_features()));
-                handle_fault(task, fault, &mut fetch)
-            }
-            Trap::Interrupted => {}
-        }
-        if let Some(image) = task.fpu_restore.take() {
-            if ctx.set_fpu_state(&image).is_err() {
-                // Linux kills a thread whose sigreturn frame holds an unloadable FPU state.
-                task.exit_status = Some(ExitStatus::Signaled(signal::SIGSEGV));
-            }
-        }
-        if let Some(status) = task.exit_status {
-            return Ok(status);
-        }
-    }
-}
-
-const SEGV_MAPERR: i32 = 1;
-const SEGV_ACCERR: i32 = 2;
-const BUS_ADRERR: i32 = 2;
-const ILL_ILLOPN: i32 = 2;
-const FPE_INTDIV: i32 = 1;
-const FPE_FLTINV: i32 = 7;
-const TRAP_TRACE: i32 = 2;
-const SI_KERNEL: i32 = 0x80;
-
-/// Turn a CPU fault into demand paging or a signal.
-fn handle_fault(task: &mut Task, fault: Fault, fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>) {
-    let (signo, code, addr) = match fault.vector {
-        Fault::PAGE_FAULT => {
-            let access = if fault.pf_exec() {
-                Access::Exec
-            } else if fault.pf_write() {
-                Access::Write
-            } else {
-                Access::Read
-            };
-            match task.mm.fault(fault.address, access) {
-                Ok(()) => return,
-                Err(AccessError::Unmapped) => (signal::SIGSEGV, SEGV_MAPERR, fault.address),
-                Err(AccessError::Forbidden) => (signal::SIGSEGV, SEGV_ACCERR, fault.address),
-                Err(AccessError::NoMemory) => (signal::SIGBUS, BUS_ADRERR, fault.address),
-            }
-        }
-        Fault::DIVIDE => (signal::SIGFPE, FPE_INTDIV, task.regs.rip),
-        Fault::X87 | Fault::SIMD => (signal::SIGFPE, FPE_FLTINV, task.regs.rip),
-        Fault::INVALID_OPCODE => (signal::SIGILL, ILL_ILLOPN, task.regs.rip),
-        // int3 and into: Linux's do_int3/do_trap send SIGTRAP/SIGSEGV with SI_KERNEL.
-        Fault::BREAKPOINT => (signal::SIGTRAP, SI_KERNEL, 0),
-        Fault::OVERFLOW => (signal::SIGSEGV, SI_KERNEL, 0),
-        Fault::DEBUG => (signal::SIGTRAP, TRAP_TRACE, 0),
-        Fault::ALIGNMENT_CHECK => (signal::SIGBUS, 1, task.regs.rip),
-        // #GP (privileged instructions, non-canonical addresses, I/O) and the rest:
-        // Linux sends SIGSEGV with SI_KERNEL and address 0.
-        _ => (signal::SIGSEGV, SI_KERNEL, 0),
-    };
-    tracing::debug!(
-        signo,
-        code,
-        addr = format_args!("{addr:#x}"),
-        rip = format_args!("{:#x}", task.regs.rip),
-        vector = fault.vector,
-        "guest fault"
-    );
-    let info = FaultInfo {
-        signo,
-        code,
-        addr,
-        trapno: fault.vector as u64,
-        error: fault.error_code,
-        cr2: if fault.vector == Fault::PAGE_FAULT {
-            fault.address
-        } else {
-            0
-        },
-    };
-    let mm = task.mm.clone();
-    match task.signals.deliver_fault(&mm, &mut task.regs, info, fpu) {
-        Delivery::Handler => {}
-        Delivery::Fatal(sig) => task.exit_status = Some(ExitStatus::Signaled(sig)),
-    }
 }

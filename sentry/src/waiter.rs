@@ -90,7 +90,11 @@ impl Waiter {
                     if now >= d {
                         return Wake::TimedOut;
                     }
-                    st = self.cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
@@ -123,7 +127,8 @@ impl WaitQueue {
 
     /// Remove a waiter.
     pub fn unregister(&self, w: &Arc<Waiter>) {
-        self.lock().retain(|x| x.strong_count() > 0 && !std::ptr::eq(x.as_ptr(), Arc::as_ptr(w)));
+        self.lock()
+            .retain(|x| x.strong_count() > 0 && !std::ptr::eq(x.as_ptr(), Arc::as_ptr(w)));
     }
 
     /// Wake every registered waiter.
@@ -159,7 +164,10 @@ mod tests {
         q.register(&w);
         q.notify_all();
         assert_eq!(w.wait(Some(Instant::now())), Wake::Notified);
-        assert_eq!(w.wait(Some(Instant::now() + Duration::from_millis(5))), Wake::TimedOut);
+        assert_eq!(
+            w.wait(Some(Instant::now() + Duration::from_millis(5))),
+            Wake::TimedOut
+        );
     }
 
     #[test]

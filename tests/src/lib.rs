@@ -375,6 +375,75 @@ pub fn busybox_rootfs() -> PathBuf {
     dir
 }
 
+/// Builds `tests/guest/NAME.c` as a dynamically linked program (glibc's ld.so and shared
+/// libraries from the host, no `-static`) into `target/guest-bin/NAME.dyn` (cached like
+/// [`guest_bin`]) and returns the binary. `libs` are extra linker arguments (`-ldl`).
+pub fn guest_bin_dynamic(name: &str, libs: &[&str]) -> PathBuf {
+    let guest_dir = workspace_root().join("tests/guest");
+    let src = guest_dir.join(format!("{name}.c"));
+    assert!(src.is_file(), "no guest program {}", src.display());
+    let out_dir = target_dir().join("guest-bin");
+    let out = out_dir.join(format!("{name}.dyn"));
+
+    let _guard = build_lock().lock().unwrap_or_else(|e| e.into_inner());
+    let newest_input = std::fs::read_dir(&guest_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p == &src || p.extension().is_some_and(|e| e == "h"))
+        .filter_map(|p| mtime(&p))
+        .max();
+    if let (Some(built), Some(input)) = (mtime(&out), newest_input) {
+        if built >= input {
+            return out;
+        }
+    }
+    std::fs::create_dir_all(&out_dir)
+        .unwrap_or_else(|e| panic!("mkdir {}: {e}", out_dir.display()));
+    let tmp = out_dir.join(format!(".{name}.dyn.{}.tmp", std::process::id()));
+    let result = Command::new("gcc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .args(libs)
+        .output()
+        .unwrap_or_else(|e| panic!("running gcc: {e} (is gcc installed?)"));
+    assert!(
+        result.status.success(),
+        "gcc -O1 {} (dynamic) failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap_or_else(|e| panic!("rename to {}: {e}", out.display()));
+    out
+}
+
+/// Runs the program at `prog` (any binary: a built guest program or one of the host's,
+/// such as `/bin/echo`) natively, where it must exit with `expected_status`, and under
+/// `runsc do --rootfs /`, and asserts both print the same and exit alike. Returns the
+/// sandboxed run.
+#[track_caller]
+pub fn check_program(prog: &Path, args: &[&str], expected_status: i32) -> Outcome {
+    let native = run_native(prog, args);
+    assert_eq!(
+        native.status,
+        expected_status,
+        "{} natively exited with {} (expected {expected_status}); stdout:\n{}\nstderr:\n{}",
+        prog.display(),
+        native.status,
+        native.stdout_str(),
+        native.stderr_str()
+    );
+    let sandboxed = run_sandboxed(Path::new("/"), prog, args);
+    let what = std::iter::once(prog.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_same_outcome(&what, &native, &sandboxed);
+    sandboxed
+}
+
 #[cfg(test)]
 mod tests {
     use super::diff;

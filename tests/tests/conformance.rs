@@ -50,3 +50,10 @@ fn segv() {
 fn fault_int3() {
     check_guest("fault", &["int3"], 0);
 }
+
+/// eventfd, epoll (level/edge/one-shot, nesting, errors), timerfd, poll/ppoll,
+/// select/pselect6 and signalfd creation.
+#[test]
+fn events() {
+    check_guest("events", &[], 0);
+}

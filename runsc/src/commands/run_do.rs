@@ -68,6 +68,7 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
 pub fn error_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<SandboxError>() {
         Some(SandboxError::Exec { errno, .. }) if *errno == Errno::ENOENT => 127,
+        Some(SandboxError::Load { source, .. }) if source.errno() == Errno::ENOENT => 127,
         Some(SandboxError::Exec { .. }) | Some(SandboxError::Load { .. }) => 126,
         _ => 125,
     }

@@ -76,6 +76,7 @@ errnos! {
     ENODATA = 61, "No data available";
     ETIME = 62, "Timer expired";
     EOVERFLOW = 75, "Value too large for defined data type";
+    ELIBBAD = 80, "Accessing a corrupted shared library";
     EBADFD = 77, "File descriptor in bad state";
     EILSEQ = 84, "Invalid or incomplete multibyte or wide character";
     ENOTSOCK = 88, "Socket operation on non-socket";

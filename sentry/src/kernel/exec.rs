@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::signal::{SigAction, SIG_IGN};
+use super::signal::{SigAction, NSIG, SIG_IGN};
 use super::task::Task;
 use crate::abi::Errno;
 use crate::arch::fpu;
@@ -61,6 +61,10 @@ pub fn execve(
     let regs = loader::load(
         &mm,
         file,
+        &|interp: &[u8]| {
+            let t: &Task = task;
+            t.fs.open_exec_with(interp, &|| crate::syscalls::fs::proc_snapshot(t))
+        },
         &ExecArgs {
             path,
             argv: &argv,
@@ -76,12 +80,20 @@ pub fn execve(
     task.regs = regs;
     task.regs_replaced = true;
     task.fpu_restore = Some(fpu::initial(task.fpu_layout.0));
-    for action in task.signals.actions.iter_mut() {
-        // Handlers are reset; ignored signals stay ignored (execve(2)).
+    // Handlers are reset; ignored signals stay ignored (execve(2)). The new program gets
+    // dispositions of its own, no longer shared with threads that execve ended.
+    let mut actions = task
+        .signals
+        .actions
+        .lock()
+        .map(|a| *a)
+        .unwrap_or([SigAction::default(); NSIG]);
+    for action in actions.iter_mut() {
         if action.handler != SIG_IGN {
             *action = SigAction::default();
         }
     }
+    task.signals.actions = Arc::new(std::sync::Mutex::new(actions));
     task.signals.altstack = Default::default();
     task.files.close_on_exec();
     task.clear_child_tid = 0;

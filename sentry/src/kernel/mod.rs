@@ -1,6 +1,9 @@
-//! Tasks, their state, and the loop that runs a task until it exits.
+//! Tasks, thread groups, their state, and the loop that runs a task until it exits.
 
 pub mod exec;
 pub mod exit;
+pub mod futex;
+pub mod run;
 pub mod signal;
 pub mod task;
+pub mod thread_group;

@@ -71,10 +71,13 @@ impl Default for AltStack {
     }
 }
 
+/// Dispositions, shared by the threads of a group (CLONE_SIGHAND).
+pub type Actions = std::sync::Arc<std::sync::Mutex<[SigAction; NSIG]>>;
+
 /// A thread's signal state.
 #[derive(Clone, Debug)]
 pub struct SignalState {
-    pub actions: [SigAction; NSIG],
+    pub actions: Actions,
     pub mask: u64,
     pub altstack: AltStack,
 }
@@ -82,12 +85,21 @@ pub struct SignalState {
 impl Default for SignalState {
     fn default() -> Self {
         SignalState {
-            actions: [SigAction::default(); NSIG],
+            actions: std::sync::Arc::new(std::sync::Mutex::new([SigAction::default(); NSIG])),
             mask: 0,
             altstack: AltStack::default(),
         }
     }
 }
+
+/// Signals whose default action is to do nothing.
+pub fn ignored_by_default(sig: u8) -> bool {
+    matches!(sig, SIGCHLD | SIGCONT | SIGURG | SIGWINCH)
+}
+
+pub const SIGCONT: u8 = 18;
+pub const SIGURG: u8 = 23;
+pub const SIGWINCH: u8 = 28;
 
 /// The conventional name of a signal, for reports.
 pub fn name(sig: u8) -> &'static str {
@@ -148,11 +160,13 @@ pub struct FaultInfo {
     pub cr2: u64,
 }
 
-/// What happened to a fault signal.
+/// What happened to a signal.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// A handler frame was set up; the thread continues in the handler.
     Handler,
+    /// The signal is ignored (SIG_IGN, or a default action that ignores).
+    Ignored,
     /// The signal kills the process.
     Fatal(u8),
 }
@@ -186,16 +200,47 @@ impl SignalState {
         info: FaultInfo,
         fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>,
     ) -> Delivery {
+        self.deliver(mm, regs, info, true, fpu)
+    }
+
+    /// The disposition of `sig` right now.
+    pub fn action(&self, sig: u8) -> SigAction {
+        self.actions
+            .lock()
+            .map(|a| a[(sig - 1) as usize])
+            .unwrap_or_default()
+    }
+
+    /// Deliver a signal the thread does not block (or, when `forced`, a synchronous
+    /// fault, which kills even if blocked or ignored).
+    pub fn deliver(
+        &mut self,
+        mm: &MemoryManager,
+        regs: &mut UserRegs,
+        info: FaultInfo,
+        forced: bool,
+        fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>,
+    ) -> Delivery {
         let idx = (info.signo - 1) as usize;
-        let action = self.actions[idx];
+        let action = self.action(info.signo);
         let blocked = self.mask & sigbit(info.signo) != 0;
-        if blocked || action.handler == SIG_IGN || action.handler == SIG_DFL {
+        if forced && (blocked || action.handler == SIG_IGN) {
+            return Delivery::Fatal(info.signo);
+        }
+        if action.handler == SIG_IGN
+            || (action.handler == SIG_DFL && ignored_by_default(info.signo))
+        {
+            return Delivery::Ignored;
+        }
+        if action.handler == SIG_DFL {
             return Delivery::Fatal(info.signo);
         }
         match self.push_frame(mm, regs, &action, &info, fpu()) {
             Ok(()) => {
                 if action.flags & SA_RESETHAND != 0 {
-                    self.actions[idx] = SigAction::default();
+                    if let Ok(mut a) = self.actions.lock() {
+                        a[idx] = SigAction::default();
+                    }
                 }
                 self.mask |= action.mask & !UNBLOCKABLE;
                 if action.flags & SA_NODEFER == 0 {

@@ -11,24 +11,33 @@ use crate::arch::UserRegs;
 use crate::mm::MemoryManager;
 use crate::vfs::{FdTable, FsContext};
 
-/// What execve needs from the platform: fresh address spaces over guest memory.
+use crate::platform::{AddressSpace, Context, PlatformError};
+
+/// What the kernel needs from the platform: fresh address spaces over guest memory
+/// (execve) and execution contexts (new threads).
 pub trait AddressSpaceFactory: Send + Sync {
-    fn new_address_space(
-        &self,
-    ) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError>;
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError>;
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory>;
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
 }
 
-impl<P: crate::platform::Platform> AddressSpaceFactory for P {
-    fn new_address_space(
-        &self,
-    ) -> Result<Arc<dyn crate::platform::AddressSpace>, crate::platform::PlatformError> {
+impl<P: crate::platform::Platform> AddressSpaceFactory for P
+where
+    P::Context: 'static,
+{
+    fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
         crate::platform::Platform::new_address_space(self)
     }
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory> {
         crate::platform::Platform::memory(self).clone()
     }
+    fn new_context(&self) -> Result<Box<dyn Context>, PlatformError> {
+        Ok(Box::new(crate::platform::Platform::new_context(self)?))
+    }
 }
+
+/// Threads a sandbox may have at once (the "pids" limit): a thread bomb gets EAGAIN.
+pub const MAX_THREADS: usize = 1024;
 
 /// Sandbox-wide state: identity, clocks, and syscall accounting.
 pub struct Kernel {
@@ -39,6 +48,10 @@ pub struct Kernel {
     unknown_syscalls: Mutex<HashSet<u64>>,
     /// How many ENOSYS returns there were.
     pub enosys_count: AtomicU64,
+    pub futexes: super::futex::FutexTable,
+    next_tid: std::sync::atomic::AtomicI32,
+    /// vCPUs of threads that exited, for the next thread (KVM cannot destroy one vCPU).
+    idle_contexts: Mutex<Vec<Box<dyn crate::platform::Context>>>,
 }
 
 impl Kernel {
@@ -49,7 +62,38 @@ impl Kernel {
             boot: Instant::now(),
             unknown_syscalls: Mutex::new(HashSet::new()),
             enosys_count: AtomicU64::new(0),
+            futexes: Default::default(),
+            next_tid: std::sync::atomic::AtomicI32::new(2),
+            idle_contexts: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A fresh thread id.
+    pub fn alloc_tid(&self) -> i32 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An execution context for a new thread: a retired one if there is one.
+    pub fn take_context(
+        &self,
+    ) -> Result<Box<dyn crate::platform::Context>, crate::platform::PlatformError> {
+        let idle = self
+            .idle_contexts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match idle {
+            Some(ctx) => Ok(ctx),
+            None => self.platform.new_context(),
+        }
+    }
+
+    /// Give back the context of a thread that exited.
+    pub fn retire_context(&self, ctx: Box<dyn crate::platform::Context>) {
+        self.idle_contexts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ctx);
     }
 
     /// Count an ENOSYS; returns true the first time this number is seen.
@@ -85,6 +129,8 @@ pub struct ProcessInfo {
     /// The command name (comm), at most 15 bytes.
     pub comm: Vec<u8>,
     pub dumpable: bool,
+    /// The nice value (setpriority), recorded only.
+    pub nice: i32,
     pub no_new_privs: bool,
     pub pdeathsig: u8,
 }
@@ -112,7 +158,7 @@ impl Default for Rlimits {
 pub struct Task {
     pub regs: UserRegs,
     pub mm: Arc<MemoryManager>,
-    pub files: FdTable,
+    pub files: Arc<FdTable>,
     pub fs: FsContext,
     pub process: ProcessInfo,
     pub tid: i32,
@@ -122,8 +168,16 @@ pub struct Task {
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
     pub kernel: Arc<Kernel>,
-    /// Set when the task has finished (exit, exit_group, fatal signal).
+    /// Set when the task's whole thread group ends (exit_group, fatal signal).
     pub exit_status: Option<ExitStatus>,
+    /// Set when this thread alone ends (exit), with its code.
+    pub thread_exit: Option<u8>,
+    /// The thread group (process) this task belongs to.
+    pub group: Arc<super::thread_group::ThreadGroup>,
+    /// Signals sent to this thread, one bit each.
+    pub pending: Arc<std::sync::atomic::AtomicU64>,
+    /// The syscall number to restart if a signal interrupted it (ERESTARTSYS).
+    pub restart: Option<u64>,
     /// Set by a handler that replaced all registers (rt_sigreturn, execve): the
     /// dispatcher must not store a return value in rax.
     pub regs_replaced: bool,

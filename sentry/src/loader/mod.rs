@@ -4,7 +4,7 @@
 mod elf;
 mod stack;
 
-pub use elf::{ElfInfo, LoadError};
+pub use elf::{ElfInfo, LoadError, Opener};
 
 use std::sync::Arc;
 
@@ -23,15 +23,18 @@ pub struct ExecArgs<'a> {
 }
 
 /// Load `file` into `mm` (which must be empty) and return the starting registers.
+/// A dynamic program's interpreter (PT_INTERP) is opened with `open`, which resolves
+/// the path as execve would (same root, same working directory, exec permission).
 pub fn load(
     mm: &MemoryManager,
     file: Arc<dyn FileDescription>,
+    open: Opener<'_>,
     args: &ExecArgs<'_>,
 ) -> Result<UserRegs, LoadError> {
-    let info = elf::load_elf(mm, file)?;
+    let info = elf::load_elf(mm, file, open)?;
     let sp = stack::build(mm, &info, args)?;
     Ok(UserRegs {
-        rip: info.entry,
+        rip: info.start,
         rsp: sp,
         rflags: 0x202,
         ..Default::default()

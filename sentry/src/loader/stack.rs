@@ -46,7 +46,12 @@ pub fn build(mm: &MemoryManager, info: &ElfInfo, args: &ExecArgs<'_>) -> Result<
     mm.map_fixed(Vma {
         start: STACK_TOP - STACK_SIZE,
         end: STACK_TOP,
-        perms: Perms::RW,
+        // PT_GNU_STACK with PF_X asks for an executable stack (Linux: VM_EXEC on it).
+        perms: if info.exec_stack {
+            Perms::RWX
+        } else {
+            Perms::RW
+        },
         shared: false,
         backing: Backing::Anonymous,
         kind: AreaKind::Stack,
@@ -85,7 +90,7 @@ pub fn build(mm: &MemoryManager, info: &ElfInfo, args: &ExecArgs<'_>) -> Result<
         (AT_PHDR, info.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, info.phnum),
-        (AT_BASE, 0),
+        (AT_BASE, info.interp_base),
         (AT_FLAGS, 0),
         (AT_ENTRY, info.entry),
         (AT_UID, args.uid as u64),

@@ -5,6 +5,7 @@
 //! the platform). Pages are populated on fault or on first access by the sentry; the page
 //! tables are the record of what is populated.
 
+pub mod remap;
 pub mod syscalls_api;
 pub mod vma;
 
@@ -103,6 +104,14 @@ impl MemoryManager {
         let mut st = self.state();
         st.brk_start = addr;
         st.brk = addr;
+    }
+
+    /// The highest free range of `len` bytes below `below`, starting at a multiple of
+    /// `align` (a power of two), as an mmap without a hint would choose it.
+    pub fn unmapped_area(&self, len: u64, align: u64, below: u64) -> Option<u64> {
+        self.state()
+            .vmas
+            .find_gap_top_down_aligned(len, align.max(PAGE_SIZE), below, MMAP_MIN_ADDR)
     }
 
     /// Add an area at a fixed place, replacing whatever was there.

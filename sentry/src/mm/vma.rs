@@ -150,17 +150,36 @@ impl VmaSet {
     /// The highest gap of `len` bytes that ends at or below `below` and starts at or
     /// above `floor`.
     pub fn find_gap_top_down(&self, len: u64, below: u64, floor: u64) -> Option<u64> {
-        let mut end = below;
+        self.find_gap_top_down_aligned(len, 1, below, floor)
+    }
+
+    /// `find_gap_top_down` for a start that is a multiple of `align` (a power of two).
+    pub fn find_gap_top_down_aligned(
+        &self,
+        len: u64,
+        align: u64,
+        below: u64,
+        floor: u64,
+    ) -> Option<u64> {
+        let mask = !(align.max(1) - 1);
+        // The highest aligned start in the gap [lo, hi), if `len` fits there.
+        let fits = |lo: u64, hi: u64| -> Option<u64> {
+            let start = hi.checked_sub(len)? & mask;
+            (start >= lo.max(floor)).then_some(start)
+        };
+        let mut top = below;
         for (_, v) in self.areas.range(..below).rev() {
-            if v.end <= end && end - v.end >= len {
-                return Some(end - len);
+            if v.end < top {
+                if let Some(start) = fits(v.end, top) {
+                    return Some(start);
+                }
             }
-            end = end.min(v.start);
-            if end < floor + len {
+            top = top.min(v.start);
+            if top <= floor {
                 return None;
             }
         }
-        (end >= floor + len).then(|| end - len)
+        fits(floor, top)
     }
 
     /// All areas in address order.
@@ -213,5 +232,23 @@ mod tests {
         assert_eq!(s.find_gap_top_down(0x1000, 0x10000, 0x1000), Some(0x7000));
         assert_eq!(s.find_gap_top_down(0x1000, 0x20000, 0x1000), Some(0x1f000));
         assert_eq!(s.find_gap_top_down(0x10000, 0x10000, 0x1000), None);
+    }
+
+    #[test]
+    fn aligned_gaps_start_on_the_alignment() {
+        let mut s = VmaSet::default();
+        s.insert(anon(0x3f000, 0x40000));
+        assert_eq!(
+            s.find_gap_top_down_aligned(0x2000, 0x10000, 0x3f000, 0x1000),
+            Some(0x30000)
+        );
+        assert_eq!(
+            s.find_gap_top_down_aligned(0x2000, 0x10000, 0x50000, 0x1000),
+            Some(0x40000)
+        );
+        assert_eq!(
+            s.find_gap_top_down_aligned(0x2000, 0x10000, 0x3f000, 0x31000),
+            None
+        );
     }
 }

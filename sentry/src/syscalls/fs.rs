@@ -1,16 +1,19 @@
 //! File-system syscalls on open files: read/write, open/close/dup, pipes, fcntl, ioctl,
-//! stat, poll, sendfile. Guest arguments are decoded here (every pointer through
+//! stat, sendfile. Guest arguments are decoded here (every pointer through
 //! `task.mm`, every length capped) for the VFS and the fd table; the namespace calls
-//! (directories, links, permissions, ownership) are in `fs_tree.rs`.
+//! (directories, links, permissions, ownership) are in `fs_tree.rs`; poll and the other
+//! readiness waits in `events.rs`.
+//!
+//! A read or write that would block on a pipe (or any file with a wait queue) parks the
+//! task on the file's queue through `vfs::wait` and returns EINTR if a signal interrupts
+//! it before anything was transferred.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::task::Task;
 use crate::syscall;
-use crate::vfs::file::{POLLERR, POLLHUP, POLLNVAL};
 use crate::vfs::path::PATH_MAX;
 use crate::vfs::{self, FileDescription, Found, Lookup, Node, ProcSnapshot, Stat};
 
@@ -22,7 +25,6 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(4, stat, Full, "", sys_stat),
     syscall!(5, fstat, Full, "", sys_fstat),
     syscall!(6, lstat, Full, "", sys_lstat),
-    syscall!(7, poll, Partial, "waits by polling every few ms; only pipes and host stdio ever become ready later", sys_poll),
     syscall!(8, lseek, Full, "", sys_lseek),
     syscall!(16, ioctl, Partial, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TIOCGWINSZ/TIOCGPGRP on a tty; others → ENOTTY", sys_ioctl),
     syscall!(17, pread64, Full, "", sys_pread64),
@@ -45,7 +47,6 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(221, fadvise64, Full, "", sys_fadvise64),
     syscall!(257, openat, Full, "", sys_openat),
     syscall!(262, newfstatat, Full, "", sys_newfstatat),
-    syscall!(271, ppoll, Partial, "the signal mask argument is ignored; waits by polling as poll", sys_ppoll),
     syscall!(292, dup3, Full, "", sys_dup3),
     syscall!(293, pipe2, Partial, "O_DIRECT (packet mode) is accepted but pipes stay byte streams", sys_pipe2),
     syscall!(332, statx, Partial, "reports STATX_BASIC_STATS only (no birth time, no mount id)", sys_statx),
@@ -175,7 +176,7 @@ fn do_read(t: &Task, fd: i32, buf: u64, count: u64, off: Option<u64>) -> Syscall
     readable(&f)?;
     let len = (count as usize).min(MAX_IO);
     let mut b = vec![0u8; len];
-    let n = f.read(&mut b, off)?;
+    let n = vfs::wait::read(&*f, &t.waiter, &mut b, off)?;
     let copied = copy_out_partial(t, buf, &b[..n]);
     if copied < n && off.is_none() {
         // Give back what did not reach the guest: Linux moves the offset only by what
@@ -213,7 +214,7 @@ fn do_write(t: &Task, fd: i32, buf: u64, count: u64, off: Option<u64>) -> Syscal
     let len = (count as usize).min(MAX_IO);
     let mut b = vec![0u8; len];
     t.mm.copy_in(buf, &mut b)?;
-    f.write(&b, off).map(|n| n as u64)
+    vfs::wait::write(&*f, &t.waiter, &b, off).map(|n| n as u64)
 }
 
 fn sys_read(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -262,7 +263,7 @@ fn do_readv(t: &Task, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> SyscallR
     let iov = iovecs(t, iov, cnt)?;
     let total: usize = iov.iter().map(|(_, l)| *l).sum();
     let mut b = vec![0u8; total];
-    let n = f.read(&mut b, off)?;
+    let n = vfs::wait::read(&*f, &t.waiter, &mut b, off)?;
     let mut done = 0;
     for (base, len) in iov {
         if done >= n {
@@ -300,7 +301,7 @@ fn do_writev(t: &Task, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> Syscall
             break;
         }
     }
-    f.write(&b, off).map(|n| n as u64)
+    vfs::wait::write(&*f, &t.waiter, &b, off).map(|n| n as u64)
 }
 
 fn sys_readv(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -646,79 +647,6 @@ fn sys_statx(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.mm.copy_out(a[4], &statx_bytes(&st)).map(|_| 0)
 }
 
-// ---- poll ----
-
-/// Wait for readiness on a pollfd array; `timeout` None waits for ever.
-fn do_poll(t: &Task, addr: u64, nfds: u64, timeout: Option<Duration>) -> SyscallResult {
-    if nfds > nofile(t) {
-        return Err(Errno::EINVAL);
-    }
-    let mut raw = vec![0u8; nfds as usize * 8];
-    t.mm.copy_in(addr, &mut raw)?;
-    let deadline = timeout.map(|d| Instant::now() + d);
-    let mut nap = Duration::from_micros(500);
-    loop {
-        let mut ready = 0u64;
-        for c in raw.chunks_exact_mut(8) {
-            let fd = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            let events = i16::from_le_bytes([c[4], c[5]]);
-            let revents = if fd < 0 {
-                0
-            } else {
-                match t.files.get(fd) {
-                    Ok(f) => f.poll() & (events | POLLERR | POLLHUP),
-                    Err(_) => POLLNVAL,
-                }
-            };
-            c[6..8].copy_from_slice(&revents.to_le_bytes());
-            if revents != 0 {
-                ready += 1;
-            }
-        }
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        if ready > 0 || expired {
-            t.mm.copy_out(addr, &raw)?;
-            return Ok(ready);
-        }
-        let mut sleep = nap;
-        if let Some(d) = deadline {
-            sleep = sleep.min(d.saturating_duration_since(Instant::now()));
-        }
-        std::thread::sleep(sleep);
-        nap = (nap * 2).min(Duration::from_millis(10));
-    }
-}
-
-fn sys_poll(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let ms = a[2] as i32;
-    let timeout = (ms >= 0).then(|| Duration::from_millis(ms as u64));
-    do_poll(t, a[0], a[1], timeout)
-}
-
-fn sys_ppoll(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let timeout = if a[2] == 0 {
-        None
-    } else {
-        let sec = t.mm.read_u64(a[2])? as i64;
-        let nsec = t.mm.read_u64(a[2] + 8)? as i64;
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(Duration::new(sec as u64, nsec as u32))
-    };
-    let start = Instant::now();
-    let r = do_poll(t, a[0], a[1], timeout)?;
-    if let Some(d) = timeout {
-        // Linux writes the time left back into the timespec.
-        let left = d.saturating_sub(start.elapsed());
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
-        b[8..].copy_from_slice(&(left.subsec_nanos() as i64).to_le_bytes());
-        t.mm.copy_out(a[2], &b)?;
-    }
-    Ok(r)
-}
-
 // ---- sendfile, flock, fadvise, statfs ----
 
 fn sys_sendfile(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -741,8 +669,8 @@ fn sys_sendfile(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         Some(o)
     };
     let mut b = vec![0u8; (count as usize).min(MAX_IO)];
-    let n = inf.read(&mut b, off)?;
-    let w = outf.write(&b[..n], None)?;
+    let n = vfs::wait::read(&*inf, &t.waiter, &mut b, off)?;
+    let w = vfs::wait::write(&*outf, &t.waiter, &b[..n], None)?;
     if w < n && off.is_none() {
         // Give back what was read but not written.
         let _ = inf.seek(-((n - w) as i64), SEEK_CUR);

@@ -18,6 +18,27 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(11, munmap, Full, "", sys_munmap),
     syscall!(12, brk, Full, "", sys_brk),
     syscall!(
+        25,
+        mremap,
+        Partial,
+        "moves page-table entries, never copies; old_len 0 (duplicating a shared mapping) → EINVAL",
+        sys_mremap
+    ),
+    syscall!(
+        26,
+        msync,
+        Partial,
+        "validates flags and range; no write-back: MAP_SHARED file mappings are private copies",
+        sys_msync
+    ),
+    syscall!(
+        27,
+        mincore,
+        Partial,
+        "reports pages populated in this address space (Linux: page-cache residency for files)",
+        sys_mincore
+    ),
+    syscall!(
         28,
         madvise,
         Partial,
@@ -67,4 +88,16 @@ fn sys_brk(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     task.mm.madvise(a[0], a[1], a[2]).map(|_| 0)
+}
+
+fn sys_mremap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.mremap(a[0], a[1], a[2], a[3], a[4])
+}
+
+fn sys_msync(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.msync(a[0], a[1], a[2]).map(|_| 0)
+}
+
+fn sys_mincore(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.mincore(a[0], a[1], a[2]).map(|_| 0)
 }

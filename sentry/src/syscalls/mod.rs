@@ -4,12 +4,15 @@
 //! Each family file (`fs.rs`, `mm.rs`, …) exports `SYSCALLS`, its rows of the table; this
 //! module merges them into one array indexed by number.
 
+mod events;
 pub mod fs;
 mod fs_tree;
 mod misc;
 mod mm;
 mod process;
+mod sched;
 pub mod signal;
+mod thread;
 mod time;
 
 use std::sync::OnceLock;
@@ -60,8 +63,11 @@ macro_rules! syscall {
 /// Highest syscall number in the x86-64 table (plus one).
 pub const MAX_SYSCALL: usize = 463;
 
-fn families() -> [&'static [SyscallDef]; 7] {
+fn families() -> [&'static [SyscallDef]; 10] {
     [
+        sched::SYSCALLS,
+        events::SYSCALLS,
+        thread::SYSCALLS,
         fs::SYSCALLS,
         fs_tree::SYSCALLS,
         mm::SYSCALLS,
@@ -133,6 +139,12 @@ pub fn dispatch(task: &mut Task) {
     }
     task.regs.rax = match result {
         Ok(v) => v,
+        // Interrupted by a signal: the run loop restarts the call or makes it EINTR,
+        // depending on the handler (SA_RESTART). The guest never sees ERESTARTSYS.
+        Err(Errno::ERESTARTSYS) => {
+            task.restart = Some(nr);
+            Errno::EINTR.to_return()
+        }
         Err(e) => e.to_return(),
     };
     // A write to a pipe nobody reads also raises SIGPIPE (pipe_write in Linux).

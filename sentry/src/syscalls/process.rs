@@ -10,7 +10,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(24, sched_yield, Full, "", sys_sched_yield),
     syscall!(39, getpid, Full, "", sys_getpid),
     syscall!(59, execve, Partial, "single-threaded processes; static and static-PIE programs (no PT_INTERP, no #! scripts yet → ENOEXEC)", sys_execve),
-    syscall!(60, exit, Partial, "single-threaded processes: ends the process", sys_exit),
+    syscall!(60, exit, Full, "", sys_exit),
     syscall!(97, getrlimit, Full, "", sys_getrlimit),
     syscall!(102, getuid, Full, "", sys_getuid),
     syscall!(104, getgid, Full, "", sys_getgid),
@@ -208,7 +208,8 @@ fn sys_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 fn sys_exit(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.exit_status = Some(ExitStatus::Exited(a[0] as u8));
+    // Ends this thread only; the process ends with its last thread.
+    t.thread_exit = Some(a[0] as u8);
     Ok(0)
 }
 fn sys_exit_group(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -20,8 +20,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
         sys_kill
     ),
     syscall!(131, sigaltstack, Full, "", sys_sigaltstack),
-    syscall!(200, tkill, Partial, "only the calling thread", sys_tkill),
-    syscall!(234, tgkill, Partial, "only the calling thread", sys_tgkill),
+    syscall!(200, tkill, Full, "", sys_tkill),
+    syscall!(234, tgkill, Full, "", sys_tgkill),
 ];
 
 const SIG_BLOCK: u64 = 0;
@@ -44,7 +44,7 @@ fn sys_rt_sigaction(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let sig = valid_signal(sig)?;
     let idx = (sig - 1) as usize;
-    let prev = t.signals.actions[idx];
+    let prev = t.signals.action(sig);
     if new != 0 {
         if sig == SIGKILL || sig == SIGSTOP {
             return Err(Errno::EINVAL);
@@ -53,12 +53,16 @@ fn sys_rt_sigaction(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         t.mm.copy_in(new, &mut b)?;
         let word =
             |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        t.signals.actions[idx] = SigAction {
-            handler: word(0),
-            flags: word(1),
-            restorer: word(2),
-            mask: word(3) & !UNBLOCKABLE,
-        };
+        set_action(
+            t,
+            idx,
+            SigAction {
+                handler: word(0),
+                flags: word(1),
+                restorer: word(2),
+                mask: word(3) & !UNBLOCKABLE,
+            },
+        );
     }
     if old != 0 {
         let mut b = [0u8; 32];
@@ -70,7 +74,7 @@ fn sys_rt_sigaction(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         if let Err(e) = t.mm.copy_out(old, &b) {
             if new != 0 {
-                t.signals.actions[idx] = prev;
+                set_action(t, idx, prev);
             }
             return Err(e);
         }
@@ -169,83 +173,65 @@ fn sys_sigaltstack(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
-/// Raise `sig` in the calling thread after a syscall has stored its result.
-pub fn raise(t: &mut Task, sig: u8) {
-    let rax = t.regs.rax;
-    let _ = signal_self(t, sig as u64, rax);
-    t.regs_replaced = false;
+fn set_action(t: &Task, idx: usize, action: SigAction) {
+    if let Ok(mut a) = t.signals.actions.lock() {
+        a[idx] = action;
+    }
 }
 
-/// Send `sig` to the calling thread itself, now.
-fn signal_self(t: &mut Task, sig: u64, ret: u64) -> SyscallResult {
-    if sig == 0 {
-        return Ok(0);
-    }
-    let sig = valid_signal(sig)?;
-    let action = t.signals.actions[(sig - 1) as usize];
-    let blocked = t.signals.mask & sigbit(sig) != 0;
-    if action.handler == SIG_IGN || blocked {
-        // Blocked signals would stay pending; without other threads nothing unblocks
-        // them except sigprocmask, which is not tracked yet, so they are dropped.
-        return Ok(0);
-    }
-    if action.handler == SIG_DFL {
-        // Default actions that ignore: SIGCHLD, SIGURG, SIGWINCH, SIGCONT.
-        if matches!(sig, 17 | 23 | 28 | 18) {
-            return Ok(0);
-        }
-        t.exit_status = Some(ExitStatus::Signaled(sig));
-        return Ok(0);
-    }
-    // Run the handler when this syscall returns: the frame records its return value.
-    t.regs.rax = ret;
-    let mm = t.mm.clone();
-    let info = FaultInfo {
-        signo: sig,
-        code: 0, // SI_USER
-        addr: t.process.pid as u64 | ((t.creds.uid as u64) << 32),
-        trapno: 0,
-        error: 0,
-        cr2: 0,
-    };
-    // No FPU image from inside a syscall: the frame's fpstate is NULL (see signal.rs).
-    match t
-        .signals
-        .deliver_fault(&mm, &mut t.regs, info, &mut || None)
-    {
-        Delivery::Handler => t.regs_replaced = true,
-        Delivery::Fatal(s) => t.exit_status = Some(ExitStatus::Signaled(s)),
-    }
-    Ok(0)
+/// Raise `sig` in the calling thread; the run loop delivers it before the thread
+/// returns to user code (pipe_write's SIGPIPE, for example).
+pub fn raise(t: &mut Task, sig: u8) {
+    t.pending
+        .fetch_or(sigbit(sig), std::sync::atomic::Ordering::SeqCst);
 }
 
 fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let pid = a[0] as i32;
+    let sig = a[1];
+    if sig != 0 {
+        valid_signal(sig)?;
+    }
+    // Only this sandbox's one process exists: itself, its group, or "everyone".
     if pid == t.process.pid || pid == 0 || pid == -1 || pid == -t.process.pgid {
-        signal_self(t, a[1], 0)
+        if sig != 0 {
+            t.group.signal_group(sig as u8);
+        }
+        Ok(0)
     } else {
-        valid_signal(a[1]).or(if a[1] == 0 { Ok(0) } else { Err(Errno::EINVAL) })?;
+        Err(Errno::ESRCH)
+    }
+}
+
+fn signal_thread(t: &mut Task, tid: i32, sig: u64) -> SyscallResult {
+    if sig != 0 {
+        valid_signal(sig)?;
+    }
+    let present = if sig == 0 {
+        t.group.tids().contains(&tid)
+    } else {
+        t.group.signal_thread(tid, sig as u8)
+    };
+    if present {
+        Ok(0)
+    } else {
         Err(Errno::ESRCH)
     }
 }
 
 fn sys_tkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if a[0] as i32 != t.tid {
-        return Err(if (a[0] as i32) <= 0 {
-            Errno::EINVAL
-        } else {
-            Errno::ESRCH
-        });
+    if (a[0] as i32) <= 0 {
+        return Err(Errno::EINVAL);
     }
-    signal_self(t, a[1], 0)
+    signal_thread(t, a[0] as i32, a[1])
 }
 
 fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if (a[0] as i32) <= 0 || (a[1] as i32) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a[0] as i32 != t.process.pid || a[1] as i32 != t.tid {
+    if a[0] as i32 != t.process.pid {
         return Err(Errno::ESRCH);
     }
-    signal_self(t, a[2], 0)
+    signal_thread(t, a[1] as i32, a[2])
 }

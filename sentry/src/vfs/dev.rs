@@ -161,6 +161,11 @@ pub struct DevFile {
 }
 
 impl FileDescription for DevFile {
+    fn pollable(&self) -> bool {
+        // Linux: random_poll and tty_poll exist; null, zero and full have no poll.
+        matches!(self.node, DevNode::Random | DevNode::Urandom | DevNode::Tty)
+    }
+
     fn read(&self, buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
         match self.node {
             DevNode::Null => Ok(0),

@@ -2,8 +2,11 @@
 //! operations a kind of file does not support.
 
 use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::abi::Errno;
+use crate::waiter::{WaitQueue, Waiter};
 
 /// `struct stat` as Linux x86-64 lays it out (the fields the guest sees).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,11 +67,24 @@ pub const POLLOUT: i16 = 0x4;
 pub const POLLERR: i16 = 0x8;
 pub const POLLHUP: i16 = 0x10;
 pub const POLLNVAL: i16 = 0x20;
+pub const POLLRDNORM: i16 = 0x40;
+pub const POLLRDBAND: i16 = 0x80;
+pub const POLLWRNORM: i16 = 0x100;
+pub const POLLWRBAND: i16 = 0x200;
+pub const POLLRDHUP: i16 = 0x2000;
+/// What a file without a poll operation reports (Linux DEFAULT_POLLMASK).
+pub const DEFAULT_POLLMASK: i16 = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
 
 /// An open file description (what an fd points to; shared by dup'd fds).
 ///
 /// Offsets live inside the description (they are shared between dups, as on Linux).
 /// Defaults are what Linux returns when a file type lacks the operation.
+///
+/// Blocking: `read` and `write` never block on a file that has a wait queue. Such a file
+/// answers EAGAIN when it would block, whatever its O_NONBLOCK flag; the syscall layer
+/// then parks the task on the file's queue (`super::wait::block_on`) unless the
+/// description is non-blocking. Files without a queue (regular files, host stdio) may
+/// block inside `read`/`write` (host stdin blocks in the host's read(2)).
 pub trait FileDescription: Send + Sync + Any {
     /// read(2) at the current offset, or at `offset` for pread.
     fn read(&self, _buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
@@ -122,7 +138,41 @@ pub trait FileDescription: Send + Sync + Any {
 
     /// Current readiness for poll, without blocking.
     fn poll(&self) -> i16 {
-        POLLIN | POLLOUT
+        // Linux: vfs_poll on a file without f_op->poll → DEFAULT_POLLMASK.
+        DEFAULT_POLLMASK
+    }
+
+    /// Whether the file has a poll operation (Linux `file_can_poll`); epoll_ctl refuses
+    /// the others with EPERM.
+    fn pollable(&self) -> bool {
+        self.wait_queue().is_some()
+    }
+
+    /// The queue notified on every change of this file's readiness; None for files that
+    /// are always ready (regular files) or whose readiness is only seen by polling.
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        None
+    }
+
+    /// Park `w` where changes of the readiness bits in `events` are announced. Files with
+    /// more than one queue (eventfd, epoll) override this and `unregister_waiter`.
+    fn register_waiter(&self, w: &Arc<Waiter>, _events: i16) {
+        if let Some(q) = self.wait_queue() {
+            q.register(w);
+        }
+    }
+
+    /// Undo every `register_waiter` of `w`.
+    fn unregister_waiter(&self, w: &Arc<Waiter>) {
+        if let Some(q) = self.wait_queue() {
+            q.unregister(w);
+        }
+    }
+
+    /// When readiness may change without a notification (a timer expires, a host fd is
+    /// re-polled): waits on this file end by then at the latest and check again.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
     }
 
     /// The path this description was opened by, as the guest sees it (/proc/self/fd).

@@ -1,16 +1,25 @@
 //! The sandbox's standard streams: duplicates of the sentry's own fds 0, 1 and 2, with
 //! reads and writes passed through. Terminal ioctls pass through only for a tty.
+//!
+//! A host fd has no wait queue: its readiness is a zero-timeout host poll(2), and waits
+//! that include one re-check it every `REPOLL` (`next_deadline`). A blocking read of host
+//! stdin blocks in the host's read(2) and is not interrupted by guest signals yet.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use super::file::{FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+use super::file::{
+    FileDescription, Stat, POLLIN, POLLNVAL, POLLOUT, POLLPRI, POLLRDHUP, POLLRDNORM, POLLWRNORM,
+};
 use super::host::fstat;
 use crate::abi::Errno;
 
 const TCGETS: u32 = 0x5401;
 const TIOCGWINSZ: u32 = 0x5413;
 const TIOCGPGRP: u32 = 0x540f;
+/// How often a wait that includes a host fd polls it again.
+const REPOLL: Duration = Duration::from_millis(10);
 /// sizeof(struct termios) for the TCGETS ioctl (the kernel's, not glibc's).
 const TERMIOS_SIZE: usize = 36;
 
@@ -176,7 +185,7 @@ impl FileDescription for HostFd {
     fn poll(&self) -> i16 {
         let mut p = libc::pollfd {
             fd: self.fd.as_raw_fd(),
-            events: POLLIN | POLLOUT,
+            events: POLLIN | POLLOUT | POLLPRI | POLLRDNORM | POLLWRNORM | POLLRDHUP,
             revents: 0,
         };
         // SAFETY: `p` is one valid pollfd; a zero timeout does not block.
@@ -184,7 +193,20 @@ impl FileDescription for HostFd {
         if r < 0 {
             return 0;
         }
-        p.revents & (POLLIN | POLLOUT | POLLERR | POLLHUP | POLLNVAL)
+        p.revents & !POLLNVAL
+    }
+
+    fn pollable(&self) -> bool {
+        // Linux: regular files and directories have no poll operation, nor has /dev/null.
+        match self.stat.mode & libc::S_IFMT {
+            libc::S_IFREG | libc::S_IFDIR => false,
+            libc::S_IFCHR => self.stat.rdev != 0x103,
+            _ => true,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.pollable().then(|| Instant::now() + REPOLL)
     }
 
     fn path(&self) -> String {

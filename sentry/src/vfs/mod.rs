@@ -1,6 +1,7 @@
 //! The sandbox's file system: a read-only root from a host directory (reached only with
 //! openat2(RESOLVE_IN_ROOT)) under an in-memory overlay that takes every write, with a
-//! synthesized /dev and /proc, pipes, and the fd table.
+//! synthesized /dev and /proc, pipes, the event files (eventfd, timerfd, signalfd, epoll)
+//! and the fd table. `wait` is how a task blocks on files (reads, poll, select, epoll).
 //!
 //! Layout: `walk` resolves paths (the sentry follows symbolic links itself), `open`
 //! turns a resolved node into a file description, `ops` changes the namespace (create,
@@ -13,6 +14,8 @@
 
 pub mod dev;
 pub mod dir;
+pub mod epoll;
+pub mod eventfd;
 pub mod fdtable;
 pub mod file;
 pub mod host;
@@ -24,7 +27,10 @@ mod ops;
 pub mod path;
 pub mod pipe;
 pub mod proc;
+pub mod signalfd;
+pub mod timerfd;
 pub mod tmpfs;
+pub mod wait;
 mod walk;
 
 use std::cell::OnceCell;
@@ -143,6 +149,23 @@ pub fn permits(st: &Stat, uid: u32, gid: u32, want: u32) -> bool {
     };
     bits & want == want
 }
+
+/// fstat of an anonymous-inode file (eventfd, epoll, timerfd, signalfd): Linux gives them
+/// all the one inode of anon_inodefs, mode 0600 with no file type.
+pub fn anon_stat() -> Stat {
+    Stat {
+        dev: ANON_INODE_DEV,
+        ino: ANON_INODE_INO,
+        nlink: 1,
+        mode: 0o600,
+        blksize: 4096,
+        ..Stat::default()
+    }
+}
+
+/// st_dev and st_ino of anon_inodefs' one inode (0:15 and 1 on a typical system).
+const ANON_INODE_DEV: u64 = 15;
+const ANON_INODE_INO: u64 = 1;
 
 /// A task's view of the file system: root, working directory, umask.
 pub struct FsContext {

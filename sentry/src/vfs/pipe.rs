@@ -1,15 +1,21 @@
 //! Pipes: a 64 KiB buffer inside the sentry shared by a read end and a write end.
 //!
-//! Blocking waits on a condvar. With no writers left, a read of an empty pipe returns 0;
-//! with no readers left, a write fails with EPIPE (SIGPIPE delivery is the caller's job
-//! and is not sent yet).
+//! Neither end blocks inside `read`/`write`: an empty or full pipe answers EAGAIN and the
+//! syscall layer waits on the end's queue (see `super::wait`). As in Linux, readers wait
+//! on one queue (woken by writes and by the last writer closing) and writers on another
+//! (woken by reads and by the last reader closing), so an edge-triggered epoll on the
+//! read end sees writes, not reads. With no writers left, a read of an empty pipe returns
+//! 0; with no readers left, a write fails with EPIPE (the dispatcher raises SIGPIPE).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::file::{FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLOUT};
+use super::file::{
+    FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
+};
 use crate::abi::Errno;
+use crate::waiter::WaitQueue;
 
 /// Capacity of a pipe (Linux's default, 16 pages).
 pub const PIPE_CAPACITY: usize = 64 * 1024;
@@ -31,7 +37,10 @@ struct State {
 pub struct PipeBuffer {
     ino: u64,
     state: Mutex<State>,
-    changed: Condvar,
+    /// Readers waiting for data or end of file.
+    readable: WaitQueue,
+    /// Writers waiting for room or for the last reader to go.
+    writable: WaitQueue,
 }
 
 impl PipeBuffer {
@@ -39,75 +48,51 @@ impl PipeBuffer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait<'a>(&self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Read up to `buf.len()` bytes.
-    pub fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
+    /// Read up to `buf.len()` bytes; EAGAIN when empty with writers left.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
         if buf.is_empty() {
             return Ok(0);
         }
         let mut g = self.lock();
-        loop {
-            if !g.data.is_empty() {
-                let n = buf.len().min(g.data.len());
-                for (i, b) in g.data.drain(..n).enumerate() {
-                    buf[i] = b;
-                }
-                self.changed.notify_all();
-                return Ok(n);
+        if !g.data.is_empty() {
+            let n = buf.len().min(g.data.len());
+            for (i, b) in g.data.drain(..n).enumerate() {
+                buf[i] = b;
             }
-            if g.writers == 0 {
-                return Ok(0);
-            }
-            if nonblock {
-                return Err(Errno::EAGAIN);
-            }
-            g = self.wait(g);
+            drop(g);
+            self.writable.notify_all();
+            return Ok(n);
         }
+        if g.writers == 0 {
+            return Ok(0);
+        }
+        Err(Errno::EAGAIN)
     }
 
-    /// Write `buf`; writes of at most PIPE_BUF bytes are all-or-nothing.
-    pub fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize, Errno> {
+    /// Write what fits of `buf`; writes of at most PIPE_BUF bytes are all-or-nothing.
+    /// EAGAIN when nothing fits, EPIPE with no readers.
+    pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
         if buf.is_empty() {
             return Ok(0);
         }
         let mut g = self.lock();
-        let mut done = 0;
-        loop {
-            if g.readers == 0 {
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EPIPE)
-                };
-            }
-            let room = PIPE_CAPACITY - g.data.len();
-            let left = buf.len() - done;
-            let fits = if left <= PIPE_BUF {
-                room >= left
-            } else {
-                room > 0
-            };
-            if fits {
-                let n = left.min(room);
-                g.data.extend(&buf[done..done + n]);
-                done += n;
-                self.changed.notify_all();
-                if done == buf.len() {
-                    return Ok(done);
-                }
-            }
-            if nonblock {
-                return if done > 0 {
-                    Ok(done)
-                } else {
-                    Err(Errno::EAGAIN)
-                };
-            }
-            g = self.wait(g);
+        if g.readers == 0 {
+            return Err(Errno::EPIPE);
         }
+        let room = PIPE_CAPACITY - g.data.len();
+        let fits = if buf.len() <= PIPE_BUF {
+            room >= buf.len()
+        } else {
+            room > 0
+        };
+        if !fits {
+            return Err(Errno::EAGAIN);
+        }
+        let n = buf.len().min(room);
+        g.data.extend(&buf[..n]);
+        drop(g);
+        self.readable.notify_all();
+        Ok(n)
     }
 
     pub fn available(&self) -> usize {
@@ -131,7 +116,8 @@ pub fn new_pipe(flags: u32) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
             readers: 1,
             writers: 1,
         }),
-        changed: Condvar::new(),
+        readable: WaitQueue::new(),
+        writable: WaitQueue::new(),
     });
     let nb = flags & libc::O_NONBLOCK as u32;
     let r = Arc::new(PipeEnd {
@@ -148,10 +134,6 @@ pub fn new_pipe(flags: u32) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
 }
 
 impl PipeEnd {
-    fn nonblock(&self) -> bool {
-        self.flags.load(Ordering::Relaxed) & libc::O_NONBLOCK as u32 != 0
-    }
-
     pub fn is_write_end(&self) -> bool {
         self.write_end
     }
@@ -162,10 +144,13 @@ impl Drop for PipeEnd {
         let mut g = self.buf.lock();
         if self.write_end {
             g.writers = g.writers.saturating_sub(1);
+            drop(g);
+            self.buf.readable.notify_all();
         } else {
             g.readers = g.readers.saturating_sub(1);
+            drop(g);
+            self.buf.writable.notify_all();
         }
-        self.buf.changed.notify_all();
     }
 }
 
@@ -178,7 +163,7 @@ impl FileDescription for PipeEnd {
         if self.write_end {
             return Err(Errno::EBADF);
         }
-        self.buf.read(buf, self.nonblock())
+        self.buf.read(buf)
     }
 
     fn write(&self, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
@@ -188,7 +173,7 @@ impl FileDescription for PipeEnd {
         if !self.write_end {
             return Err(Errno::EBADF);
         }
-        self.buf.write(buf, self.nonblock())
+        self.buf.write(buf)
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
@@ -222,22 +207,30 @@ impl FileDescription for PipeEnd {
         let g = self.buf.lock();
         if self.write_end {
             if g.readers == 0 {
-                POLLOUT | POLLERR
+                POLLOUT | POLLWRNORM | POLLERR
             } else if PIPE_CAPACITY - g.data.len() >= PIPE_BUF {
-                POLLOUT
+                POLLOUT | POLLWRNORM
             } else {
                 0
             }
         } else {
             let mut r = 0;
             if !g.data.is_empty() {
-                r |= POLLIN;
+                r |= POLLIN | POLLRDNORM;
             }
             if g.writers == 0 {
                 r |= POLLHUP;
             }
             r
         }
+    }
+
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        Some(if self.write_end {
+            &self.buf.writable
+        } else {
+            &self.buf.readable
+        })
     }
 
     fn path(&self) -> String {

@@ -547,7 +547,10 @@ impl KvmContext {
     /// the thread's true state.
     fn interrupted(&mut self, regs: &mut UserRegs) -> Result<Trap, PlatformError> {
         self.vcpu.set_kvm_immediate_exit(0);
-        let k = self.vcpu.get_regs().map_err(PlatformError::kvm("KVM_GET_REGS"))?;
+        let k = self
+            .vcpu
+            .get_regs()
+            .map_err(PlatformError::kvm("KVM_GET_REGS"))?;
         if k.rip < crate::arch::USER_ADDR_END {
             // In user code: take its registers as they are now.
             Self::copy_gprs(&k, regs);

@@ -1,0 +1,245 @@
+//! Running a task: the trap loop, signal delivery between traps, and thread start/exit.
+
+use std::sync::atomic::Ordering;
+
+use super::exit::ExitStatus;
+use super::signal::{self, sigbit, Delivery, FaultInfo, SIGKILL, UNBLOCKABLE};
+use super::task::Task;
+use crate::abi::Errno;
+use crate::mm::{Access, AccessError};
+use crate::platform::kick::{install_handler, Kicker};
+use crate::platform::{Context, Fault, PlatformError, Trap};
+use crate::syscalls;
+
+/// Run `task` on `ctx` on the calling host thread until the thread ends, then take it
+/// out of its group. Returns the group's status if this was its last thread.
+pub fn run_thread(
+    task: &mut Task,
+    ctx: &mut dyn Context,
+) -> Result<Option<ExitStatus>, PlatformError> {
+    install_handler();
+    task.group.set_kicker(task.tid, Kicker::current());
+    let result = run_loop(task, ctx);
+    crate::platform::kick::publish_immediate_exit(std::ptr::null());
+    let own = task.thread_exit;
+    if let Some(status) = task.exit_status {
+        task.group.exit_group(status, task.tid);
+    }
+    clear_child_tid(task);
+    let last = task.group.leave(task.tid, own);
+    result.map(|_| last)
+}
+
+/// CLONE_CHILD_CLEARTID: zero the word and wake one futex waiter (pthread_join).
+fn clear_child_tid(task: &Task) {
+    if task.clear_child_tid != 0 && task.mm.write_u32(task.clear_child_tid, 0).is_ok() {
+        let _ = task
+            .kernel
+            .futexes
+            .wake(&task.mm, task.clear_child_tid, 1, u32::MAX);
+    }
+}
+
+fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError> {
+    loop {
+        // The address space can change under a task (execve), so it is looked up each time.
+        let mm = task.mm.clone();
+        let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;
+        match trap {
+            Trap::Syscall => syscalls::dispatch(task),
+            Trap::Fault(fault) => {
+                let mut fetch = || ctx.fpu_state().ok().map(|img| (img, ctx.fpu_features()));
+                handle_fault(task, fault, &mut fetch)
+            }
+            Trap::Interrupted => {}
+        }
+        if let Some(image) = task.fpu_restore.take() {
+            if ctx.set_fpu_state(&image).is_err() {
+                // Linux kills a thread whose sigreturn frame holds an unloadable FPU state.
+                task.exit_status = Some(ExitStatus::Signaled(signal::SIGSEGV));
+            }
+        }
+        if task.exit_status.is_none() && task.thread_exit.is_none() {
+            if let Some(status) = task.group.exit_status() {
+                // Another thread ended the group.
+                task.exit_status = Some(status);
+            } else {
+                deliver_pending(task, ctx);
+            }
+        }
+        if task.exit_status.is_some() || task.thread_exit.is_some() {
+            return Ok(());
+        }
+    }
+}
+
+/// Take the lowest-numbered pending signal this thread does not block, claiming it from
+/// the thread's own set first, then from the group's.
+fn take_signal(task: &Task) -> Option<u8> {
+    loop {
+        let own = task.pending.load(Ordering::SeqCst);
+        let group = task.group.pending.load(Ordering::SeqCst);
+        let open = !task.signals.mask | UNBLOCKABLE;
+        let avail = (own | group) & open;
+        if avail == 0 {
+            return None;
+        }
+        let sig = avail.trailing_zeros() as u8 + 1;
+        let bit = sigbit(sig);
+        let source = if own & bit != 0 {
+            &*task.pending
+        } else {
+            &task.group.pending
+        };
+        if source.fetch_and(!bit, Ordering::SeqCst) & bit != 0 {
+            return Some(sig);
+        }
+    }
+}
+
+/// Deliver pending signals, and finish a syscall a signal interrupted (restart it, or
+/// make it fail with EINTR).
+fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
+    // Clear first: a signal arriving after this sets the flag again.
+    task.waiter.clear_interrupt();
+    let restart = task.restart.take();
+    let Some(sig) = take_signal(task) else {
+        if let Some(nr) = restart {
+            rewind_syscall(task, nr);
+        }
+        return;
+    };
+    if sig == SIGKILL {
+        task.exit_status = Some(ExitStatus::Signaled(SIGKILL));
+        return;
+    }
+    let action = task.signals.action(sig);
+    if let Some(nr) = restart {
+        let has_handler = action.handler != signal::SIG_DFL && action.handler != signal::SIG_IGN;
+        if !has_handler || action.flags & signal::SA_RESTART != 0 {
+            rewind_syscall(task, nr);
+        }
+    }
+    let info = FaultInfo {
+        signo: sig,
+        code: 0, // SI_USER
+        addr: task.process.pid as u64 | ((task.creds.uid as u64) << 32),
+        trapno: 0,
+        error: 0,
+        cr2: 0,
+    };
+    let mm = task.mm.clone();
+    let mut fetch = || ctx.fpu_state().ok().map(|img| (img, ctx.fpu_features()));
+    match task
+        .signals
+        .deliver(&mm, &mut task.regs, info, false, &mut fetch)
+    {
+        Delivery::Handler | Delivery::Ignored => {}
+        Delivery::Fatal(s) => task.exit_status = Some(ExitStatus::Signaled(s)),
+    }
+    // More may be pending: make the next entry return at once so they are seen.
+    if take_pending_mask(task) != 0 {
+        task.waiter.interrupt();
+        Kicker::current().kick();
+    }
+}
+
+fn take_pending_mask(task: &Task) -> u64 {
+    (task.pending.load(Ordering::SeqCst) | task.group.pending.load(Ordering::SeqCst))
+        & (!task.signals.mask | UNBLOCKABLE)
+}
+
+/// Make the interrupted syscall run again when the thread resumes.
+fn rewind_syscall(task: &mut Task, nr: u64) {
+    task.regs.rax = nr;
+    task.regs.rip = task.regs.rip.wrapping_sub(2);
+}
+
+const SEGV_MAPERR: i32 = 1;
+const SEGV_ACCERR: i32 = 2;
+const BUS_ADRERR: i32 = 2;
+const ILL_ILLOPN: i32 = 2;
+const FPE_INTDIV: i32 = 1;
+const FPE_FLTINV: i32 = 7;
+const TRAP_TRACE: i32 = 2;
+const SI_KERNEL: i32 = 0x80;
+
+/// Turn a CPU fault into demand paging or a signal.
+pub fn handle_fault(
+    task: &mut Task,
+    fault: Fault,
+    fpu: &mut dyn FnMut() -> Option<(Vec<u8>, u64)>,
+) {
+    let (signo, code, addr) = match fault.vector {
+        Fault::PAGE_FAULT => {
+            let access = if fault.pf_exec() {
+                Access::Exec
+            } else if fault.pf_write() {
+                Access::Write
+            } else {
+                Access::Read
+            };
+            match task.mm.fault(fault.address, access) {
+                Ok(()) => return,
+                Err(AccessError::Unmapped) => (signal::SIGSEGV, SEGV_MAPERR, fault.address),
+                Err(AccessError::Forbidden) => (signal::SIGSEGV, SEGV_ACCERR, fault.address),
+                Err(AccessError::NoMemory) => (signal::SIGBUS, BUS_ADRERR, fault.address),
+            }
+        }
+        Fault::DIVIDE => (signal::SIGFPE, FPE_INTDIV, task.regs.rip),
+        Fault::X87 | Fault::SIMD => (signal::SIGFPE, FPE_FLTINV, task.regs.rip),
+        Fault::INVALID_OPCODE => (signal::SIGILL, ILL_ILLOPN, task.regs.rip),
+        // int3 and into: Linux's do_int3/do_trap send SIGTRAP/SIGSEGV with SI_KERNEL.
+        Fault::BREAKPOINT => (signal::SIGTRAP, SI_KERNEL, 0),
+        Fault::OVERFLOW => (signal::SIGSEGV, SI_KERNEL, 0),
+        Fault::DEBUG => (signal::SIGTRAP, TRAP_TRACE, 0),
+        Fault::ALIGNMENT_CHECK => (signal::SIGBUS, 1, task.regs.rip),
+        // #GP (privileged instructions, non-canonical addresses, I/O) and the rest:
+        // Linux sends SIGSEGV with SI_KERNEL and address 0.
+        _ => (signal::SIGSEGV, SI_KERNEL, 0),
+    };
+    tracing::debug!(
+        signo,
+        code,
+        addr = format_args!("{addr:#x}"),
+        rip = format_args!("{:#x}", task.regs.rip),
+        vector = fault.vector,
+        "guest fault"
+    );
+    let info = FaultInfo {
+        signo,
+        code,
+        addr,
+        trapno: fault.vector as u64,
+        error: fault.error_code,
+        cr2: if fault.vector == Fault::PAGE_FAULT {
+            fault.address
+        } else {
+            0
+        },
+    };
+    let mm = task.mm.clone();
+    match task.signals.deliver_fault(&mm, &mut task.regs, info, fpu) {
+        Delivery::Handler | Delivery::Ignored => {}
+        Delivery::Fatal(sig) => task.exit_status = Some(ExitStatus::Signaled(sig)),
+    }
+}
+
+/// Start `task` as a new thread on its own host thread and vCPU.
+pub fn spawn_thread(mut task: Task, mut ctx: Box<dyn Context>) -> Result<(), Errno> {
+    let name = format!("guest-{}", task.tid);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let kernel = task.kernel.clone();
+            if let Err(e) = run_thread(&mut task, ctx.as_mut()) {
+                // The vCPU failed (a sentry or platform bug): end the whole sandbox.
+                tracing::error!(tid = task.tid, "thread stopped: {e}");
+                task.group
+                    .exit_group(ExitStatus::Signaled(SIGKILL), task.tid);
+            }
+            kernel.retire_context(ctx);
+        })
+        .map(|_| ())
+        .map_err(|_| Errno::EAGAIN)
+}

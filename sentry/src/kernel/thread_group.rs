@@ -1,0 +1,210 @@
+//! A thread group (a process): its members, its shared signal dispositions, and how it
+//! ends. Each member runs on its own host thread with its own vCPU.
+//!
+//! Lock order: `members` before any waiter's lock (kicks notify waiters while holding it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::exit::ExitStatus;
+use super::signal::{SigAction, NSIG};
+use crate::platform::kick::Kicker;
+use crate::waiter::Waiter;
+
+/// What the group knows of one member thread.
+pub struct Member {
+    pub tid: i32,
+    pub waiter: Arc<Waiter>,
+    /// Signals sent to this thread (tgkill), one bit each, not yet delivered.
+    pub pending: Arc<AtomicU64>,
+    /// Set once the member's host thread runs.
+    pub kicker: Option<Kicker>,
+}
+
+struct Members {
+    list: Vec<Member>,
+    /// The group's end, once decided (exit_group or a fatal signal).
+    exit: Option<ExitStatus>,
+    /// The leader's own `exit` code, which becomes the group's if nothing else decides.
+    leader_code: Option<u8>,
+}
+
+/// One process's threads.
+pub struct ThreadGroup {
+    pub tgid: i32,
+    members: Mutex<Members>,
+    all_gone: Condvar,
+    /// Dispositions, shared by every thread (CLONE_SIGHAND).
+    pub actions: Arc<Mutex<[SigAction; NSIG]>>,
+    /// Signals sent to the process (kill), claimed by whichever thread takes them first.
+    pub pending: AtomicU64,
+}
+
+impl ThreadGroup {
+    pub fn new(tgid: i32) -> Arc<ThreadGroup> {
+        Arc::new(ThreadGroup {
+            tgid,
+            members: Mutex::new(Members {
+                list: Vec::new(),
+                exit: None,
+                leader_code: None,
+            }),
+            all_gone: Condvar::new(),
+            actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
+            pending: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add a member; fails with the group's end if it is already ending, or if the
+    /// group has `limit` threads.
+    pub fn join(&self, member: Member, limit: usize) -> Result<(), Option<ExitStatus>> {
+        let mut m = self.lock();
+        if m.exit.is_some() {
+            return Err(m.exit);
+        }
+        if m.list.len() >= limit {
+            return Err(None);
+        }
+        m.list.push(member);
+        Ok(())
+    }
+
+    /// Record the calling member's host thread so it can be kicked.
+    pub fn set_kicker(&self, tid: i32, kicker: Kicker) {
+        let mut m = self.lock();
+        if let Some(x) = m.list.iter_mut().find(|x| x.tid == tid) {
+            x.kicker = Some(kicker);
+        }
+    }
+
+    /// How many threads are alive.
+    pub fn count(&self) -> usize {
+        self.lock().list.len()
+    }
+
+    /// The group's end, if decided.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.lock().exit
+    }
+
+    /// End the whole group with `status` (the first decision wins) and stop every other
+    /// member.
+    pub fn exit_group(&self, status: ExitStatus, caller: i32) {
+        let mut m = self.lock();
+        if m.exit.is_none() {
+            m.exit = Some(status);
+        }
+        for x in m.list.iter().filter(|x| x.tid != caller) {
+            x.waiter.interrupt();
+            if let Some(k) = x.kicker {
+                k.kick();
+            }
+        }
+    }
+
+    /// A member's thread is done. Returns the group's status if it was the last.
+    pub fn leave(&self, tid: i32, own_code: Option<u8>) -> Option<ExitStatus> {
+        let mut m = self.lock();
+        m.list.retain(|x| x.tid != tid);
+        if tid == self.tgid {
+            m.leader_code = own_code.or(m.leader_code);
+        }
+        if !m.list.is_empty() {
+            return None;
+        }
+        let status = m
+            .exit
+            .unwrap_or(ExitStatus::Exited(m.leader_code.or(own_code).unwrap_or(0)));
+        m.exit = Some(status);
+        self.all_gone.notify_all();
+        Some(status)
+    }
+
+    /// Wait until every member has left; returns the group's status.
+    pub fn wait_all_gone(&self) -> ExitStatus {
+        let mut m = self.lock();
+        while !m.list.is_empty() {
+            m = self.all_gone.wait(m).unwrap_or_else(|e| e.into_inner());
+        }
+        m.exit.unwrap_or(ExitStatus::Exited(0))
+    }
+
+    /// Send `sig` to thread `tid`: mark it pending and kick it. False if no such member.
+    pub fn signal_thread(&self, tid: i32, sig: u8) -> bool {
+        let m = self.lock();
+        match m.list.iter().find(|x| x.tid == tid) {
+            Some(x) => {
+                x.pending
+                    .fetch_or(super::signal::sigbit(sig), Ordering::SeqCst);
+                x.waiter.interrupt();
+                if let Some(k) = x.kicker {
+                    k.kick();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Send `sig` to the process: pending on the group, every member kicked so one that
+    /// does not block it takes it.
+    pub fn signal_group(&self, sig: u8) {
+        self.pending
+            .fetch_or(super::signal::sigbit(sig), Ordering::SeqCst);
+        let m = self.lock();
+        for x in &m.list {
+            x.waiter.interrupt();
+            if let Some(k) = x.kicker {
+                k.kick();
+            }
+        }
+    }
+
+    /// The thread ids, for /proc and diagnostics.
+    pub fn tids(&self) -> Vec<i32> {
+        self.lock().list.iter().map(|x| x.tid).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(tid: i32) -> Member {
+        Member {
+            tid,
+            waiter: Waiter::new(),
+            pending: Arc::new(AtomicU64::new(0)),
+            kicker: None,
+        }
+    }
+
+    #[test]
+    fn the_leaders_code_is_the_groups_when_threads_just_exit() {
+        let g = ThreadGroup::new(1);
+        g.join(member(1), 10).ok();
+        g.join(member(2), 10).ok();
+        assert_eq!(g.leave(1, Some(3)), None);
+        assert_eq!(g.leave(2, Some(0)), Some(ExitStatus::Exited(3)));
+    }
+
+    #[test]
+    fn exit_group_decides_and_refuses_new_members() {
+        let g = ThreadGroup::new(1);
+        g.join(member(1), 10).ok();
+        g.exit_group(ExitStatus::Signaled(11), 1);
+        assert!(g.join(member(2), 10).is_err());
+        assert_eq!(g.leave(1, None), Some(ExitStatus::Signaled(11)));
+    }
+
+    #[test]
+    fn the_thread_limit_is_enforced() {
+        let g = ThreadGroup::new(1);
+        assert!(g.join(member(1), 1).is_ok());
+        assert_eq!(g.join(member(2), 1), Err(None));
+    }
+}

@@ -1,0 +1,222 @@
+//! Scheduling, priorities, resource usage, capabilities and protection keys: the calls
+//! runtimes make to learn about their environment.
+
+use super::{SyscallDef, SyscallResult};
+use crate::abi::Errno;
+use crate::kernel::task::Task;
+use crate::syscall;
+
+pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(98, getrusage, Partial, "times are the sentry's own host thread/process times; memory and I/O counters are 0", sys_getrusage),
+    syscall!(100, times, Partial, "the sentry process's host times", sys_times),
+    syscall!(125, capget, Full, "", sys_capget),
+    syscall!(126, capset, Partial, "capabilities may be dropped or kept, never added; the sandbox enforces nothing by them yet", sys_capset),
+    syscall!(140, getpriority, Partial, "only the calling process/thread (who = 0 or its own id)", sys_getpriority),
+    syscall!(141, setpriority, Partial, "only the calling process/thread; the nice value is recorded, not enforced", sys_setpriority),
+    syscall!(143, sched_getparam, Full, "", sys_sched_getparam),
+    syscall!(145, sched_getscheduler, Full, "", sys_sched_getscheduler),
+    syscall!(203, sched_setaffinity, Partial, "accepted when the mask names an existing CPU; threads are not pinned", sys_sched_setaffinity),
+    syscall!(309, getcpu, Partial, "always CPU 0, node 0", sys_getcpu),
+    syscall!(329, pkey_mprotect, Partial, "only pkey -1 (plain mprotect); protection keys are not available", sys_pkey_mprotect),
+    syscall!(330, pkey_alloc, Unsupported, "returns ENOSPC: no protection keys (as on a CPU without PKU)", sys_pkey_alloc),
+    syscall!(331, pkey_free, Unsupported, "returns EINVAL: no key was ever allocated", sys_pkey_free),
+];
+
+fn is_self(t: &Task, who: u64) -> bool {
+    who == 0 || who as i32 == t.process.pid || who as i32 == t.tid
+}
+
+fn timeval(d: libc::timeval) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&d.tv_sec.to_le_bytes());
+    b[8..].copy_from_slice(&d.tv_usec.to_le_bytes());
+    b
+}
+
+fn sys_getrusage(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let who = match a[0] as i64 {
+        0 => libc::RUSAGE_SELF,
+        -1 => libc::RUSAGE_CHILDREN,
+        1 => libc::RUSAGE_THREAD,
+        _ => return Err(Errno::EINVAL),
+    };
+    // SAFETY: a zeroed rusage is valid output space for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if who != libc::RUSAGE_CHILDREN {
+        // SAFETY: getrusage writes one struct rusage.
+        unsafe { libc::getrusage(who, &mut ru) };
+    }
+    let mut b = [0u8; 144];
+    b[..16].copy_from_slice(&timeval(ru.ru_utime));
+    b[16..32].copy_from_slice(&timeval(ru.ru_stime));
+    t.mm.copy_out(a[1], &b).map(|_| 0)
+}
+
+fn sys_times(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // SAFETY: a zeroed tms is valid output space for times.
+    let mut tms: libc::tms = unsafe { std::mem::zeroed() };
+    // SAFETY: times writes one struct tms.
+    let ticks = unsafe { libc::times(&mut tms) };
+    if a[0] != 0 {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(tms.tms_utime as i64).to_le_bytes());
+        b[8..16].copy_from_slice(&(tms.tms_stime as i64).to_le_bytes());
+        t.mm.copy_out(a[0], &b)?;
+    }
+    Ok(ticks as u64)
+}
+
+const CAP_VERSION_1: u32 = 0x1998_0330;
+const CAP_VERSION_2: u32 = 0x2007_1026;
+const CAP_VERSION_3: u32 = 0x2008_0522;
+/// Capabilities 0..=40: what root holds on Linux 6.x.
+const ALL_CAPS: u64 = (1 << 41) - 1;
+
+fn sys_capget(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let version = t.mm.read_u32(a[0])?;
+    let words = match version {
+        CAP_VERSION_1 => 1,
+        CAP_VERSION_2 | CAP_VERSION_3 => 2,
+        _ => {
+            t.mm.write_u32(a[0], CAP_VERSION_3)?;
+            return if a[1] == 0 { Ok(0) } else { Err(Errno::EINVAL) };
+        }
+    };
+    let pid = t.mm.read_u32(a[0] + 4)? as i32;
+    if pid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pid != 0 && pid != t.process.pid && pid != t.tid {
+        return Err(Errno::ESRCH);
+    }
+    if a[1] == 0 {
+        return Ok(0);
+    }
+    let caps = if t.creds.euid == 0 { ALL_CAPS } else { 0 };
+    let mut b = vec![0u8; 12 * words];
+    for w in 0..words {
+        let part = (caps >> (32 * w)) as u32;
+        // effective, permitted, inheritable (empty)
+        b[12 * w..12 * w + 4].copy_from_slice(&part.to_le_bytes());
+        b[12 * w + 4..12 * w + 8].copy_from_slice(&part.to_le_bytes());
+    }
+    t.mm.copy_out(a[1], &b).map(|_| 0)
+}
+
+fn sys_capset(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let version = t.mm.read_u32(a[0])?;
+    if version != CAP_VERSION_3 && version != CAP_VERSION_2 && version != CAP_VERSION_1 {
+        t.mm.write_u32(a[0], CAP_VERSION_3)?;
+        return Err(Errno::EINVAL);
+    }
+    let pid = t.mm.read_u32(a[0] + 4)? as i32;
+    if pid != 0 && pid != t.process.pid && pid != t.tid {
+        return Err(Errno::EPERM);
+    }
+    let mut b = [0u8; 24];
+    let words = if version == CAP_VERSION_1 { 1 } else { 2 };
+    t.mm.copy_in(a[1], &mut b[..12 * words])?;
+    let held = if t.creds.euid == 0 { ALL_CAPS } else { 0 };
+    for w in 0..words {
+        for f in 0..2 {
+            let v = u32::from_le_bytes([
+                b[12 * w + 4 * f],
+                b[12 * w + 4 * f + 1],
+                b[12 * w + 4 * f + 2],
+                b[12 * w + 4 * f + 3],
+            ]);
+            if (v as u64) << (32 * w) & !held != 0 {
+                return Err(Errno::EPERM);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn sys_getpriority(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] > 2 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, a[1]) {
+        return Err(Errno::ESRCH);
+    }
+    // The raw syscall returns 20 - nice.
+    Ok((20 - t.process.nice) as u64)
+}
+
+fn sys_setpriority(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] > 2 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, a[1]) {
+        return Err(Errno::ESRCH);
+    }
+    t.process.nice = (a[2] as i32).clamp(-20, 19);
+    Ok(0)
+}
+
+fn sys_sched_getparam(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if (a[0] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    t.mm.write_u32(a[1], 0).map(|_| 0)
+}
+
+fn sys_sched_getscheduler(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if (a[0] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    Ok(0) // SCHED_OTHER
+}
+
+fn sys_sched_setaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    let len = (a[1] as usize).min(128);
+    let mut mask = vec![0u8; len];
+    t.mm.copy_in(a[2], &mut mask)?;
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let any = (0..ncpu.min(len * 8)).any(|c| mask[c / 8] & (1 << (c % 8)) != 0);
+    if any {
+        Ok(0)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+fn sys_getcpu(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] != 0 {
+        t.mm.write_u32(a[0], 0)?;
+    }
+    if a[1] != 0 {
+        t.mm.write_u32(a[1], 0)?;
+    }
+    Ok(0)
+}
+
+fn sys_pkey_mprotect(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[3] as i64 != -1 {
+        return Err(Errno::EINVAL);
+    }
+    t.mm.mprotect(a[0], a[1], a[2]).map(|_| 0)
+}
+
+fn sys_pkey_alloc(_: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] != 0 || a[1] & !3 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Err(Errno::ENOSPC)
+}
+
+fn sys_pkey_free(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Err(Errno::EINVAL)
+}

@@ -1,0 +1,91 @@
+//! signalfd: a file that reads the caller's pending signals from a mask.
+//!
+//! Partial: signals are not routed to a signalfd yet, so it is never readable (a read is
+//! EAGAIN, or blocks until interrupted). The mask and the queue are here for the signal
+//! code to use: it will dequeue through `mask()` and `notify()` watchers.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::file::{FileDescription, Stat};
+use crate::abi::Errno;
+use crate::waiter::WaitQueue;
+
+/// sizeof(struct signalfd_siginfo): reads shorter than this are EINVAL.
+pub const SIGINFO_SIZE: usize = 128;
+
+pub struct SignalFd {
+    mask: AtomicU64,
+    queue: WaitQueue,
+    flags: AtomicU32,
+}
+
+impl SignalFd {
+    /// `mask` is the guest's sigset (bit n-1 for signal n); SIGKILL and SIGSTOP are
+    /// dropped as Linux does.
+    pub fn new(mask: u64, flags: u32) -> SignalFd {
+        let f = SignalFd {
+            mask: AtomicU64::new(0),
+            queue: WaitQueue::new(),
+            flags: AtomicU32::new(libc::O_RDWR as u32 | (flags & libc::O_NONBLOCK as u32)),
+        };
+        f.set_mask(mask);
+        f
+    }
+
+    pub fn set_mask(&self, mask: u64) {
+        let never = (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1));
+        self.mask.store(mask & !never, Ordering::Relaxed);
+        self.queue.notify_all();
+    }
+
+    pub fn mask(&self) -> u64 {
+        self.mask.load(Ordering::Relaxed)
+    }
+
+    /// Wake readers and pollers (a signal in the mask became pending).
+    pub fn notify(&self) {
+        self.queue.notify_all();
+    }
+}
+
+impl FileDescription for SignalFd {
+    fn read(&self, buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        if buf.len() < SIGINFO_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        Err(Errno::EAGAIN)
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        Ok(super::anon_stat())
+    }
+
+    fn poll(&self) -> i16 {
+        0
+    }
+
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        Some(&self.queue)
+    }
+
+    fn sync(&self) -> Result<(), Errno> {
+        // Linux: anonymous inodes have no fsync → EINVAL.
+        Err(Errno::EINVAL)
+    }
+
+    fn path(&self) -> String {
+        "anon_inode:[signalfd]".to_string()
+    }
+
+    fn status_flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_status_flags(&self, flags: u32) {
+        super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
