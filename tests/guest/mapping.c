@@ -240,10 +240,12 @@ static void section_msync_mincore(void) {
   p[0] = 1;
   p[2 * PAGE] = 1;
   SHOW("mincore", mincore(p, 4 * PAGE, vec));
-  printf("residency: %d %d %d %d\n", vec[0] & 1, vec[1] & 1, vec[2] & 1, vec[3] & 1);
+  /* Only touched pages have a defined answer: Linux may populate neighbours too
+   * (transparent huge pages; the sandbox's fault-around). */
+  printf("residency of touched pages: %d %d\n", vec[0] & 1, vec[2] & 1);
   madvise(p, PAGE, MADV_DONTNEED);
   SHOW("mincore after MADV_DONTNEED", mincore(p, 4 * PAGE, vec));
-  printf("residency: %d %d %d %d\n", vec[0] & 1, vec[1] & 1, vec[2] & 1, vec[3] & 1);
+  printf("residency of the dropped page and a touched one: %d %d\n", vec[0] & 1, vec[2] & 1);
   SHOW("mincore partial last page", mincore(p, 2 * PAGE + 1, vec));
   SHOW("mincore length 0", mincore(p, 0, vec));
   SHOW("mincore unaligned", mincore(p + 1, PAGE, vec));
