@@ -114,6 +114,8 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     };
     let mut ctx = platform.new_context()?;
     task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
+    task.kernel.register_process(&group);
+    let _ = task.kernel.reserve_thread();
     execve(&mut task, &path, config.argv, config.envp).map_err(|e| match e {
         ExecError::Open(errno) => SandboxError::Exec {
             path: shown.clone(),
@@ -135,6 +137,11 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         Some(status) => status,
         None => group.wait_all_gone(),
     };
+    // When init ends, the sandbox ends: stop every other process, as a container's
+    // pid namespace does.
+    for other in task.kernel.processes.all() {
+        other.exit_group(ExitStatus::Signaled(signal::SIGKILL), 0);
+    }
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!(
             "{} killed by signal {sig} ({}) at rip {:#x}",

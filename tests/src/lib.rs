@@ -444,6 +444,65 @@ pub fn check_program(prog: &Path, args: &[&str], expected_status: i32) -> Outcom
     sandboxed
 }
 
+/// The host's Node.js, run natively and as the sandboxed program by the Node suite.
+pub const NODE: &str = "/usr/bin/node";
+
+/// The absolute path of the Node script `tests/node/NAME`.
+pub fn node_script(name: &str) -> PathBuf {
+    let path = workspace_root().join("tests/node").join(name);
+    assert!(path.is_file(), "no Node script {}", path.display());
+    path
+}
+
+/// Runs `node tests/node/SCRIPT NATIVE_ARGS` natively (it must exit with `expected_status`
+/// there) and `node tests/node/SCRIPT SANDBOX_ARGS` under `runsc do --rootfs /`, and asserts
+/// both print the same stdout and exit alike (stderr is not compared: it may hold stacks).
+/// The two argument lists differ only where a script needs a per-run name (a /tmp directory)
+/// that it never prints. Returns `(native, sandboxed)`, or `None` when the host has no Node.
+#[track_caller]
+pub fn check_node_with_args(
+    script: &str,
+    native_args: &[&str],
+    sandbox_args: &[&str],
+    expected_status: i32,
+) -> Option<(Outcome, Outcome)> {
+    let node = Path::new(NODE);
+    if !node.is_file() {
+        eprintln!("skipped: no {NODE} on this host");
+        return None;
+    }
+    let path = node_script(script);
+    let path = path.to_str().expect("workspace path is UTF-8");
+    let args = |extra: &[&str]| -> Vec<String> {
+        std::iter::once(path)
+            .chain(extra.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+    let native_args = args(native_args);
+    let native_args: Vec<&str> = native_args.iter().map(String::as_str).collect();
+    let native = run_native(node, &native_args);
+    assert_eq!(
+        native.status,
+        expected_status,
+        "node {script} natively exited with {} (expected {expected_status}); stdout:\n{}\nstderr:\n{}",
+        native.status,
+        native.stdout_str(),
+        native.stderr_str()
+    );
+    let sandbox_args = args(sandbox_args);
+    let sandbox_args: Vec<&str> = sandbox_args.iter().map(String::as_str).collect();
+    let sandboxed = run_sandboxed(Path::new("/"), node, &sandbox_args);
+    assert_same_outcome(&format!("node {script}"), &native, &sandboxed);
+    Some((native, sandboxed))
+}
+
+/// [`check_node_with_args`] with the same arguments natively and in the sandbox.
+#[track_caller]
+pub fn check_node(script: &str, args: &[&str], expected_status: i32) -> Option<(Outcome, Outcome)> {
+    check_node_with_args(script, args, args, expected_status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::diff;

@@ -80,6 +80,7 @@ errnos! {
     EBADFD = 77, "File descriptor in bad state";
     EILSEQ = 84, "Invalid or incomplete multibyte or wide character";
     ENOTSOCK = 88, "Socket operation on non-socket";
+    EPROTONOSUPPORT = 93, "Protocol not supported";
     EOPNOTSUPP = 95, "Operation not supported";
     EAFNOSUPPORT = 97, "Address family not supported by protocol";
     EADDRINUSE = 98, "Address already in use";

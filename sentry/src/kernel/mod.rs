@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod exit;
 pub mod futex;
+pub mod process;
 pub mod run;
 pub mod signal;
 pub mod task;

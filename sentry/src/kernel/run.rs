@@ -27,6 +27,10 @@ pub fn run_thread(
     }
     clear_child_tid(task);
     let last = task.group.leave(task.tid, own);
+    task.kernel.release_thread();
+    if let Some(status) = last {
+        super::process::group_ended(task, status);
+    }
     result.map(|_| last)
 }
 

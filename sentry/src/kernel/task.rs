@@ -49,6 +49,8 @@ pub struct Kernel {
     /// How many ENOSYS returns there were.
     pub enosys_count: AtomicU64,
     pub futexes: super::futex::FutexTable,
+    pub processes: super::process::ProcessTable,
+    live_threads: std::sync::atomic::AtomicUsize,
     next_tid: std::sync::atomic::AtomicI32,
     /// vCPUs of threads that exited, for the next thread (KVM cannot destroy one vCPU).
     idle_contexts: Mutex<Vec<Box<dyn crate::platform::Context>>>,
@@ -63,9 +65,38 @@ impl Kernel {
             unknown_syscalls: Mutex::new(HashSet::new()),
             enosys_count: AtomicU64::new(0),
             futexes: Default::default(),
+            processes: Default::default(),
+            live_threads: std::sync::atomic::AtomicUsize::new(0),
             next_tid: std::sync::atomic::AtomicI32::new(2),
             idle_contexts: Mutex::new(Vec::new()),
         })
+    }
+
+    pub fn register_process(&self, g: &Arc<super::thread_group::ThreadGroup>) {
+        self.processes.insert(g);
+    }
+    pub fn unregister_process(&self, pid: i32) {
+        self.processes.remove(pid);
+    }
+    /// Processes alive or not yet reaped.
+    pub fn process_count(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// Count one more thread in the sandbox, or EAGAIN at the limit (fork and thread
+    /// bombs stop here).
+    pub fn reserve_thread(&self) -> Result<(), crate::abi::Errno> {
+        let n = self.live_threads.fetch_add(1, Ordering::SeqCst);
+        if n >= MAX_THREADS {
+            self.live_threads.fetch_sub(1, Ordering::SeqCst);
+            return Err(crate::abi::Errno::EAGAIN);
+        }
+        Ok(())
+    }
+
+    /// A thread of the sandbox has ended.
+    pub fn release_thread(&self) {
+        self.live_threads.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A fresh thread id.

@@ -4,12 +4,12 @@
 //! Lock order: `members` before any waiter's lock (kicks notify waiters while holding it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use super::exit::ExitStatus;
 use super::signal::{SigAction, NSIG};
 use crate::platform::kick::Kicker;
-use crate::waiter::Waiter;
+use crate::waiter::{WaitQueue, Waiter};
 
 /// What the group knows of one member thread.
 pub struct Member {
@@ -29,9 +29,26 @@ struct Members {
     leader_code: Option<u8>,
 }
 
+/// What a parent knows of a child process.
+pub struct ChildRecord {
+    pub pid: i32,
+    pub pgid: i32,
+    pub group: Arc<ThreadGroup>,
+    /// Set once the child has ended (a zombie until reaped).
+    pub status: Option<ExitStatus>,
+}
+
 /// One process's threads.
 pub struct ThreadGroup {
     pub tgid: i32,
+    /// The parent process, if it is in the sandbox.
+    pub parent: Mutex<Weak<ThreadGroup>>,
+    /// Child processes, running or ended and not yet reaped.
+    pub children: Mutex<Vec<ChildRecord>>,
+    /// Woken when a child ends (wait4/waitid wait here).
+    pub child_events: WaitQueue,
+    /// The process group, for wait(0) and kill(0).
+    pub pgid: std::sync::atomic::AtomicI32,
     members: Mutex<Members>,
     all_gone: Condvar,
     /// Dispositions, shared by every thread (CLONE_SIGHAND).
@@ -44,6 +61,10 @@ impl ThreadGroup {
     pub fn new(tgid: i32) -> Arc<ThreadGroup> {
         Arc::new(ThreadGroup {
             tgid,
+            parent: Mutex::new(Weak::new()),
+            children: Mutex::new(Vec::new()),
+            child_events: WaitQueue::new(),
+            pgid: std::sync::atomic::AtomicI32::new(tgid),
             members: Mutex::new(Members {
                 list: Vec::new(),
                 exit: None,

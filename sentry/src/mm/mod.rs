@@ -143,7 +143,9 @@ impl MemoryManager {
     /// 0), far more than filling a page, so faults are taken in aligned windows, like
     /// Linux's fault-around for file mappings but for anonymous memory as well.
     fn fault_around(&self, st: &MmState, addr: u64) {
-        let Some(vma) = st.vmas.find(addr) else { return };
+        let Some(vma) = st.vmas.find(addr) else {
+            return;
+        };
         if vma.perms.is_none() {
             return;
         }
@@ -406,5 +408,51 @@ impl MemoryManager {
         page_up(len)
             .filter(|l| *l <= USER_ADDR_END)
             .ok_or(Errno::ENOMEM)
+    }
+}
+
+impl MemoryManager {
+    /// fork(2): a copy of this address space in `space` (which must be empty). Private
+    /// pages are copied now (copy-on-write sharing is a later optimisation); shared
+    /// mappings map the very same frames.
+    pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, AccessError> {
+        let st = self.state();
+        let child = MemoryManager::new(space, self.memory.clone());
+        {
+            let mut cst = child.state();
+            cst.vmas = st.vmas.clone();
+            cst.brk_start = st.brk_start;
+            cst.brk = st.brk;
+        }
+        let mut result = Ok(());
+        for vma in st.vmas.iter() {
+            let memory = &self.memory;
+            self.space
+                .for_each_page(vma.start, vma.end, &mut |addr, frame, perms| {
+                    if result.is_err() {
+                        return;
+                    }
+                    let target = if vma.shared {
+                        memory.share_frame(frame);
+                        frame
+                    } else {
+                        match memory.alloc_frame() {
+                            Ok(copy) => {
+                                memory.copy_frame(frame, copy);
+                                copy
+                            }
+                            Err(_) => {
+                                result = Err(AccessError::NoMemory);
+                                return;
+                            }
+                        }
+                    };
+                    if child.space.map(addr, target, perms).is_err() {
+                        memory.free_frame(target);
+                        result = Err(AccessError::NoMemory);
+                    }
+                });
+        }
+        result.map(|_| child)
     }
 }

@@ -32,6 +32,9 @@ struct FrameAllocator {
     /// Frames given back, to be zeroed before reuse.
     free: Vec<Gpa>,
     in_use: u64,
+    /// Frames mapped in more than one place (shared mappings across fork), with the
+    /// number of extra references. Frames absent here have exactly one owner.
+    shared: std::collections::HashMap<Gpa, u32>,
 }
 
 /// The memfd behind all guest physical memory, and its allocator.
@@ -91,6 +94,7 @@ impl GuestMemory {
                 next: 0,
                 free: Vec::new(),
                 in_use: 0,
+                shared: std::collections::HashMap::new(),
             }),
         })
     }
@@ -136,12 +140,26 @@ impl GuestMemory {
         Ok(gpa)
     }
 
-    /// Give a frame back. The caller guarantees no page table maps it any more.
+    /// Give a reference to a frame back; the frame is free once its last owner gives
+    /// it back. The caller guarantees its own page table no longer maps it.
     pub fn free_frame(&self, gpa: Gpa) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         debug_assert!(gpa.is_multiple_of(PAGE_SIZE) && gpa < frames.next);
+        if let Some(extra) = frames.shared.get_mut(&gpa) {
+            *extra -= 1;
+            if *extra == 0 {
+                frames.shared.remove(&gpa);
+            }
+            return;
+        }
         frames.free.push(gpa);
         frames.in_use = frames.in_use.saturating_sub(1);
+    }
+
+    /// Take another reference to a frame (it is now mapped in one more place).
+    pub fn share_frame(&self, gpa: Gpa) {
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        *frames.shared.entry(gpa).or_insert(0) += 1;
     }
 
     fn check(&self, gpa: Gpa, len: usize) -> Option<*mut u8> {
@@ -227,6 +245,17 @@ mod tests {
         let b = mem.alloc_frame().expect("frame");
         assert_eq!(a, b);
         assert_eq!(mem.read_u64(b + 8), 0);
+    }
+
+    #[test]
+    fn shared_frames_are_freed_by_their_last_owner() {
+        let mem = GuestMemory::new(16 * PAGE_SIZE).expect("memfd");
+        let a = mem.alloc_frame().expect("frame");
+        mem.share_frame(a);
+        mem.free_frame(a);
+        assert_eq!(mem.frames_in_use(), 1);
+        mem.free_frame(a);
+        assert_eq!(mem.frames_in_use(), 0);
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
 
     /// The frame and rights of the page at `addr`, if mapped.
     fn translate(&self, addr: u64) -> Option<(Gpa, Perms)>;
+
+    /// Visit every page in `[start, end)` that holds a frame (PROT_NONE pages included,
+    /// with empty rights), in address order.
+    fn for_each_page(&self, start: u64, end: u64, visit: &mut dyn FnMut(u64, Gpa, Perms));
 }
 
 /// A guest thread's execution context (on KVM: one vCPU).

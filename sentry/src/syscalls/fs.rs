@@ -236,7 +236,7 @@ fn sys_pwrite64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 /// Read an iovec array: (base, len) pairs, total capped at MAX_IO.
-fn iovecs(t: &Task, addr: u64, cnt: u64) -> Result<Vec<(u64, usize)>, Errno> {
+pub(super) fn iovecs(t: &Task, addr: u64, cnt: u64) -> Result<Vec<(u64, usize)>, Errno> {
     if cnt > IOV_MAX {
         return Err(Errno::EINVAL);
     }

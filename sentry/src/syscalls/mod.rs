@@ -9,6 +9,7 @@ pub mod fs;
 mod fs_tree;
 mod misc;
 mod mm;
+mod net;
 mod process;
 mod sched;
 pub mod signal;
@@ -63,8 +64,9 @@ macro_rules! syscall {
 /// Highest syscall number in the x86-64 table (plus one).
 pub const MAX_SYSCALL: usize = 463;
 
-fn families() -> [&'static [SyscallDef]; 10] {
+fn families() -> [&'static [SyscallDef]; 11] {
     [
+        net::SYSCALLS,
         sched::SYSCALLS,
         events::SYSCALLS,
         thread::SYSCALLS,

@@ -119,6 +119,9 @@ fn sys_setpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     } else {
         a[1] as i32
     };
+    t.group
+        .pgid
+        .store(t.process.pgid, std::sync::atomic::Ordering::Relaxed);
     Ok(0)
 }
 fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
@@ -127,6 +130,9 @@ fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     }
     t.process.sid = t.process.pid;
     t.process.pgid = t.process.pid;
+    t.group
+        .pgid
+        .store(t.process.pid, std::sync::atomic::Ordering::Relaxed);
     Ok(t.process.pid as u64)
 }
 

@@ -192,15 +192,51 @@ fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if sig != 0 {
         valid_signal(sig)?;
     }
-    // Only this sandbox's one process exists: itself, its group, or "everyone".
-    if pid == t.process.pid || pid == 0 || pid == -1 || pid == -t.process.pgid {
-        if sig != 0 {
-            t.group.signal_group(sig as u8);
+    let targets: Vec<_> = match pid {
+        // Every process but init (the sandbox's "everyone", as kill(-1) from init sees).
+        -1 => t
+            .kernel
+            .processes
+            .all()
+            .into_iter()
+            .filter(|g| g.tgid != 1 || t.process.pid == 1)
+            .collect(),
+        0 => {
+            let pgid = t.group.pgid.load(std::sync::atomic::Ordering::Relaxed);
+            t.kernel
+                .processes
+                .all()
+                .into_iter()
+                .filter(|g| g.pgid.load(std::sync::atomic::Ordering::Relaxed) == pgid)
+                .collect()
         }
-        Ok(0)
-    } else {
-        Err(Errno::ESRCH)
+        p if p < 0 => t
+            .kernel
+            .processes
+            .all()
+            .into_iter()
+            .filter(|g| g.pgid.load(std::sync::atomic::Ordering::Relaxed) == -p)
+            .collect(),
+        p => t.kernel.processes.get(p).into_iter().collect(),
+    };
+    // A process that has ended (a zombie) still exists for kill, and ignores signals.
+    let live: Vec<_> = targets
+        .into_iter()
+        .filter(|g| g.exit_status().is_none() || sig == 0)
+        .collect();
+    if live.is_empty() {
+        return if t.kernel.processes.get(pid).is_some() {
+            Ok(0)
+        } else {
+            Err(Errno::ESRCH)
+        };
     }
+    if sig != 0 {
+        for g in live {
+            g.signal_group(sig as u8);
+        }
+    }
+    Ok(0)
 }
 
 fn signal_thread(t: &mut Task, tid: i32, sig: u64) -> SyscallResult {

@@ -14,7 +14,11 @@ use crate::syscall;
 use crate::waiter::Waiter;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(56, clone, Partial, "threads only (CLONE_VM|CLONE_SIGHAND|CLONE_THREAD); fork and vfork → ENOSYS for now; CLONE_FS is not shared (each thread keeps its own cwd)", sys_clone),
+    syscall!(56, clone, Partial, "threads and processes; CLONE_VM|CLONE_VFORK children get a copy of memory instead of sharing it until exec; CLONE_FS is not shared; namespaces → EPERM", sys_clone),
+    syscall!(57, fork, Full, "", sys_fork),
+    syscall!(58, vfork, Partial, "the child gets a copy of memory and the parent does not wait for its exec", sys_fork),
+    syscall!(61, wait4, Partial, "exited and killed children only (no stop/continue reports); rusage is zeroed", sys_wait4),
+    syscall!(247, waitid, Partial, "WEXITED only (WSTOPPED/WCONTINUED report nothing); P_PIDFD → EINVAL", sys_waitid),
     syscall!(202, futex, Partial, "WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE, PRIVATE, CLOCK_REALTIME; PI and WAKE_OP → ENOSYS", sys_futex),
     syscall!(435, clone3, Unsupported, "returns ENOSYS; glibc falls back to clone", enosys),
 ];
@@ -58,9 +62,20 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         // Creating namespaces needs CAP_SYS_ADMIN, which the guest does not get.
         return Err(Errno::EPERM);
     }
-    if flags & CLONE_THREAD == 0 || flags & CLONE_VFORK != 0 {
-        // New processes (fork, vfork, posix_spawn) come with copy-on-write address spaces.
-        return Err(Errno::ENOSYS);
+    if flags & CLONE_THREAD == 0 {
+        // A new process. With CLONE_VM|CLONE_VFORK (posix_spawn) the child would share
+        // the parent's memory until it execs; it gets a copy instead, which behaves the
+        // same for a child that only execs or exits.
+        if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let child_settid = (flags & CLONE_CHILD_SETTID != 0).then_some(ctid);
+        let cleartid = (flags & CLONE_CHILD_CLEARTID != 0).then_some(ctid);
+        let pid = crate::kernel::process::fork(t, newsp, child_settid, cleartid)?;
+        if flags & CLONE_PARENT_SETTID != 0 {
+            t.mm.write_u32(ptid, pid as u32)?;
+        }
+        return Ok(pid as u64);
     }
     if flags & CLONE_PIDFD != 0 {
         return Err(Errno::EINVAL); // not with CLONE_THREAD, as on Linux
@@ -74,6 +89,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         CLONE_UNTRACED,
     );
 
+    t.kernel.reserve_thread()?;
     let tid = t.kernel.alloc_tid();
     let waiter = Waiter::new();
     let pending = Arc::new(AtomicU64::new(0));
@@ -87,9 +103,13 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             },
             MAX_THREADS,
         )
-        .map_err(|_| Errno::EAGAIN)?;
+        .map_err(|_| {
+            t.kernel.release_thread();
+            Errno::EAGAIN
+        })?;
     let fail = |t: &Task, e: Errno| {
         t.group.leave(tid, None);
+        t.kernel.release_thread();
         Err(e)
     };
     let ctx = match t.kernel.take_context() {
@@ -162,6 +182,93 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     spawn_thread(child, ctx)
         .map(|_| tid as u64)
         .or_else(|e| fail(t, e))
+}
+
+fn sys_fork(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    crate::kernel::process::fork(t, 0, None, None).map(|pid| pid as u64)
+}
+
+const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
+const WEXITED: u64 = 4;
+const WCONTINUED: u64 = 8;
+const WNOWAIT: u64 = 0x0100_0000;
+const WNOTHREAD: u64 = 0x2000_0000;
+const WALL: u64 = 0x4000_0000;
+const WCLONE: u64 = 0x8000_0000;
+
+fn sys_wait4(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::kernel::process::{wait_child, WaitFor};
+    let (pid, wstatus, options, rusage) = (a[0] as i32, a[1], a[2], a[3]);
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let which = match pid {
+        -1 => WaitFor::Any,
+        0 => WaitFor::Pgid(t.group.pgid.load(std::sync::atomic::Ordering::Relaxed)),
+        p if p < -1 => WaitFor::Pgid(-p),
+        p => WaitFor::Pid(p),
+    };
+    match wait_child(t, which, options & WNOHANG != 0, true)? {
+        None => Ok(0),
+        Some((pid, status)) => {
+            if wstatus != 0 {
+                t.mm.write_u32(wstatus, status.wait_status() as u32)?;
+            }
+            if rusage != 0 {
+                t.mm.copy_out(rusage, &[0u8; 144])?;
+            }
+            Ok(pid as u64)
+        }
+    }
+}
+
+fn sys_waitid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::kernel::exit::ExitStatus;
+    use crate::kernel::process::{wait_child, WaitFor};
+    let (idtype, id, infop, options) = (a[0], a[1] as i32, a[2], a[3]);
+    if options & !(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE)
+        != 0
+        || options & (WEXITED | WUNTRACED | WCONTINUED) == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let which = match idtype {
+        0 => WaitFor::Any,
+        1 if id > 0 => WaitFor::Pid(id),
+        2 if id >= 0 => WaitFor::Pgid(if id == 0 {
+            t.group.pgid.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            id
+        }),
+        _ => return Err(Errno::EINVAL),
+    };
+    if options & WEXITED == 0 {
+        // Only exits are reported; a wait for stops alone finds nothing.
+        return if options & WNOHANG != 0 {
+            Ok(0)
+        } else {
+            Err(Errno::ECHILD)
+        };
+    }
+    let found = wait_child(t, which, options & WNOHANG != 0, options & WNOWAIT == 0)?;
+    if infop != 0 {
+        // siginfo_t: signo, errno, code, then pid, uid, status for SIGCHLD.
+        let mut b = [0u8; 128];
+        if let Some((pid, status)) = found {
+            let (code, value) = match status {
+                ExitStatus::Exited(c) => (1i32, c as i32), // CLD_EXITED
+                ExitStatus::Signaled(s) => (2, s as i32),  // CLD_KILLED
+            };
+            b[0..4].copy_from_slice(&17i32.to_le_bytes());
+            b[8..12].copy_from_slice(&code.to_le_bytes());
+            b[16..20].copy_from_slice(&pid.to_le_bytes());
+            b[20..24].copy_from_slice(&t.creds.uid.to_le_bytes());
+            b[24..28].copy_from_slice(&value.to_le_bytes());
+        }
+        t.mm.copy_out(infop, &b)?;
+    }
+    Ok(0)
 }
 
 const FUTEX_WAIT: u64 = 0;

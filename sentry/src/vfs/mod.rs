@@ -28,6 +28,7 @@ pub mod path;
 pub mod pipe;
 pub mod proc;
 pub mod signalfd;
+pub mod socketpair;
 pub mod timerfd;
 pub mod tmpfs;
 pub mod wait;

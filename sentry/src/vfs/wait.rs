@@ -73,7 +73,7 @@ pub fn block_on<T>(
 /// Whether an operation on `file` that would block should wait (a queue to wait on and no
 /// O_NONBLOCK) rather than return EAGAIN.
 pub fn should_block(file: &dyn FileDescription) -> bool {
-    file.status_flags() & libc::O_NONBLOCK as u32 == 0 && file.wait_queue().is_some()
+    file.status_flags() & libc::O_NONBLOCK as u32 == 0 && file.pollable()
 }
 
 /// An interrupted read or write that moved nothing is restarted after a handler with

@@ -139,6 +139,19 @@ impl AddressSpace for KvmAddressSpace {
         }
     }
 
+    fn for_each_page(&self, start: u64, end: u64, visit: &mut dyn FnMut(u64, Gpa, Perms)) {
+        self.tables()
+            .update_range(&self.memory, start, end, &mut |addr, _, pte| {
+                let perms = if pte & PTE_PRESENT != 0 {
+                    pte_perms(pte)
+                } else {
+                    Perms::NONE
+                };
+                visit(addr, pte_frame(pte), perms);
+                pte
+            });
+    }
+
     fn translate(&self, addr: u64) -> Option<(Gpa, Perms)> {
         let pte = self.tables().get(&self.memory, addr & !0xfff);
         (pte & PTE_PRESENT != 0).then(|| (pte_frame(pte), pte_perms(pte)))

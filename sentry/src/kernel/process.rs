@@ -1,0 +1,277 @@
+//! Processes: fork, the parent/child relation, reaping (wait4/waitid) and SIGCHLD.
+//!
+//! Lock order: a parent's `children` before a child's anything.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use super::exit::ExitStatus;
+use super::run::spawn_thread;
+use super::signal::{SigAction, SignalState, NSIG, SIGCHLD, SIG_IGN};
+use super::task::{Task, MAX_THREADS};
+use super::thread_group::{ChildRecord, Member, ThreadGroup};
+use crate::abi::Errno;
+use crate::waiter::{Waiter, Wake};
+
+/// SA_NOCLDWAIT: children of this process are reaped automatically.
+const SA_NOCLDWAIT: u64 = 0x2;
+
+/// fork(2): a new process with a copy of the caller's address space, fd table and
+/// signal dispositions, running one thread that returns 0 from the call. `stack` (if
+/// non-zero) becomes the child's rsp (clone with a stack, as posix_spawn's vfork does).
+pub fn fork(
+    t: &mut Task,
+    stack: u64,
+    child_tid_addr: Option<u64>,
+    clear_tid: Option<u64>,
+) -> Result<i32, Errno> {
+    t.kernel.reserve_thread()?;
+    let result = fork_reserved(t, stack, child_tid_addr, clear_tid);
+    if result.is_err() {
+        t.kernel.release_thread();
+    }
+    result
+}
+
+fn fork_reserved(
+    t: &mut Task,
+    stack: u64,
+    child_tid_addr: Option<u64>,
+    clear_tid: Option<u64>,
+) -> Result<i32, Errno> {
+    let space = t
+        .kernel
+        .platform
+        .new_address_space()
+        .map_err(|_| Errno::ENOMEM)?;
+    let mm = Arc::new(t.mm.fork(space).map_err(|_| Errno::ENOMEM)?);
+    let pid = t.kernel.alloc_tid();
+    let group = ThreadGroup::new(pid);
+    *group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&t.group);
+    let pgid = t.group.pgid.load(Ordering::Relaxed);
+    group.pgid.store(pgid, Ordering::Relaxed);
+    // The child gets its own copy of the dispositions.
+    let actions = t
+        .signals
+        .actions
+        .lock()
+        .map(|a| *a)
+        .unwrap_or([SigAction::default(); NSIG]);
+    *group.actions.lock().unwrap_or_else(|e| e.into_inner()) = actions;
+    let waiter = Waiter::new();
+    let pending = Arc::new(AtomicU64::new(0));
+    group
+        .join(
+            Member {
+                tid: pid,
+                waiter: waiter.clone(),
+                pending: pending.clone(),
+                kicker: None,
+            },
+            MAX_THREADS,
+        )
+        .map_err(|_| Errno::EAGAIN)?;
+    let ctx = t.kernel.take_context().map_err(|_| Errno::EAGAIN)?;
+
+    let mut regs = t.regs;
+    regs.rax = 0;
+    if stack != 0 {
+        regs.rsp = stack;
+    }
+    let mut process = t.process.clone();
+    process.pid = pid;
+    process.ppid = t.process.pid;
+    let child = Task {
+        regs,
+        mm,
+        files: Arc::new(t.files.fork()),
+        fs: t.fs.fork(),
+        process,
+        tid: pid,
+        creds: t.creds,
+        rlimits: t.rlimits,
+        signals: SignalState {
+            actions: group.actions.clone(),
+            mask: t.signals.mask,
+            altstack: t.signals.altstack,
+        },
+        clear_child_tid: clear_tid.unwrap_or(0),
+        robust_list: (0, 0),
+        kernel: t.kernel.clone(),
+        exit_status: None,
+        thread_exit: None,
+        group: group.clone(),
+        pending,
+        restart: None,
+        regs_replaced: false,
+        fpu_restore: None,
+        fpu_layout: t.fpu_layout,
+        waiter,
+    };
+    if let Some(addr) = child_tid_addr {
+        // CLONE_CHILD_SETTID writes into the child's memory.
+        let _ = child.mm.write_u32(addr, pid as u32);
+    }
+    t.group
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(ChildRecord {
+            pid,
+            pgid,
+            group: group.clone(),
+            status: None,
+        });
+    t.kernel.register_process(&group);
+    if let Err(e) = spawn_thread(child, ctx) {
+        t.group
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| c.pid != pid);
+        t.kernel.unregister_process(pid);
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+/// The last thread of `group` has gone: tell the parent (status, SIGCHLD), or reap at
+/// once if the parent does not want to wait.
+pub fn group_ended(task: &Task, status: ExitStatus) {
+    let group = &task.group;
+    let Some(parent) = group
+        .parent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upgrade()
+    else {
+        task.kernel.unregister_process(group.tgid);
+        return;
+    };
+    let action = parent
+        .actions
+        .lock()
+        .map(|a| a[(SIGCHLD - 1) as usize])
+        .unwrap_or_default();
+    let autoreap = action.handler == SIG_IGN || action.flags & SA_NOCLDWAIT != 0;
+    {
+        let mut children = parent.children.lock().unwrap_or_else(|e| e.into_inner());
+        if autoreap {
+            children.retain(|c| c.pid != group.tgid);
+        } else if let Some(c) = children.iter_mut().find(|c| c.pid == group.tgid) {
+            c.status = Some(status);
+        }
+    }
+    if autoreap {
+        task.kernel.unregister_process(group.tgid);
+    }
+    parent.child_events.notify_all();
+    if action.handler != SIG_IGN {
+        parent.signal_group(SIGCHLD);
+    }
+}
+
+/// Which children a wait call is about.
+#[derive(Clone, Copy, Debug)]
+pub enum WaitFor {
+    Any,
+    Pid(i32),
+    Pgid(i32),
+}
+
+/// Wait for a child to end. Returns (pid, status), or None with WNOHANG when no child
+/// has ended yet. `reap` false leaves the child waitable (WNOWAIT).
+pub fn wait_child(
+    task: &Task,
+    which: WaitFor,
+    nohang: bool,
+    reap: bool,
+) -> Result<Option<(i32, ExitStatus)>, Errno> {
+    let group = &task.group;
+    let deadline: Option<Instant> = None;
+    loop {
+        task.waiter.reset();
+        group.child_events.register(&task.waiter);
+        let found = {
+            let mut children = group.children.lock().unwrap_or_else(|e| e.into_inner());
+            let matches = |c: &ChildRecord| match which {
+                WaitFor::Any => true,
+                WaitFor::Pid(p) => c.pid == p,
+                WaitFor::Pgid(g) => c.pgid == g,
+            };
+            if !children.iter().any(&matches) {
+                group.child_events.unregister(&task.waiter);
+                return Err(Errno::ECHILD);
+            }
+            let pos = children
+                .iter()
+                .position(|c| matches(c) && c.status.is_some());
+            pos.map(|i| {
+                let c = &children[i];
+                let out = (c.pid, c.status.unwrap_or(ExitStatus::Exited(0)));
+                if reap {
+                    children.remove(i);
+                }
+                out
+            })
+        };
+        if let Some((pid, status)) = found {
+            group.child_events.unregister(&task.waiter);
+            if reap {
+                task.kernel.unregister_process(pid);
+            }
+            return Ok(Some((pid, status)));
+        }
+        if nohang {
+            group.child_events.unregister(&task.waiter);
+            return Ok(None);
+        }
+        if task.waiter.wait(deadline) == Wake::Interrupted {
+            group.child_events.unregister(&task.waiter);
+            return Err(Errno::ERESTARTSYS);
+        }
+    }
+}
+
+/// The processes of a sandbox, by pid, for kill(2).
+#[derive(Default)]
+pub struct ProcessTable {
+    groups: std::sync::Mutex<std::collections::HashMap<i32, Weak<ThreadGroup>>>,
+}
+
+impl ProcessTable {
+    pub fn insert(&self, g: &Arc<ThreadGroup>) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(g.tgid, Arc::downgrade(g));
+    }
+    pub fn remove(&self, pid: i32) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+    }
+    pub fn get(&self, pid: i32) -> Option<Arc<ThreadGroup>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .and_then(Weak::upgrade)
+    }
+    pub fn all(&self) -> Vec<Arc<ThreadGroup>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+    pub fn len(&self) -> usize {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
