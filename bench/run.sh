@@ -43,8 +43,8 @@ fi
 
 bin=$root/target/bench-bin
 mkdir -p "$bin"
-workloads=(getppid pipe)
-for w in "${workloads[@]}"; do
+workloads=(getppid pipe clock node-start)
+for w in getppid pipe clock; do
   gcc -static -O2 -Wall -o "$bin/$w" "bench/$w.c"
 done
 
@@ -52,12 +52,29 @@ done
 clean_env=(env -i PATH=/usr/bin:/bin HOME=/root)
 measure() {
   local envname=$1 prog=$2 out
+  if [ "$(basename "$prog")" = node-start ]; then
+    measure_node_start "$envname"
+    return
+  fi
   case $envname in
     native) out=$("${clean_env[@]}" "$prog" "$iterations" </dev/null 2>"$bin/last-stderr") || true ;;
     nanovisor) out=$("${clean_env[@]}" timeout 300 "$nanovisor" do --rootfs / -- "$prog" "$iterations" </dev/null 2>"$bin/last-stderr") || true ;;
     gvisor) out=$("${clean_env[@]}" timeout 300 "$gvisor" --network=none --platform=ptrace do "$prog" "$iterations" </dev/null 2>"$bin/last-stderr") || true ;;
   esac
   awk '$2 == "ns/op" { print $3 }' <<<"$out"
+}
+
+# node-start: wall time of `node -e 0`, start to exit, in ns (sandbox start-up included).
+measure_node_start() {
+  local envname=$1 t0 t1 ok=0
+  t0=$(date +%s%N)
+  case $envname in
+    native) "${clean_env[@]}" /usr/bin/node -e 0 </dev/null 2>"$bin/last-stderr" && ok=1 ;;
+    nanovisor) "${clean_env[@]}" timeout 300 "$nanovisor" do --rootfs / -- /usr/bin/node -e 0 </dev/null 2>"$bin/last-stderr" && ok=1 ;;
+    gvisor) "${clean_env[@]}" timeout 300 "$gvisor" --network=none --platform=ptrace do /usr/bin/node -e 0 </dev/null 2>"$bin/last-stderr" && ok=1 ;;
+  esac
+  t1=$(date +%s%N)
+  [ $ok = 1 ] && echo $((t1 - t0))
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
@@ -103,6 +120,8 @@ for w in "${workloads[@]}"; do
   case $w in
     getppid) label="getppid (per call)" ;;
     pipe) label="pipe write+read 1 B (per pair)" ;;
+    clock) label="clock_gettime (per call)" ;;
+    node-start) label="node -e 0 (whole run)" ;;
     *) label=$w ;;
   esac
   echo "| $label | $(fmt "$n") | $(fmt "$nv") | $(fmt "$gv") | $(ratio "$nv" "$n") | $(ratio "$nv" "$gv") |"

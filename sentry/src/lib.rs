@@ -11,5 +11,6 @@ pub mod mm;
 pub mod platform;
 pub mod sandbox;
 pub mod syscalls;
+pub mod vdso;
 pub mod vfs;
 pub mod waiter;

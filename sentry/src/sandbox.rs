@@ -66,11 +66,13 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
     let group = ThreadGroup::new(1);
     let waiter = Waiter::new();
     let pending = Arc::new(AtomicU64::new(0));
+    let blocked = Arc::new(AtomicU64::new(0));
     let leader = Member {
         tid: 1,
         waiter: waiter.clone(),
         pending: pending.clone(),
         kicker: None,
+        blocked: blocked.clone(),
     };
     if group.join(leader, MAX_THREADS).is_err() {
         return Err(SandboxError::NoCommand);
@@ -106,6 +108,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         thread_exit: None,
         group: group.clone(),
         pending: pending.clone(),
+        blocked,
         restart: None,
         regs_replaced: false,
         fpu_restore: None,

@@ -14,6 +14,9 @@ if (process.argv[2] === 'ipc-child') {
 
 const out = cp.execFileSync('/bin/echo', ['hi']);
 console.log('execFileSync', JSON.stringify(out.toString()));
+// A child writing straight to our stdout (stdout is a pipe, and Node writes pipes synchronously).
+cp.execFileSync('/bin/echo', ['inherited stdout'], { stdio: 'inherit' });
+console.log('after inherit');
 
 const r = cp.spawnSync('/bin/sh', ['-c', 'exit 3']);
 console.log('spawnSync exit', r.status, 'signal', r.signal);

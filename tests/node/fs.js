@@ -58,6 +58,16 @@ function syncPart() {
   const osr = fs.readFileSync('/etc/os-release', 'utf8').split('\n')[0];
   console.log('os-release first line', osr);
   console.log('node size>0', fs.statSync('/usr/bin/node').size > 0);
+  const nodeSt = fs.statSync('/usr/bin/node');
+  console.log('node size', nodeSt.size, 'mode', (nodeSt.mode & 0o7777).toString(8));
+  const head = Buffer.alloc(4096);
+  const nfd = fs.openSync('/usr/bin/node', 'r');
+  console.log('node head', fs.readSync(nfd, head, 0, 4096, 0), sha(head));
+  fs.closeSync(nfd);
+  // A big directory read in several getdents64 batches, sync and through fs.opendir.
+  const usrBin = fs.readdirSync('/usr/bin').sort();
+  console.log('/usr/bin entries', usrBin.length, sha(usrBin.join('\n')));
+  console.log('/etc entries', fs.readdirSync('/etc').length);
   console.log('/usr/bin has node', fs.readdirSync('/usr/bin').includes('node'));
   console.log('realpath /usr/bin/../bin', fs.realpathSync('/usr/bin/../bin'));
   try { fs.writeFileSync('/proc/nonexistent-nv', 'x'); } catch (e) { console.log('write /proc error', typeof e.code); }
@@ -103,6 +113,10 @@ async function promisesPart() {
   try { await fsp.access(path.join(base, 'nope')); } catch (e) { console.log('access', e.code); }
   const osr = (await fsp.readFile('/etc/os-release', 'utf8')).split('\n')[0];
   console.log('promises rootfs', osr);
+  const names = [];
+  for await (const ent of await fsp.opendir('/usr/bin')) names.push(ent.name);
+  names.sort();
+  console.log('opendir /usr/bin', names.length, sha(names.join('\n')));
   const mkd = await fsp.mkdtemp(path.join(base, 'tmp-'));
   console.log('mkdtemp', path.basename(mkd).startsWith('tmp-'), fs.statSync(mkd).isDirectory());
 }
@@ -137,6 +151,12 @@ async function streamPart() {
   const { pipeline } = require('stream/promises');
   await pipeline(fs.createReadStream(f), fs.createWriteStream(path.join(base, 'copy.bin')));
   console.log('pipeline copy same', sha(fs.readFileSync(path.join(base, 'copy.bin'))) === sha(data));
+  // copyFile (FICLONE / copy_file_range / sendfile in libuv), sync and async.
+  fs.copyFileSync(f, path.join(base, 'copy2.bin'));
+  await fsp.copyFile(f, path.join(base, 'copy3.bin'));
+  console.log('copyFile same', sha(fs.readFileSync(path.join(base, 'copy2.bin'))) === sha(data),
+    sha(fs.readFileSync(path.join(base, 'copy3.bin'))) === sha(data));
+  try { fs.copyFileSync(f, path.join(base, 'copy2.bin'), fs.constants.COPYFILE_EXCL); } catch (e) { console.log('copyFile EXCL', e.code); }
 }
 
 (async () => {

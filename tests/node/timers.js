@@ -57,6 +57,13 @@ const iv = setInterval(() => {
   }
 }, 20);
 
+// A timer never fires early.
+const tLong = process.hrtime.bigint();
+setTimeout(() => {
+  const ms = Number(process.hrtime.bigint() - tLong) / 1e6;
+  p(`timeout 100 not early ${ms >= 99}`);
+}, 100);
+
 chain().then((v) => {
   p(`chain returned ${v}`);
 });
@@ -74,6 +81,7 @@ process.on('beforeExit', () => {
   console.log('intervals:', log.filter((l) => l.startsWith('interval')).join(' | '));
   console.log('async:', log.filter((l) => /^(async|all|race|any|timers|chain)/.test(l)).join(' | '));
   console.log('cancelled ran:', log.includes('cancelled timeout ran!'));
+  console.log('long:', log.filter((l) => l.startsWith('timeout 100')).join(' | '));
   const uptime = process.uptime();
   console.log('uptime sane:', uptime > 0 && uptime < 60);
   const d = Date.now();

@@ -88,6 +88,7 @@ errnos! {
     ETIMEDOUT = 110, "Connection timed out";
     ECANCELED = 125, "Operation canceled";
     ERESTARTSYS = 512, "Restart the syscall (never seen by the guest)";
+    ERESTARTNOHAND = 514, "Restart the syscall unless a handler ran (never seen by the guest)";
 }
 
 impl Errno {

@@ -61,6 +61,7 @@ fn fork_reserved(
     *group.actions.lock().unwrap_or_else(|e| e.into_inner()) = actions;
     let waiter = Waiter::new();
     let pending = Arc::new(AtomicU64::new(0));
+    let blocked = Arc::new(AtomicU64::new(t.signals.mask));
     group
         .join(
             Member {
@@ -68,6 +69,7 @@ fn fork_reserved(
                 waiter: waiter.clone(),
                 pending: pending.clone(),
                 kicker: None,
+                blocked: blocked.clone(),
             },
             MAX_THREADS,
         )
@@ -95,6 +97,7 @@ fn fork_reserved(
             actions: group.actions.clone(),
             mask: t.signals.mask,
             altstack: t.signals.altstack,
+            saved_mask: None,
         },
         clear_child_tid: clear_tid.unwrap_or(0),
         robust_list: (0, 0),
@@ -103,6 +106,7 @@ fn fork_reserved(
         thread_exit: None,
         group: group.clone(),
         pending,
+        blocked,
         restart: None,
         regs_replaced: false,
         fpu_restore: None,
@@ -166,10 +170,13 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
     if autoreap {
         task.kernel.unregister_process(group.tgid);
     }
-    parent.child_events.notify_all();
+    // The status is recorded first, then SIGCHLD is made pending, then waiters wake: a
+    // parent sleeping in wait4 finds the child and gets the signal on the way out, as
+    // on Linux, instead of the signal interrupting whatever it does next.
     if action.handler != SIG_IGN {
         parent.signal_group(SIGCHLD);
     }
+    parent.child_events.notify_all();
 }
 
 /// Which children a wait call is about.
@@ -190,6 +197,7 @@ pub fn wait_child(
 ) -> Result<Option<(i32, ExitStatus)>, Errno> {
     let group = &task.group;
     let deadline: Option<Instant> = None;
+    let mut interrupted = false;
     loop {
         task.waiter.reset();
         group.child_events.register(&task.waiter);
@@ -227,10 +235,13 @@ pub fn wait_child(
             group.child_events.unregister(&task.waiter);
             return Ok(None);
         }
-        if task.waiter.wait(deadline) == Wake::Interrupted {
+        if interrupted {
             group.child_events.unregister(&task.waiter);
             return Err(Errno::ERESTARTSYS);
         }
+        // On an interruption, look once more: a child that ended together with the
+        // signal (its SIGCHLD) is reported, as Linux does.
+        interrupted = task.waiter.wait(deadline) == Wake::Interrupted;
     }
 }
 

@@ -69,6 +69,7 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
                 task.exit_status = Some(status);
             } else {
                 deliver_pending(task, ctx);
+                task.blocked.store(task.signals.mask, Ordering::SeqCst);
             }
         }
         if task.exit_status.is_some() || task.thread_exit.is_some() {
@@ -108,7 +109,7 @@ fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
     task.waiter.clear_interrupt();
     let restart = task.restart.take();
     let Some(sig) = take_signal(task) else {
-        if let Some(nr) = restart {
+        if let Some((nr, _)) = restart {
             rewind_syscall(task, nr);
         }
         return;
@@ -118,9 +119,11 @@ fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
         return;
     }
     let action = task.signals.action(sig);
-    if let Some(nr) = restart {
+    if let Some((nr, with_sa_restart)) = restart {
         let has_handler = action.handler != signal::SIG_DFL && action.handler != signal::SIG_IGN;
-        if !has_handler || action.flags & signal::SA_RESTART != 0 {
+        let ignored =
+            !has_handler && (action.handler == signal::SIG_IGN || signal::ignored_by_default(sig));
+        if ignored || (has_handler && with_sa_restart && action.flags & signal::SA_RESTART != 0) {
             rewind_syscall(task, nr);
         }
     }
@@ -138,7 +141,13 @@ fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
         .signals
         .deliver(&mm, &mut task.regs, info, false, &mut fetch)
     {
-        Delivery::Handler | Delivery::Ignored => {}
+        Delivery::Handler => {}
+        Delivery::Ignored => {
+            // rt_sigsuspend's mask ends when no handler runs for the signal that woke it.
+            if let Some(saved) = task.signals.saved_mask.take() {
+                task.signals.mask = saved;
+            }
+        }
         Delivery::Fatal(s) => task.exit_status = Some(ExitStatus::Signaled(s)),
     }
     // More may be pending: make the next entry return at once so they are seen.

@@ -80,6 +80,8 @@ pub struct SignalState {
     pub actions: Actions,
     pub mask: u64,
     pub altstack: AltStack,
+    /// The mask to restore after a handler that interrupted rt_sigsuspend.
+    pub saved_mask: Option<u64>,
 }
 
 impl Default for SignalState {
@@ -88,6 +90,7 @@ impl Default for SignalState {
             actions: std::sync::Arc::new(std::sync::Mutex::new([SigAction::default(); NSIG])),
             mask: 0,
             altstack: AltStack::default(),
+            saved_mask: None,
         }
     }
 }
@@ -237,6 +240,7 @@ impl SignalState {
         }
         match self.push_frame(mm, regs, &action, &info, fpu()) {
             Ok(()) => {
+                self.saved_mask = None;
                 if action.flags & SA_RESETHAND != 0 {
                     if let Ok(mut a) = self.actions.lock() {
                         a[idx] = SigAction::default();
@@ -322,10 +326,11 @@ impl SignalState {
         put(m + 144, 0x33 | (0x2b << 48));
         put(m + 152, info.error);
         put(m + 160, info.trapno);
-        put(m + 168, self.mask);
+        let frame_mask = self.saved_mask.unwrap_or(self.mask);
+        put(m + 168, frame_mask);
         put(m + 176, info.cr2);
         put(m + 184, fpstate);
-        put(SIGMASK_OFFSET, self.mask);
+        put(SIGMASK_OFFSET, frame_mask);
         // siginfo: signo, errno, code, then si_addr at 16.
         let si = SIGINFO_OFFSET as usize;
         f[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());

@@ -207,8 +207,12 @@ pub struct Task {
     pub group: Arc<super::thread_group::ThreadGroup>,
     /// Signals sent to this thread, one bit each.
     pub pending: Arc<std::sync::atomic::AtomicU64>,
-    /// The syscall number to restart if a signal interrupted it (ERESTARTSYS).
-    pub restart: Option<u64>,
+    /// This thread's signal mask as senders see it (published by the run loop).
+    pub blocked: Arc<std::sync::atomic::AtomicU64>,
+    /// The syscall a signal interrupted: its number, and whether a handler with
+    /// SA_RESTART restarts it (ERESTARTSYS) or only the absence of a handler does
+    /// (ERESTARTNOHAND).
+    pub restart: Option<(u64, bool)>,
     /// Set by a handler that replaced all registers (rt_sigreturn, execve): the
     /// dispatcher must not store a return value in rax.
     pub regs_replaced: bool,

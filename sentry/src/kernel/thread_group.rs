@@ -19,6 +19,9 @@ pub struct Member {
     pub pending: Arc<AtomicU64>,
     /// Set once the member's host thread runs.
     pub kicker: Option<Kicker>,
+    /// The member's signal mask as last published by its thread: a signal it blocks
+    /// stays pending without interrupting it.
+    pub blocked: Arc<AtomicU64>,
 }
 
 struct Members {
@@ -159,11 +162,10 @@ impl ThreadGroup {
         let m = self.lock();
         match m.list.iter().find(|x| x.tid == tid) {
             Some(x) => {
-                x.pending
-                    .fetch_or(super::signal::sigbit(sig), Ordering::SeqCst);
-                x.waiter.interrupt();
-                if let Some(k) = x.kicker {
-                    k.kick();
+                let bit = super::signal::sigbit(sig);
+                x.pending.fetch_or(bit, Ordering::SeqCst);
+                if Self::wants(x, bit) {
+                    Self::kick_member(x);
                 }
                 true
             }
@@ -171,17 +173,26 @@ impl ThreadGroup {
         }
     }
 
-    /// Send `sig` to the process: pending on the group, every member kicked so one that
-    /// does not block it takes it.
+    /// Whether `x` does not block the signal `bit` (so it must be interrupted for it).
+    fn wants(x: &Member, bit: u64) -> bool {
+        x.blocked.load(Ordering::SeqCst) & bit == 0 || bit & super::signal::UNBLOCKABLE != 0
+    }
+
+    fn kick_member(x: &Member) {
+        x.waiter.interrupt();
+        if let Some(k) = x.kicker {
+            k.kick();
+        }
+    }
+
+    /// Send `sig` to the process: pending on the group, and every member that does not
+    /// block it kicked so one of them takes it.
     pub fn signal_group(&self, sig: u8) {
-        self.pending
-            .fetch_or(super::signal::sigbit(sig), Ordering::SeqCst);
+        let bit = super::signal::sigbit(sig);
+        self.pending.fetch_or(bit, Ordering::SeqCst);
         let m = self.lock();
-        for x in &m.list {
-            x.waiter.interrupt();
-            if let Some(k) = x.kicker {
-                k.kick();
-            }
+        for x in m.list.iter().filter(|x| Self::wants(x, bit)) {
+            Self::kick_member(x);
         }
     }
 
@@ -201,6 +212,7 @@ mod tests {
             waiter: Waiter::new(),
             pending: Arc::new(AtomicU64::new(0)),
             kicker: None,
+            blocked: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -75,6 +75,8 @@ pub enum LoadError {
     Read(Errno),
     #[error("setting up the initial stack: {0}")]
     Stack(Errno),
+    #[error(transparent)]
+    Vdso(crate::vdso::VdsoError),
 }
 
 impl LoadError {
@@ -83,7 +85,7 @@ impl LoadError {
         match self {
             LoadError::Read(e) | LoadError::Stack(e) => *e,
             LoadError::InterpreterOpen { errno, .. } => *errno,
-            LoadError::NoRoom => Errno::ENOMEM,
+            LoadError::NoRoom | LoadError::Vdso(_) => Errno::ENOMEM,
             LoadError::Interpreter { source, .. } => match source.as_ref() {
                 LoadError::Read(e) => *e,
                 LoadError::NoRoom => Errno::ENOMEM,

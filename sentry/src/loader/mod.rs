@@ -32,7 +32,9 @@ pub fn load(
     args: &ExecArgs<'_>,
 ) -> Result<UserRegs, LoadError> {
     let info = elf::load_elf(mm, file, open)?;
-    let sp = stack::build(mm, &info, args)?;
+    // Linux maps the vDSO after the program and its interpreter, before the stack.
+    let vdso = crate::vdso::map(mm).map_err(LoadError::Vdso)?;
+    let sp = stack::build(mm, &info, args, vdso)?;
     Ok(UserRegs {
         rip: info.start,
         rsp: sp,

@@ -31,14 +31,21 @@ const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
+const AT_SYSINFO_EHDR: u64 = 33;
 const AT_MINSIGSTKSZ: u64 = 51;
 
 fn hwcap() -> u64 {
     std::arch::x86_64::__cpuid(1).edx as u64
 }
 
-/// Map the stack and write the initial process stack; returns the initial rsp.
-pub fn build(mm: &MemoryManager, info: &ElfInfo, args: &ExecArgs<'_>) -> Result<u64, LoadError> {
+/// Map the stack and write the initial process stack; returns the initial rsp. `vdso`
+/// is the vDSO's base (AT_SYSINFO_EHDR).
+pub fn build(
+    mm: &MemoryManager,
+    info: &ElfInfo,
+    args: &ExecArgs<'_>,
+    vdso: u64,
+) -> Result<u64, LoadError> {
     let total: usize = args.argv.iter().chain(args.envp).map(|s| s.len() + 1).sum();
     if total > MAX_ARG_BYTES {
         return Err(LoadError::Stack(Errno::E2BIG));
@@ -83,7 +90,8 @@ pub fn build(mm: &MemoryManager, info: &ElfInfo, args: &ExecArgs<'_>) -> Result<
     getrandom(&mut random);
     let random_addr = push_bytes(&mut sp, &random)?;
 
-    let auxv: [(u64, u64); 20] = [
+    let auxv: [(u64, u64); 21] = [
+        (AT_SYSINFO_EHDR, vdso),
         (AT_HWCAP, hwcap()),
         (AT_PAGESZ, 4096),
         (AT_CLKTCK, 100),

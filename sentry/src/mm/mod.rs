@@ -101,6 +101,12 @@ impl MemoryManager {
         &self.space
     }
 
+    /// The guest physical memory this address space draws frames from (the vDSO maps
+    /// the sandbox's one vvar frame into every address space).
+    pub fn guest_memory(&self) -> &Arc<GuestMemory> {
+        &self.memory
+    }
+
     /// Set where the heap starts (just past the loaded program).
     pub fn set_brk_start(&self, addr: u64) {
         let mut st = self.state();

@@ -144,7 +144,11 @@ pub fn dispatch(task: &mut Task) {
         // Interrupted by a signal: the run loop restarts the call or makes it EINTR,
         // depending on the handler (SA_RESTART). The guest never sees ERESTARTSYS.
         Err(Errno::ERESTARTSYS) => {
-            task.restart = Some(nr);
+            task.restart = Some((nr, true));
+            Errno::EINTR.to_return()
+        }
+        Err(Errno::ERESTARTNOHAND) => {
+            task.restart = Some((nr, false));
             Errno::EINTR.to_return()
         }
         Err(e) => e.to_return(),

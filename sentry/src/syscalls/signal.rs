@@ -19,6 +19,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
         "only the calling process (or pid 0/-1 meaning it); handlers run at once",
         sys_kill
     ),
+    syscall!(34, pause, Full, "", sys_pause),
+    syscall!(130, rt_sigsuspend, Full, "", sys_rt_sigsuspend),
     syscall!(131, sigaltstack, Full, "", sys_sigaltstack),
     syscall!(200, tkill, Full, "", sys_tkill),
     syscall!(234, tgkill, Full, "", sys_tgkill),
@@ -270,4 +272,27 @@ fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::ESRCH);
     }
     signal_thread(t, a[1] as i32, a[2])
+}
+
+/// Sleep until a signal arrives (the run loop delivers it as the call returns).
+fn sleep_for_signal(t: &Task) {
+    while t.waiter.wait(None) != crate::waiter::Wake::Interrupted {}
+}
+
+fn sys_pause(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    sleep_for_signal(t);
+    Err(Errno::ERESTARTNOHAND)
+}
+
+fn sys_rt_sigsuspend(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[1] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = t.mm.read_u64(a[0])? & !UNBLOCKABLE;
+    // The handler's frame records the mask from before the call; sigreturn restores it.
+    t.signals.saved_mask = Some(t.signals.mask);
+    t.signals.mask = mask;
+    t.blocked.store(mask, std::sync::atomic::Ordering::SeqCst);
+    sleep_for_signal(t);
+    Err(Errno::ERESTARTNOHAND)
 }

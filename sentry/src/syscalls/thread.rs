@@ -93,6 +93,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let tid = t.kernel.alloc_tid();
     let waiter = Waiter::new();
     let pending = Arc::new(AtomicU64::new(0));
+    let blocked = Arc::new(AtomicU64::new(t.signals.mask));
     t.group
         .join(
             Member {
@@ -100,6 +101,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 waiter: waiter.clone(),
                 pending: pending.clone(),
                 kicker: None,
+                blocked: blocked.clone(),
             },
             MAX_THREADS,
         )
@@ -157,6 +159,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             actions: t.signals.actions.clone(),
             mask: t.signals.mask,
             altstack: Default::default(),
+            saved_mask: None,
         },
         clear_child_tid: if flags & CLONE_CHILD_CLEARTID != 0 {
             ctid
@@ -169,6 +172,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         thread_exit: None,
         group: t.group.clone(),
         pending,
+        blocked,
         restart: None,
         regs_replaced: false,
         fpu_restore: None,

@@ -128,7 +128,9 @@ int __vdso_clock_gettime(int clock, struct nv_timespec *ts) {
   case CLOCK_REALTIME_COARSE:
   case CLOCK_MONOTONIC_COARSE:
     /* The last multiple of the coarse resolution: never ahead of the fine clock and
-     * never more than one tick behind it, like Linux's tick-based coarse clocks. */
+     * never more than one tick behind it, like Linux's tick-based coarse clocks. The
+     * host's ticks fall elsewhere, so the sentry's syscall (the host's coarse clock)
+     * may differ from this by up to a tick either way. */
     res = coarse_res();
     if (res != 0) {
       ns = read_ns(clock == CLOCK_REALTIME_COARSE ? REAL : MONO);

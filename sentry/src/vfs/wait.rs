@@ -46,7 +46,11 @@ pub fn wait_until<T>(
             .chain(deadline)
             .min();
         if waiter.wait(wake_at) == Wake::Interrupted {
-            break Err(Errno::EINTR);
+            // A condition that holds wins over the interruption (Linux checks first).
+            break match check() {
+                Some(v) => Ok(Some(v)),
+                None => Err(Errno::EINTR),
+            };
         }
     };
     for (f, _) in files {

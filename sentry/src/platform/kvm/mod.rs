@@ -12,6 +12,7 @@ mod address_space;
 pub mod layout;
 mod pagetable;
 mod stub;
+pub mod tsc;
 mod vcpu;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -181,6 +181,9 @@ impl KvmContext {
             return Err(PlatformError::MissingCapability("setting the syscall MSRs"));
         }
 
+        // The guest vDSO reads the TSC as the host's (see `tsc.rs`).
+        super::tsc::align_to_host(&vcpu);
+
         if sregs.cr4 & CR4_OSXSAVE != 0 {
             // XCR0 can only be set once CR4.OSXSAVE is on.
             vcpu.set_sregs(&sregs)

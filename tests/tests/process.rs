@@ -1,0 +1,30 @@
+//! Processes: the `process` guest program natively and sandboxed, and fork and thread
+//! bombs that the sandbox stops with EAGAIN (sandbox only: natively they would load
+//! the host).
+
+use nanovisor_tests::{check_guest, guest_bin, run_sandboxed};
+
+#[test]
+fn fork_exec_wait_signals() {
+    check_guest("process", &[], 0);
+}
+
+#[test]
+fn fork_bomb_gets_eagain() {
+    let out = run_sandboxed(std::path::Path::new("/"), &guest_bin("bomb"), &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "fork refused with EAGAIN after at least 100: yes\n",
+        "{out:?}"
+    );
+}
+
+#[test]
+fn thread_bomb_gets_eagain() {
+    let out = run_sandboxed(std::path::Path::new("/"), &guest_bin("bomb"), &["threads"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "thread refused with EAGAIN after at least 100: yes\n",
+        "{out:?}"
+    );
+}
