@@ -85,10 +85,11 @@ fmt() {
     if (v == "") print "n/a";
     else if (v < 1000) printf "%.0f ns\n", v;
     else if (v < 100000) printf "%.1f µs\n", v / 1000;
-    else printf "%.0f µs\n", v / 1000 }'
+    else if (v < 10000000) printf "%.0f µs\n", v / 1000;
+    else printf "%.0f ms\n", v / 1000000 }'
 }
 ratio() {
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f×\n", a / b }'
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.3g×\n", a / b }'
 }
 
 declare -A result

@@ -6,6 +6,48 @@ use crate::kernel::task::Task;
 use crate::syscall;
 
 pub const SYSCALLS: &[SyscallDef] = &[
+    syscall!(
+        425,
+        io_uring_setup,
+        Unsupported,
+        "returns ENOSYS: libuv and others fall back to epoll and threads",
+        super::enosys
+    ),
+    syscall!(
+        426,
+        io_uring_enter,
+        Unsupported,
+        "returns ENOSYS (no io_uring instances exist)",
+        super::enosys
+    ),
+    syscall!(
+        427,
+        io_uring_register,
+        Unsupported,
+        "returns ENOSYS (no io_uring instances exist)",
+        super::enosys
+    ),
+    syscall!(
+        326,
+        copy_file_range,
+        Unsupported,
+        "returns ENOSYS: cp, cat and others fall back to read/write",
+        super::enosys
+    ),
+    syscall!(
+        322,
+        execveat,
+        Unsupported,
+        "returns ENOSYS: glibc's fexecve falls back to /proc/self/fd",
+        super::enosys
+    ),
+    syscall!(
+        319,
+        memfd_create,
+        Unsupported,
+        "returns ENOSYS for now (anonymous overlay files are planned)",
+        super::enosys
+    ),
     syscall!(63, uname, Full, "", sys_uname),
     syscall!(99, sysinfo, Full, "", sys_sysinfo),
     syscall!(318, getrandom, Full, "", sys_getrandom),
