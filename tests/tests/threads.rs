@@ -12,3 +12,8 @@ fn threads() {
 fn exit_group_from_a_thread_ends_the_process() {
     check_guest("threads", &["exit"], 7);
 }
+
+#[test]
+fn execve_from_a_threaded_process() {
+    check_guest("exec_threads", &[], 0);
+}

@@ -75,7 +75,11 @@ pub fn execve(
     )
     .inspect_err(|e| tracing::debug!("execve {}: {e}", String::from_utf8_lossy(path)))?;
 
-    // The point of no return.
+    // The point of no return. The new program starts with one thread: the others go.
+    if task.group.count() > 1 {
+        task.group
+            .exec_alone(task.tid, std::time::Duration::from_secs(5));
+    }
     task.mm = Arc::new(mm);
     task.regs = regs;
     task.regs_replaced = true;

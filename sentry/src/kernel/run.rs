@@ -67,6 +67,9 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
             if let Some(status) = task.group.exit_status() {
                 // Another thread ended the group.
                 task.exit_status = Some(status);
+            } else if task.group.must_leave(task.tid) {
+                // Another thread is replacing the program (execve).
+                task.thread_exit = Some(0);
             } else {
                 deliver_pending(task, ctx);
                 task.blocked.store(task.signals.mask, Ordering::SeqCst);

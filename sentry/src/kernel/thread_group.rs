@@ -52,6 +52,8 @@ pub struct ThreadGroup {
     pub child_events: WaitQueue,
     /// The process group, for wait(0) and kill(0).
     pub pgid: std::sync::atomic::AtomicI32,
+    /// The thread running execve while it waits for the others to go (0: none).
+    exec_by: std::sync::atomic::AtomicI32,
     members: Mutex<Members>,
     all_gone: Condvar,
     /// Dispositions, shared by every thread (CLONE_SIGHAND).
@@ -68,6 +70,7 @@ impl ThreadGroup {
             children: Mutex::new(Vec::new()),
             child_events: WaitQueue::new(),
             pgid: std::sync::atomic::AtomicI32::new(tgid),
+            exec_by: std::sync::atomic::AtomicI32::new(0),
             members: Mutex::new(Members {
                 list: Vec::new(),
                 exit: None,
@@ -194,6 +197,30 @@ impl ThreadGroup {
         for x in m.list.iter().filter(|x| Self::wants(x, bit)) {
             Self::kick_member(x);
         }
+    }
+
+    /// execve from a thread of a multi-threaded process: every other thread exits first
+    /// (Linux de_thread). Returns once `caller` is alone, or after `limit` if some thread
+    /// cannot be stopped (one blocked in a host call that ignores kicks).
+    pub fn exec_alone(&self, caller: i32, limit: std::time::Duration) {
+        self.exec_by.store(caller, Ordering::SeqCst);
+        {
+            let m = self.lock();
+            for x in m.list.iter().filter(|x| x.tid != caller) {
+                Self::kick_member(x);
+            }
+        }
+        let start = std::time::Instant::now();
+        while self.count() > 1 && start.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.exec_by.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether thread `tid` must exit because another thread is running execve.
+    pub fn must_leave(&self, tid: i32) -> bool {
+        let by = self.exec_by.load(Ordering::SeqCst);
+        by != 0 && by != tid
     }
 
     /// The thread ids, for /proc and diagnostics.
