@@ -106,3 +106,38 @@ fn unmapped_pages_become_stale_free_after_unmap() {
         matches!(ctx.switch(space.as_ref(), &mut regs).expect("run"), Trap::Fault(f) if f.address == 0x60_0000)
     );
 }
+
+#[test]
+fn unmapped_frames_are_freed_only_after_the_guest_saw_the_unmap() {
+    let code = [
+        0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, // mov 0x600000, %rax
+        0x0f, 0x05, // syscall
+        0xeb, 0xf4, // jmp back to the load
+    ];
+    let (platform, space, mut regs) = guest(&code);
+    let mem = platform.memory().clone();
+    let a = mem.alloc_frame().expect("frame");
+    space.map(0x60_0000, a, Perms::R).expect("map");
+    let mut ctx = platform.new_context().expect("vCPU");
+    assert_eq!(
+        ctx.switch(space.as_ref(), &mut regs).expect("run"),
+        Trap::Syscall
+    );
+    let before = mem.frames_in_use();
+    let mut frames = Vec::new();
+    space.unmap(0x60_0000, 0x60_1000, &mut |_, f| frames.push(f));
+    space.free_after_flush(frames);
+    assert_eq!(
+        mem.frames_in_use(),
+        before,
+        "not freed while a stale translation may exist"
+    );
+    // The next entry rewrites the entry from inside the guest, then frees the frame; the
+    // guest's load now faults.
+    let trap = ctx.switch(space.as_ref(), &mut regs).expect("run");
+    assert!(
+        matches!(trap, Trap::Fault(f) if f.address == 0x60_0000),
+        "{trap:?}"
+    );
+    assert_eq!(mem.frames_in_use(), before - 1);
+}

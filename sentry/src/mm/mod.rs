@@ -131,9 +131,19 @@ impl MemoryManager {
 
     fn unmap_locked(&self, st: &mut MmState, start: u64, end: u64) {
         st.vmas.remove(start, end);
-        let memory = &self.memory;
+        self.drop_pages(start, end);
+    }
+
+    /// Unmap the pages of `[start, end)` and give their frames back once no thread of
+    /// the address space can still reach them (another may be running with the old
+    /// translations until it next enters the guest).
+    fn drop_pages(&self, start: u64, end: u64) {
+        let mut frames = Vec::new();
         self.space
-            .unmap(start, end, &mut |_, frame| memory.free_frame(frame));
+            .unmap(start, end, &mut |_, frame| frames.push(frame));
+        if !frames.is_empty() {
+            self.space.free_after_flush(frames);
+        }
     }
 
     /// Bring the page at `addr` in for `access`, as a page fault would.

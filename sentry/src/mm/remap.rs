@@ -285,7 +285,7 @@ impl MemoryManager {
             if !mapped {
                 // No page-table memory: the page reads afresh on its next touch.
                 tracing::warn!(addr = dest, "mremap could not map a moved page");
-                self.memory.free_frame(frame);
+                self.space.free_after_flush(vec![frame]);
             }
         }
     }

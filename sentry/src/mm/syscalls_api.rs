@@ -254,9 +254,7 @@ impl MemoryManager {
                     return Err(Errno::ENOMEM);
                 }
                 // Private pages go back to zero (or to the file's contents) on next touch.
-                let memory = &self.memory;
-                self.space
-                    .unmap(addr, end, &mut |_, frame| memory.free_frame(frame));
+                self.drop_pages(addr, end);
                 Ok(())
             }
             MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED | MADV_DONTFORK

@@ -174,6 +174,10 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
     /// that was mapped.
     fn unmap(&self, start: u64, end: u64, released: &mut dyn FnMut(u64, Gpa));
 
+    /// Give back frames a caller unmapped: they are freed once no vCPU can still reach
+    /// them through a translation it cached before the unmap.
+    fn free_after_flush(&self, frames: Vec<Gpa>);
+
     /// Change the rights of every mapped page in `[start, end)`.
     fn protect(&self, start: u64, end: u64, perms: Perms);
 

@@ -19,13 +19,25 @@ use super::pagetable::{pte_frame, pte_perms, user_pte, PageTables, PTE_PRESENT};
 use crate::platform::memory::{Gpa, GuestMemory};
 use crate::platform::{AddressSpace, Perms, PlatformError};
 
+/// Page-table changes not yet seen inside the guest.
+#[derive(Default)]
+struct Pending {
+    /// Addresses of changed entries that were present.
+    slots: Vec<Gpa>,
+    /// Frames unmapped by those changes, freed once they are applied.
+    frames: Vec<Gpa>,
+    /// Batches taken by a vCPU and not yet applied.
+    in_flight: usize,
+}
+
 pub struct KvmAddressSpace {
     memory: Arc<GuestMemory>,
     tables: Mutex<PageTables>,
     root: u64,
     generation: AtomicU64,
-    /// Addresses of changed entries that were present.
-    pending: Mutex<Vec<Gpa>>,
+    /// Changed entries waiting to be rewritten from inside the guest, and the frames
+    /// they let go of.
+    pending: Mutex<Pending>,
 }
 
 impl KvmAddressSpace {
@@ -40,7 +52,7 @@ impl KvmAddressSpace {
             tables: Mutex::new(tables),
             root,
             generation: AtomicU64::new(0),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -58,23 +70,50 @@ impl KvmAddressSpace {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn queue(&self, slots: impl IntoIterator<Item = Gpa>) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(slots);
+        self.pending().slots.extend(slots);
     }
 
     /// Take at most `max` queued entries, each with its current value (a later change
-    /// to the same entry wins).
-    pub(super) fn take_pending(&self, max: usize) -> Vec<(Gpa, u64)> {
+    /// to the same entry wins); the caller applies them and then calls `batch_done`.
+    /// With nothing queued and no batch in flight, the frames waiting for that moment
+    /// come back instead: every stale translation to them is gone.
+    pub(super) fn take_pending(&self, max: usize) -> (Vec<(Gpa, u64)>, Vec<Gpa>) {
         let _tables = self.tables();
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let n = pending.len().min(max);
-        pending
+        let mut p = self.pending();
+        if p.slots.is_empty() {
+            let frames = if p.in_flight == 0 {
+                std::mem::take(&mut p.frames)
+            } else {
+                Vec::new()
+            };
+            return (Vec::new(), frames);
+        }
+        let n = p.slots.len().min(max);
+        p.in_flight += 1;
+        let batch = p
+            .slots
             .drain(..n)
             .map(|slot| (slot, self.memory.read_u64(slot)))
-            .collect()
+            .collect();
+        (batch, Vec::new())
+    }
+
+    /// A batch from `take_pending` has been written from inside the guest.
+    pub(super) fn batch_done(&self) {
+        let mut p = self.pending();
+        p.in_flight = p.in_flight.saturating_sub(1);
+    }
+
+    /// Free frames given back by `take_pending`.
+    pub(super) fn free_frames(&self, frames: Vec<Gpa>) {
+        for f in frames {
+            self.memory.free_frame(f);
+        }
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, PageTables> {
@@ -119,6 +158,10 @@ impl AddressSpace for KvmAddressSpace {
         if any {
             self.invalidate();
         }
+    }
+
+    fn free_after_flush(&self, frames: Vec<Gpa>) {
+        self.pending().frames.extend(frames);
     }
 
     fn protect(&self, start: u64, end: u64, perms: Perms) {

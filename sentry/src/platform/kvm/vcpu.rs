@@ -296,8 +296,9 @@ impl KvmContext {
     ) -> Result<bool, PlatformError> {
         let mut kicked = false;
         loop {
-            let batch = space.take_pending(PTE_QUEUE_CAPACITY);
+            let (batch, frames) = space.take_pending(PTE_QUEUE_CAPACITY);
             if batch.is_empty() {
+                space.free_frames(frames);
                 return Ok(kicked);
             }
             if self.stopped_in_user || self.loaded != Some(want) {
@@ -334,6 +335,7 @@ impl KvmContext {
                 kicked = true;
                 self.vcpu.set_kvm_immediate_exit(0);
             }
+            space.batch_done();
         }
     }
 
