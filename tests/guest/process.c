@@ -2,6 +2,7 @@
  * execve, SIGCHLD, kill of a child, and EINTR vs SA_RESTART for a blocking read. */
 #include "nv.h"
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +90,31 @@ int main(void) {
   w = wait(&st);
   printf("wait with no children: %d %s\n", w, errname(errno));
   printf("SIGCHLD seen: %s\n", chld > 0 ? "yes" : "no");
+
+  /* After fork, private memory is each process's own (copy-on-write), shared memory is
+   * one. The child changes both, then the parent changes the private page again. */
+  static char priv[8192] = "parent";
+  char *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  strcpy(shared, "parent");
+  int go[2], back[2];
+  pipe(go);
+  pipe(back);
+  c = fork();
+  if (c == 0) {
+    strcpy(priv, "child");
+    strcpy(shared, "child");
+    write(back[1], "1", 1);
+    char x;
+    read(go[0], &x, 1);
+    _exit(strcmp(priv, "child") == 0 ? 0 : 1);
+  }
+  char x;
+  read(back[0], &x, 1);
+  printf("after the child wrote: private %s, shared %s\n", priv, shared);
+  strcpy(priv, "parent again");
+  write(go[1], "1", 1);
+  waitpid(c, &st, 0);
+  show_status("copy-on-write child (its private page untouched by the parent)", st);
 
   /* EINTR: no SA_RESTART, so the blocking read fails. */
   sa.sa_handler = on_usr1;

@@ -196,6 +196,9 @@ impl MemoryManager {
         }
         st.vmas.update(addr, end, &mut |v| v.perms = perms);
         self.space.protect(addr, end, perms);
+        if perms.write {
+            self.keep_cow_read_only(&st, addr, end);
+        }
         Ok(())
     }
 
