@@ -134,31 +134,6 @@ impl MemoryManager {
         self.drop_pages(start, end);
     }
 
-    /// Pages of private areas in `[start, end)` whose frames are shared with another
-    /// address space stay read-only whatever the area allows: a write must fault and
-    /// copy (see `fault_locked`).
-    fn keep_cow_read_only(&self, st: &MmState, start: u64, end: u64) {
-        let mut cow = Vec::new();
-        self.space
-            .for_each_page(start, end, &mut |addr, frame, perms| {
-                if perms.write && self.memory.is_shared(frame) {
-                    cow.push((addr, frame, perms));
-                }
-            });
-        for (addr, frame, perms) in cow {
-            if st.vmas.find(addr).is_some_and(|v| !v.shared) {
-                let _ = self.space.map(
-                    addr,
-                    frame,
-                    Perms {
-                        write: false,
-                        ..perms
-                    },
-                );
-            }
-        }
-    }
-
     /// Unmap the pages of `[start, end)` and give their frames back once no thread of
     /// the address space can still reach them (another may be running with the old
     /// translations until it next enters the guest).
@@ -221,27 +196,8 @@ impl MemoryManager {
             if perms == vma.perms || perms.covers(vma.perms) {
                 return Ok(frame);
             }
-            if !vma.shared && self.memory.is_shared(frame) {
-                // Copy-on-write: the frame is also another address space's page.
-                if access != Access::Write {
-                    return Ok(frame);
-                }
-                let copy = self
-                    .memory
-                    .alloc_frame()
-                    .map_err(|_| AccessError::NoMemory)?;
-                self.memory.copy_frame(frame, copy);
-                if self.space.map(page, copy, vma.perms).is_err() {
-                    self.memory.free_frame(copy);
-                    return Err(AccessError::NoMemory);
-                }
-                // This address space's reference goes once no thread can still read
-                // through the old translation.
-                self.space.free_after_flush(vec![frame]);
-                return Ok(copy);
-            }
-            // Present but narrower than the area allows (a copy-on-write page whose other
-            // owner is gone): the frame is ours alone, so just grant the area's rights.
+            // Present but narrower than the area allows (cannot happen without
+            // copy-on-write, which comes with fork): map again with the area's rights.
             self.space
                 .map(page, frame, vma.perms)
                 .map_err(|_| AccessError::NoMemory)?;
@@ -472,9 +428,9 @@ impl MemoryManager {
 }
 
 impl MemoryManager {
-    /// fork(2): a copy of this address space in `space` (which must be empty). Every
-    /// populated page is shared: shared mappings for good, private ones copy-on-write
-    /// (read-only in both address spaces until one of them writes; see `fault_locked`).
+    /// fork(2): a copy of this address space in `space` (which must be empty). Private
+    /// pages are copied now (copy-on-write sharing is a later optimisation); shared
+    /// mappings map the very same frames.
     pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, AccessError> {
         let st = self.state();
         let child = MemoryManager::new(space, self.memory.clone());
@@ -487,35 +443,31 @@ impl MemoryManager {
         let mut result = Ok(());
         for vma in st.vmas.iter() {
             let memory = &self.memory;
-            let mut narrowed = false;
             self.space
                 .for_each_page(vma.start, vma.end, &mut |addr, frame, perms| {
                     if result.is_err() {
                         return;
                     }
-                    memory.share_frame(frame);
-                    let perms = if vma.shared {
-                        perms
+                    let target = if vma.shared {
+                        memory.share_frame(frame);
+                        frame
                     } else {
-                        narrowed |= perms.write;
-                        Perms {
-                            write: false,
-                            ..perms
+                        match memory.alloc_frame() {
+                            Ok(copy) => {
+                                memory.copy_frame(frame, copy);
+                                copy
+                            }
+                            Err(_) => {
+                                result = Err(AccessError::NoMemory);
+                                return;
+                            }
                         }
                     };
-                    if child.space.map(addr, frame, perms).is_err() {
-                        memory.free_frame(frame);
+                    if child.space.map(addr, target, perms).is_err() {
+                        memory.free_frame(target);
                         result = Err(AccessError::NoMemory);
                     }
                 });
-            if narrowed {
-                // The parent's writable private pages become read-only too.
-                let ro = Perms {
-                    write: false,
-                    ..vma.perms
-                };
-                self.space.protect(vma.start, vma.end, ro);
-            }
         }
         result.map(|_| child)
     }

@@ -6,7 +6,6 @@ use super::{AreaKind, Backing, MemoryManager, MmState, Vma, MMAP_BASE, MMAP_MIN_
 use crate::abi::Errno;
 use crate::arch::{page_up, PAGE_SIZE, USER_ADDR_END};
 use crate::platform::memory::Gpa;
-use crate::platform::Perms;
 
 pub const MREMAP_MAYMOVE: u64 = 1;
 pub const MREMAP_FIXED: u64 = 2;
@@ -279,14 +278,9 @@ impl MemoryManager {
         }
         for (addr, frame) in frames {
             let dest = to + (addr - from);
-            // A copy-on-write page stays read-only in its new place.
-            let perms = st.vmas.find(dest).map(|v| {
-                let cow = !v.shared && self.memory.is_shared(frame);
-                Perms {
-                    write: v.perms.write && !cow,
-                    ..v.perms
-                }
-            });
+            // Pages keep their area's rights (there is no copy-on-write sharing whose
+            // narrower rights would need keeping).
+            let perms = st.vmas.find(dest).map(|v| v.perms);
             let mapped = perms.is_some_and(|p| self.space.map(dest, frame, p).is_ok());
             if !mapped {
                 // No page-table memory: the page reads afresh on its next touch.

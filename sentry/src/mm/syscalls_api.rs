@@ -196,9 +196,6 @@ impl MemoryManager {
         }
         st.vmas.update(addr, end, &mut |v| v.perms = perms);
         self.space.protect(addr, end, perms);
-        if perms.write {
-            self.keep_cow_read_only(&st, addr, end);
-        }
         Ok(())
     }
 

@@ -156,15 +156,6 @@ impl GuestMemory {
         frames.in_use = frames.in_use.saturating_sub(1);
     }
 
-    /// Whether a frame has more than one owner (copy-on-write must copy it).
-    pub fn is_shared(&self, gpa: Gpa) -> bool {
-        self.frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .shared
-            .contains_key(&gpa)
-    }
-
     /// Take another reference to a frame (it is now mapped in one more place).
     pub fn share_frame(&self, gpa: Gpa) {
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
