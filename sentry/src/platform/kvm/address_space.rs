@@ -24,10 +24,36 @@ use crate::platform::{AddressSpace, Perms, PlatformError};
 struct Pending {
     /// Addresses of changed entries that were present.
     slots: Vec<Gpa>,
-    /// Frames unmapped by those changes, freed once they are applied.
-    frames: Vec<Gpa>,
+    /// Frames unmapped by those changes, with the generation that unmapped them: freed
+    /// once no vCPU can still hold a translation from before that generation.
+    frames: Vec<(u64, Gpa)>,
     /// Batches taken by a vCPU and not yet applied.
     in_flight: usize,
+    /// vCPUs running this address space right now: their kicker and the generation they
+    /// entered with (they flushed everything older on entry).
+    running: std::collections::HashMap<usize, (crate::platform::kick::Kicker, u64)>,
+}
+
+impl Pending {
+    /// Frames no vCPU can reach any more: every change is rewritten inside the guest,
+    /// and every running vCPU entered after the generation that freed them.
+    fn take_free_frames(&mut self) -> Vec<Gpa> {
+        if !self.slots.is_empty() || self.in_flight != 0 {
+            return Vec::new();
+        }
+        let oldest_running = self
+            .running
+            .values()
+            .map(|(_, g)| *g)
+            .min()
+            .unwrap_or(u64::MAX);
+        let (free, keep): (Vec<_>, Vec<_>) = self
+            .frames
+            .drain(..)
+            .partition(|(g, _)| *g <= oldest_running);
+        self.frames = keep;
+        free.into_iter().map(|(_, f)| f).collect()
+    }
 }
 
 pub struct KvmAddressSpace {
@@ -66,8 +92,36 @@ impl KvmAddressSpace {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Translations may be stale from now on: bump the generation and kick every vCPU
+    /// running with an older one, so it re-enters (flushing its TLB) soon.
     fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let p = self.pending();
+        for (kicker, entered) in p.running.values() {
+            if *entered < generation {
+                kicker.kick();
+            }
+        }
+    }
+
+    /// A vCPU is about to run this address space, having flushed up to `generation`.
+    pub(super) fn enter(
+        &self,
+        vcpu: usize,
+        kicker: crate::platform::kick::Kicker,
+        generation: u64,
+    ) {
+        self.pending().running.insert(vcpu, (kicker, generation));
+    }
+
+    /// A vCPU has stopped running this address space.
+    pub(super) fn exit(&self, vcpu: usize) {
+        let frames = {
+            let mut p = self.pending();
+            p.running.remove(&vcpu);
+            p.take_free_frames()
+        };
+        self.free_frames(frames);
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -86,11 +140,7 @@ impl KvmAddressSpace {
         let _tables = self.tables();
         let mut p = self.pending();
         if p.slots.is_empty() {
-            let frames = if p.in_flight == 0 {
-                std::mem::take(&mut p.frames)
-            } else {
-                Vec::new()
-            };
+            let frames = p.take_free_frames();
             return (Vec::new(), frames);
         }
         let n = p.slots.len().min(max);
@@ -101,6 +151,12 @@ impl KvmAddressSpace {
             .map(|slot| (slot, self.memory.read_u64(slot)))
             .collect();
         (batch, Vec::new())
+    }
+
+    /// Whether another vCPU is still rewriting entries (this one must not run user code
+    /// before it is done: the guest may hold translations those writes remove).
+    pub(super) fn rewrites_in_flight(&self) -> bool {
+        self.pending().in_flight != 0
     }
 
     /// A batch from `take_pending` has been written from inside the guest.
@@ -161,7 +217,13 @@ impl AddressSpace for KvmAddressSpace {
     }
 
     fn free_after_flush(&self, frames: Vec<Gpa>) {
-        self.pending().frames.extend(frames);
+        let generation = self.generation();
+        let free = {
+            let mut p = self.pending();
+            p.frames.extend(frames.into_iter().map(|f| (generation, f)));
+            p.take_free_frames()
+        };
+        self.free_frames(free);
     }
 
     fn protect(&self, start: u64, end: u64, perms: Perms) {

@@ -299,6 +299,10 @@ impl KvmContext {
             let (batch, frames) = space.take_pending(PTE_QUEUE_CAPACITY);
             if batch.is_empty() {
                 space.free_frames(frames);
+                if space.rewrites_in_flight() {
+                    std::thread::yield_now();
+                    continue;
+                }
                 return Ok(kicked);
             }
             if self.stopped_in_user || self.loaded != Some(want) {
@@ -515,6 +519,26 @@ impl Context for KvmContext {
         let generation = space.generation();
         let flush = generation != self.seen_generation;
         self.seen_generation = generation;
+        space.enter(
+            self.index,
+            crate::platform::kick::Kicker::current(),
+            generation,
+        );
+        let result = self.run_entered(regs, flush, want);
+        space.exit(self.index);
+        result
+    }
+}
+
+impl KvmContext {
+    /// Enter the guest (the caller has registered this vCPU as running the address
+    /// space) and decode the exit.
+    fn run_entered(
+        &mut self,
+        regs: &mut UserRegs,
+        flush: bool,
+        want: (u64, u64, u64),
+    ) -> Result<Trap, PlatformError> {
         if self.stopped_in_user && !flush && self.loaded == Some(want) {
             self.enter_direct(regs)?;
         } else {
