@@ -23,7 +23,9 @@
 //! (kvm_pvm) KVM only notices changes to guest page tables that the guest makes; a write
 //! from the sentry's side of the memfd leaves stale translations behind. The sentry
 //! writes every entry directly and also queues each change of a present entry; the stub
-//! writes the same value again from inside the guest, which KVM traps and honours.
+//! writes the entry again from inside the guest, which KVM traps and honours. It writes
+//! the value the entry holds at that moment (read, then written back), never a value
+//! captured earlier: the sentry may have changed the entry again in between.
 
 use std::arch::global_asm;
 
@@ -56,7 +58,7 @@ nanovisor_stub_start:
     testq %rcx, %rcx
     jz 2f
     movq (%rsi), %rdx
-    movq 8(%rsi), %rax
+    movq (%rdx), %rax
     movq %rax, (%rdx)
     addq $16, %rsi
     decq %rcx
