@@ -36,6 +36,8 @@ const CR4_PAE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const CR4_OSXSAVE: u64 = 1 << 18;
+/// Stub page faults in a row before the vCPU is declared broken.
+const MAX_STUB_RETRIES: u32 = 1000;
 /// Size of the `iretq` frame: rip, cs, rflags, rsp, ss.
 const IRET_FRAME: u64 = 5 * 8;
 
@@ -69,6 +71,8 @@ pub struct KvmContext {
     syscall_stays_in_user: Option<bool>,
     xcr0: u64,
     xsave_size: usize,
+    /// Page faults taken by the stub itself in a row (see `decode_exit`).
+    stub_retries: u32,
 }
 
 fn segment(selector: u16, code: bool, dpl: u8, long: bool) -> kvm_segment {
@@ -211,6 +215,7 @@ impl KvmContext {
             syscall_stays_in_user: None,
             xcr0,
             xsave_size,
+            stub_retries: 0,
         };
         if sync_regs {
             ctx.vcpu.set_sync_valid_reg(SyncReg::Register);
@@ -295,18 +300,27 @@ impl KvmContext {
         want: (u64, u64, u64),
     ) -> Result<bool, PlatformError> {
         let mut kicked = false;
+        let mut waited = std::time::Duration::ZERO;
         loop {
             let (batch, frames) = space.take_pending(PTE_QUEUE_CAPACITY);
             if batch.is_empty() {
                 space.free_frames(frames);
-                if space.rewrites_in_flight() {
+                // Another vCPU is rewriting entries: user code must not run on
+                // translations those writes remove. It finishes in microseconds; if it
+                // failed instead (its thread is ending the sandbox), do not wait forever.
+                if space.rewrites_in_flight() && waited < std::time::Duration::from_secs(1) {
+                    let t = std::time::Instant::now();
                     std::thread::yield_now();
+                    waited += t.elapsed();
                     continue;
                 }
                 return Ok(kicked);
             }
             if self.stopped_in_user || self.loaded != Some(want) {
-                self.load_kernel_state(want)?;
+                if let Err(e) = self.load_kernel_state(want) {
+                    space.batch_done();
+                    return Err(e);
+                }
             }
             let queue = self.frames[3];
             for (i, (slot, value)) in batch.iter().enumerate() {
@@ -324,17 +338,29 @@ impl KvmContext {
             };
             // The writes are idempotent: after a kick, run the batch again.
             loop {
-                self.set_regs(&k)?;
+                if let Err(e) = self.set_regs(&k) {
+                    space.batch_done();
+                    return Err(e);
+                }
                 match self.vcpu.run() {
                     Ok(VcpuExit::IoOut(PORT_PTES_APPLIED, _)) => break,
+                    // See `decode_exit`: a reflected page fault on the physmap; the
+                    // writes are idempotent, so run the batch again.
+                    Ok(VcpuExit::IoOut(14, _)) if self.stub_retries < MAX_STUB_RETRIES => {
+                        self.stub_retries += 1;
+                        tracing::debug!("page fault while rewriting entries; retrying");
+                    }
                     Ok(VcpuExit::Intr) => {}
                     Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
                     Ok(other) => {
-                        return Err(PlatformError::UnexpectedExit(format!(
-                            "applying page-table writes: {other:?}"
-                        )))
+                        let msg = format!("applying page-table writes: {other:?}");
+                        space.batch_done();
+                        return Err(PlatformError::UnexpectedExit(msg));
                     }
-                    Err(e) => return Err(PlatformError::kvm("KVM_RUN (page-table writes)")(e)),
+                    Err(e) => {
+                        space.batch_done();
+                        return Err(PlatformError::kvm("KVM_RUN (page-table writes)")(e));
+                    }
                 }
                 kicked = true;
                 self.vcpu.set_kvm_immediate_exit(0);
@@ -655,7 +681,25 @@ impl KvmContext {
                     address: 0,
                 }))
             }
-            v if v < 32 => self.decode_exception(v as u8, regs),
+            v if v < 32 => match self.decode_exception(v as u8, regs) {
+                // kvm_pvm now and then reflects a page fault on the stub's own pages
+                // (its kernel stack, under flush_iret) after dropping shadow pages; the
+                // way back to user code has not changed anything, so start it again.
+                Err(PlatformError::KernelFault {
+                    vector: 14, rip, ..
+                }) if (STUB_KVA + STUB_IRET..STUB_KVA + STUB_APPLY_PTES).contains(&rip)
+                    && self.stub_retries < MAX_STUB_RETRIES =>
+                {
+                    self.stub_retries += 1;
+                    tracing::debug!(rip = format_args!("{rip:#x}"), "stub page fault; retrying");
+                    self.stopped_in_user = false;
+                    Ok(Trap::Interrupted)
+                }
+                other => {
+                    self.stub_retries = 0;
+                    other
+                }
+            },
             other => Err(PlatformError::UnexpectedExit(format!(
                 "I/O exit on port {other:#x}"
             ))),
