@@ -84,11 +84,17 @@ fn build_lock() -> &'static Mutex<()> {
 /// Builds `tests/guest/NAME.c` with `gcc -static -O1` into `target/guest-bin/NAME` (cached;
 /// rebuilt when the source or a header in `tests/guest/` is newer) and returns the binary.
 pub fn guest_bin(name: &str) -> PathBuf {
+    build_guest(name, name, &["-static"], &[])
+}
+
+/// Build `tests/guest/NAME.c` into `target/guest-bin/OUT` with gcc `-O1 -Wall` plus
+/// `flags`, linking `libs`, unless the binary is newer than the source and headers.
+fn build_guest(name: &str, out_name: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
     let guest_dir = workspace_root().join("tests/guest");
     let src = guest_dir.join(format!("{name}.c"));
     assert!(src.is_file(), "no guest program {}", src.display());
     let out_dir = target_dir().join("guest-bin");
-    let out = out_dir.join(name);
+    let out = out_dir.join(out_name);
 
     let _guard = build_lock().lock().unwrap_or_else(|e| e.into_inner());
     let newest_input = std::fs::read_dir(&guest_dir)
@@ -107,16 +113,19 @@ pub fn guest_bin(name: &str) -> PathBuf {
     std::fs::create_dir_all(&out_dir)
         .unwrap_or_else(|e| panic!("mkdir {}: {e}", out_dir.display()));
     // Build beside the final name and rename, so a concurrent reader never sees half a file.
-    let tmp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = out_dir.join(format!(".{out_name}.{}.tmp", std::process::id()));
     let result = Command::new("gcc")
-        .args(["-static", "-O1", "-Wall", "-o"])
+        .args(flags)
+        .args(["-O1", "-Wall", "-o"])
         .arg(&tmp)
         .arg(&src)
+        .args(libs)
         .output()
         .unwrap_or_else(|e| panic!("running gcc: {e} (is gcc installed?)"));
     assert!(
         result.status.success(),
-        "gcc -static -O1 {} failed:\n{}",
+        "gcc {} -O1 {} failed:\n{}",
+        flags.join(" "),
         src.display(),
         String::from_utf8_lossy(&result.stderr)
     );
@@ -379,44 +388,7 @@ pub fn busybox_rootfs() -> PathBuf {
 /// libraries from the host, no `-static`) into `target/guest-bin/NAME.dyn` (cached like
 /// [`guest_bin`]) and returns the binary. `libs` are extra linker arguments (`-ldl`).
 pub fn guest_bin_dynamic(name: &str, libs: &[&str]) -> PathBuf {
-    let guest_dir = workspace_root().join("tests/guest");
-    let src = guest_dir.join(format!("{name}.c"));
-    assert!(src.is_file(), "no guest program {}", src.display());
-    let out_dir = target_dir().join("guest-bin");
-    let out = out_dir.join(format!("{name}.dyn"));
-
-    let _guard = build_lock().lock().unwrap_or_else(|e| e.into_inner());
-    let newest_input = std::fs::read_dir(&guest_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p == &src || p.extension().is_some_and(|e| e == "h"))
-        .filter_map(|p| mtime(&p))
-        .max();
-    if let (Some(built), Some(input)) = (mtime(&out), newest_input) {
-        if built >= input {
-            return out;
-        }
-    }
-    std::fs::create_dir_all(&out_dir)
-        .unwrap_or_else(|e| panic!("mkdir {}: {e}", out_dir.display()));
-    let tmp = out_dir.join(format!(".{name}.dyn.{}.tmp", std::process::id()));
-    let result = Command::new("gcc")
-        .args(["-O1", "-Wall", "-o"])
-        .arg(&tmp)
-        .arg(&src)
-        .args(libs)
-        .output()
-        .unwrap_or_else(|e| panic!("running gcc: {e} (is gcc installed?)"));
-    assert!(
-        result.status.success(),
-        "gcc -O1 {} (dynamic) failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&tmp, &out).unwrap_or_else(|e| panic!("rename to {}: {e}", out.display()));
-    out
+    build_guest(name, &format!("{name}.dyn"), &[], libs)
 }
 
 /// Runs the program at `prog` (any binary: a built guest program or one of the host's,

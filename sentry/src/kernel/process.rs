@@ -279,10 +279,4 @@ impl ProcessTable {
             .filter_map(Weak::upgrade)
             .collect()
     }
-    pub fn len(&self) -> usize {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

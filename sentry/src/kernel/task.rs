@@ -78,11 +78,6 @@ impl Kernel {
     pub fn unregister_process(&self, pid: i32) {
         self.processes.remove(pid);
     }
-    /// Processes alive or not yet reaped.
-    pub fn process_count(&self) -> usize {
-        self.processes.len()
-    }
-
     /// Count one more thread in the sandbox, or EAGAIN at the limit (fork and thread
     /// bombs stop here).
     pub fn reserve_thread(&self) -> Result<(), crate::abi::Errno> {

@@ -400,22 +400,6 @@ impl MemoryManager {
         self.state().vmas.iter().map(|v| v.end - v.start).sum()
     }
 
-    /// Frames currently populated in this address space, in bytes (VmRSS).
-    pub fn resident_size(&self) -> u64 {
-        let st = self.state();
-        let mut n = 0;
-        for v in st.vmas.iter() {
-            let mut page = v.start;
-            while page < v.end {
-                if self.space.translate(page).is_some() {
-                    n += PAGE_SIZE;
-                }
-                page += PAGE_SIZE;
-            }
-        }
-        n
-    }
-
     /// Round `len` to pages, refusing 0 and overflow, as mmap/munmap/mprotect do.
     pub(crate) fn page_len(len: u64) -> Result<u64, Errno> {
         if len == 0 {

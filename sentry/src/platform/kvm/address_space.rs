@@ -132,12 +132,11 @@ impl KvmAddressSpace {
         self.pending().slots.extend(slots);
     }
 
-    /// Take at most `max` queued entries, each with its current value (a later change
-    /// to the same entry wins); the caller applies them and then calls `batch_done`.
-    /// With nothing queued and no batch in flight, the frames waiting for that moment
-    /// come back instead: every stale translation to them is gone.
-    pub(super) fn take_pending(&self, max: usize) -> (Vec<(Gpa, u64)>, Vec<Gpa>) {
-        let _tables = self.tables();
+    /// Take at most `max` queued entry addresses (the stub rewrites each with the value it
+    /// holds then); the caller applies them and then calls `batch_done`. With nothing
+    /// queued and no batch in flight, the frames waiting for that moment come back
+    /// instead: every stale translation to them is gone.
+    pub(super) fn take_pending(&self, max: usize) -> (Vec<Gpa>, Vec<Gpa>) {
         let mut p = self.pending();
         if p.slots.is_empty() {
             let frames = p.take_free_frames();
@@ -145,11 +144,7 @@ impl KvmAddressSpace {
         }
         let n = p.slots.len().min(max);
         p.in_flight += 1;
-        let batch = p
-            .slots
-            .drain(..n)
-            .map(|slot| (slot, self.memory.read_u64(slot)))
-            .collect();
+        let batch = p.slots.drain(..n).collect();
         (batch, Vec::new())
     }
 

@@ -27,8 +27,8 @@ pub const TSS_LIMIT: u32 = 104 + 32 + 1 - 1;
 pub const IST_STACK_OFFSET: u64 = 0x1000;
 pub const KERNEL_STACK_OFFSET: u64 = 0x2000;
 pub const PTE_QUEUE_OFFSET: u64 = 0x4000;
-/// Entries (pte address, value) one queue page holds.
-pub const PTE_QUEUE_CAPACITY: usize = 4096 / 16;
+/// Entry addresses one queue page holds.
+pub const PTE_QUEUE_CAPACITY: usize = 4096 / 8;
 /// vCPUs the kernel-half layout has room for (one per guest thread).
 pub const MAX_VCPUS: usize = 4096;
 

@@ -16,7 +16,8 @@
 //! Layout (offsets fixed in `layout.rs`):
 //!   entry page: 0x00 syscall entry (LSTAR), 0x10 compat syscall entry (CSTAR)
 //!   ring-0 page: 0x00 iretq, 0x10 reload CR3 (flush TLB) + iretq,
-//!                0x20 apply queued page-table writes (rsi = queue, rcx = count), exit,
+//!                0x20 rewrite queued page-table entries (rsi = array of their addresses,
+//!                     rcx = count), exit,
 //!                0x40 + 16·v exception vector v, v in 0..32
 //!
 //! Why the guest writes page-table entries itself: on a shadow-paging hypervisor
@@ -60,7 +61,7 @@ nanovisor_stub_start:
     movq (%rsi), %rdx
     movq (%rdx), %rax
     movq %rax, (%rdx)
-    addq $16, %rsi
+    addq $8, %rsi
     decq %rcx
     jmp 1b
 2:

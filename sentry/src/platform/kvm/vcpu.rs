@@ -323,10 +323,9 @@ impl KvmContext {
                 }
             }
             let queue = self.frames[3];
-            for (i, (slot, value)) in batch.iter().enumerate() {
+            for (i, slot) in batch.iter().enumerate() {
                 self.memory
-                    .write_u64(queue + 16 * i as u64, PHYSMAP_KVA + slot);
-                self.memory.write_u64(queue + 16 * i as u64 + 8, *value);
+                    .write_u64(queue + 8 * i as u64, PHYSMAP_KVA + slot);
             }
             let k = kvm_regs {
                 rsi: vcpu_area(self.index) + PTE_QUEUE_OFFSET,
