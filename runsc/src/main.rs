@@ -2,6 +2,7 @@
 //! `help syscalls`. The OCI runtime commands arrive with issue 5.
 
 mod commands;
+mod network;
 
 use std::process::ExitCode;
 
@@ -37,7 +38,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new sandbox, with no container image or bundle.
-    Do(commands::run_do::DoArgs),
+    Do(Box<commands::run_do::DoArgs>),
     /// Reference information.
     Help(commands::help::HelpArgs),
 }
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
         return ExitCode::from(125);
     }
     let result = match cli.command {
-        Command::Do(args) => commands::run_do::run(args),
+        Command::Do(args) => commands::run_do::run(*args),
         Command::Help(args) => commands::help::run(args).map(|_| 0),
     };
     match result {

@@ -8,6 +8,7 @@ pub mod arch;
 pub mod kernel;
 pub mod loader;
 pub mod mm;
+pub mod net;
 pub mod platform;
 pub mod sandbox;
 pub mod syscalls;

@@ -29,7 +29,12 @@ pub struct SandboxConfig {
     pub hostname: Vec<u8>,
     /// Bytes of guest physical memory.
     pub memory: u64,
+    /// The sandbox's network stack, built by the caller with its link and ACL.
+    pub net: Arc<netstack::stack::Stack>,
 }
+
+/// What the guest's resolver is pointed at: netstack's DNS proxy.
+const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
 /// Why a sandbox could not run its program.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: String::from_utf8_lossy(&config.cwd).into_owned(),
         errno,
     })?;
+    if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
+        tracing::warn!("cannot provide /etc/resolv.conf: {e:?}; name lookups will fail");
+    }
     // The first thread leads the process's thread group.
     let group = ThreadGroup::new(1);
     let waiter = Waiter::new();
@@ -103,7 +111,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         },
         clear_child_tid: 0,
         robust_list: (0, 0),
-        kernel: Kernel::new(platform.clone(), &config.hostname),
+        kernel: Kernel::new(platform.clone(), &config.hostname, config.net.clone()),
         exit_status: None,
         thread_exit: None,
         group: group.clone(),

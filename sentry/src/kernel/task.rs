@@ -54,10 +54,16 @@ pub struct Kernel {
     next_tid: std::sync::atomic::AtomicI32,
     /// vCPUs of threads that exited, for the next thread (KVM cannot destroy one vCPU).
     idle_contexts: Mutex<Vec<Box<dyn crate::platform::Context>>>,
+    /// The sandbox's network stack (loopback at least).
+    pub net: Arc<netstack::stack::Stack>,
 }
 
 impl Kernel {
-    pub fn new(platform: Arc<dyn AddressSpaceFactory>, hostname: &[u8]) -> Arc<Kernel> {
+    pub fn new(
+        platform: Arc<dyn AddressSpaceFactory>,
+        hostname: &[u8],
+        net: Arc<netstack::stack::Stack>,
+    ) -> Arc<Kernel> {
         Arc::new(Kernel {
             platform,
             hostname: Mutex::new(hostname.to_vec()),
@@ -69,6 +75,7 @@ impl Kernel {
             live_threads: std::sync::atomic::AtomicUsize::new(0),
             next_tid: std::sync::atomic::AtomicI32::new(2),
             idle_contexts: Mutex::new(Vec::new()),
+            net,
         })
     }
 

@@ -10,6 +10,7 @@ mod fs_tree;
 mod misc;
 mod mm;
 mod net;
+mod net_io;
 mod process;
 mod sched;
 pub mod signal;
@@ -64,9 +65,10 @@ macro_rules! syscall {
 /// Highest syscall number in the x86-64 table (plus one).
 pub const MAX_SYSCALL: usize = 463;
 
-fn families() -> [&'static [SyscallDef]; 11] {
+fn families() -> [&'static [SyscallDef]; 12] {
     [
         net::SYSCALLS,
+        net_io::SYSCALLS,
         sched::SYSCALLS,
         events::SYSCALLS,
         thread::SYSCALLS,

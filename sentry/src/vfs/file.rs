@@ -202,6 +202,11 @@ pub trait FileDescription: Send + Sync + Any {
         false
     }
 
+    /// The socket operations, for sockets (None: the socket syscalls give ENOTSOCK).
+    fn as_socket(&self) -> Option<&dyn super::socket::SocketOps> {
+        None
+    }
+
     /// Downcasting (directories for *at calls, pipes, …).
     fn as_any(&self) -> &dyn Any;
 }

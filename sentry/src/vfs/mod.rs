@@ -28,6 +28,7 @@ pub mod path;
 pub mod pipe;
 pub mod proc;
 pub mod signalfd;
+pub mod socket;
 pub mod socketpair;
 pub mod timerfd;
 pub mod tmpfs;
@@ -191,6 +192,20 @@ impl FsContext {
             cwd: r.path(),
             umask: 0o022,
         })
+    }
+
+    /// Write `data` to `path` as root, creating or replacing the file. The overlay keeps
+    /// it; the host directory never sees it. This is how the sandbox provides files of
+    /// its own, such as /etc/resolv.conf.
+    pub fn write_file(&self, path: &[u8], data: &[u8]) -> Result<(), Errno> {
+        let lk = Lookup::new(b"/", 0, 0, 0o022, &no_proc);
+        let flags = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32;
+        let f = self.vfs.open(&lk, path, flags, 0o644)?;
+        let mut done = 0;
+        while done < data.len() {
+            done += f.write(&data[done..], None)?;
+        }
+        Ok(())
     }
 
     /// A copy for a new process (fork).

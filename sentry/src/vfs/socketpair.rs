@@ -1,13 +1,14 @@
 //! Connected AF_UNIX stream sockets from socketpair(2): each end reads one pipe buffer
 //! and writes the other, so data, end-of-file and EPIPE behave as a pipe does in each
 //! direction. shutdown(2) closes one direction. (Named AF_UNIX sockets and datagram
-//! pairs come with the socket layer, issue 4.)
+//! pairs are not built yet.)
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::file::{FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP};
 use super::pipe::{new_pipe, PipeEnd};
+use super::socket::{Received, SocketOps, MSG_PEEK};
 use crate::abi::Errno;
 use crate::waiter::Waiter;
 
@@ -167,8 +168,92 @@ impl FileDescription for StreamSocket {
         super::tmpfs::set_flags(&self.flags, flags);
     }
 
+    fn as_socket(&self) -> Option<&dyn SocketOps> {
+        Some(self)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+/// SOL_SOCKET options of a stream pair.
+const SOL_SOCKET: i32 = 1;
+const AF_UNIX: i32 = 1;
+const SOCK_STREAM: i32 = 1;
+
+impl SocketOps for StreamSocket {
+    fn domain(&self) -> i32 {
+        AF_UNIX
+    }
+
+    fn sock_type(&self) -> i32 {
+        SOCK_STREAM
+    }
+
+    fn protocol(&self) -> i32 {
+        0
+    }
+
+    fn connect(&self, _addr: &[u8]) -> Result<(), Errno> {
+        // unix_stream_connect on a connected socket.
+        Err(Errno::EISCONN)
+    }
+
+    fn send(&self, data: &[u8], _to: Option<&[u8]>, _flags: i32) -> Result<usize, Errno> {
+        self.write(data, None)
+    }
+
+    fn recv(&self, buf: &mut [u8], flags: i32) -> Result<Received, Errno> {
+        if flags & MSG_PEEK != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let n = self.read(buf, None)?;
+        Ok(Received {
+            len: n,
+            full_len: n,
+            from: None,
+        })
+    }
+
+    fn shutdown(&self, how: i32) -> Result<(), Errno> {
+        StreamSocket::shutdown(self, how as u64)
+    }
+
+    fn sockname(&self) -> Result<Vec<u8>, Errno> {
+        // An unnamed AF_UNIX socket: just the family.
+        Ok((AF_UNIX as u16).to_le_bytes().to_vec())
+    }
+
+    fn peername(&self) -> Result<Vec<u8>, Errno> {
+        Ok((AF_UNIX as u16).to_le_bytes().to_vec())
+    }
+
+    fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        if level != SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let v: i32 = match name {
+            3 => SOCK_STREAM,                           // SO_TYPE
+            39 => AF_UNIX,                              // SO_DOMAIN
+            38 | 4 | 30 => 0,                           // SO_PROTOCOL, SO_ERROR, SO_ACCEPTCONN
+            7 | 8 => super::pipe::PIPE_CAPACITY as i32, // SO_SNDBUF, SO_RCVBUF
+            _ => return Err(Errno::ENOPROTOOPT),
+        };
+        Ok(v.to_le_bytes().to_vec())
+    }
+
+    fn setsockopt(&self, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+        if level != SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        match name {
+            // SO_REUSEADDR, SO_KEEPALIVE, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_SNDBUFFORCE,
+            // SO_RCVBUFFORCE: accepted, no effect on a pair.
+            2 | 9 | 7 | 8 | 16 | 32 | 33 if value.len() >= 4 => Ok(()),
+            2 | 9 | 7 | 8 | 16 | 32 | 33 => Err(Errno::EINVAL),
+            _ => Err(Errno::ENOPROTOOPT),
+        }
     }
 }
 

@@ -82,7 +82,7 @@ pub fn should_block(file: &dyn FileDescription) -> bool {
 
 /// An interrupted read or write that moved nothing is restarted after a handler with
 /// SA_RESTART (Linux pipe_read, eventfd_read, timerfd_read: -ERESTARTSYS).
-fn restartable(e: Errno) -> Errno {
+pub fn restartable(e: Errno) -> Errno {
     if e == Errno::EINTR {
         Errno::ERESTARTSYS
     } else {
