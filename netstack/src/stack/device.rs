@@ -137,7 +137,10 @@ impl phy::Device for FilteredLink {
                         continue;
                     }
                     if !self.filter.allow_ingress(frame, StdInstant::now()) {
-                        tracing::debug!("netstack: link filter dropped an incoming frame");
+                        tracing::debug!(
+                            "netstack: link filter dropped an incoming frame: {:?}",
+                            super::filter::classify_ethernet(frame)
+                        );
                         continue;
                     }
                     let rx = OwnedRx(frame.to_vec());

@@ -192,6 +192,11 @@ impl Stack {
             too_many |= a
                 .push(IpCidr::new(IpAddress::Ipv6(Ipv6Addr::LOCALHOST), 128))
                 .is_err();
+            // smoltcp takes only its exact addresses as local (Linux: all of 127/8), so
+            // the DNS proxy's address is one of them.
+            too_many |= a
+                .push(IpCidr::new(IpAddress::Ipv4(DNS_PROXY_ADDR), 8))
+                .is_err();
             // The sandbox's own link addresses reach its own sockets through loopback.
             for addr in &ext_addrs {
                 let prefix = if addr.is_ipv4() { 32 } else { 128 };
