@@ -33,7 +33,9 @@ use std::time::{Duration, Instant as StdInstant};
 
 use ipnet::IpNet;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use crate::acl::Acl;
@@ -45,6 +47,9 @@ use filter::LinkFilter;
 use ports::PortTable;
 pub use tcp::TcpSocket;
 pub use udp::UdpSocket;
+
+/// Packets taken from each interface per poll round before egress runs.
+const INGRESS_BUDGET: usize = 256;
 
 /// Called when a socket's readiness may have changed.
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -355,11 +360,40 @@ impl Inner {
     pub(crate) fn poll(&mut self) {
         for _ in 0..64 {
             let now = self.now();
-            self.lo
-                .iface
-                .poll(now, &mut self.lo.dev, &mut self.lo.sockets);
+            self.lo.iface.poll_maintenance(now);
             if let Some(ext) = self.ext.as_mut() {
-                ext.iface.poll(now, &mut ext.dev, &mut ext.sockets);
+                ext.iface.poll_maintenance(now);
+            }
+            // One packet at a time, refilling listen pools in between: a burst of SYNs
+            // each finds a listening socket instead of a RST.
+            for _ in 0..INGRESS_BUDGET {
+                let lo = self
+                    .lo
+                    .iface
+                    .poll_ingress_single(now, &mut self.lo.dev, &mut self.lo.sockets);
+                let ext = match self.ext.as_mut() {
+                    Some(x) => x.iface.poll_ingress_single(now, &mut x.dev, &mut x.sockets),
+                    None => PollIngressSingleResult::None,
+                };
+                if lo == PollIngressSingleResult::None && ext == PollIngressSingleResult::None {
+                    break;
+                }
+                if lo == PollIngressSingleResult::SocketStateChanged
+                    || ext == PollIngressSingleResult::SocketStateChanged
+                {
+                    self.service_listeners();
+                }
+            }
+            while self
+                .lo
+                .iface
+                .poll_egress(now, &mut self.lo.dev, &mut self.lo.sockets)
+                == PollResult::SocketStateChanged
+            {}
+            if let Some(x) = self.ext.as_mut() {
+                while x.iface.poll_egress(now, &mut x.dev, &mut x.sockets)
+                    == PollResult::SocketStateChanged
+                {}
             }
             let more = self.service_listeners() | self.service_dns();
             if self.lo.dev.is_idle() && !more {
@@ -463,3 +497,6 @@ fn stack_thread(shared: Arc<Shared>, link_fd: Option<OwnedFd>, wake: UnixDatagra
         while wake.recv(&mut buf).is_ok() {}
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -254,6 +254,10 @@ impl Inner {
                         })
                         .count();
                     for _ in listening..want {
+                        // Handshakes in flight are bounded too (a SYN flood meets RSTs).
+                        if pool.len() >= backlog + LISTEN_POOL {
+                            break;
+                        }
                         let mut s = new_socket(&opts);
                         if s.listen(listen_ep).is_err() {
                             break;
