@@ -293,7 +293,7 @@ fn a_node_client_in_the_sandbox_fetches_from_the_host() {
 }
 
 #[test]
-fn a_denied_host_gets_eperm_an_audit_line_and_never_a_syn() {
+fn a_denied_host_gets_econnrefused_an_audit_line_and_never_a_syn() {
     let tcpdump = require_tool("tcpdump");
     let allowed = host_http_server("allowed");
     let denied = host_http_server("denied");
@@ -343,7 +343,7 @@ fn a_denied_host_gets_eperm_an_audit_line_and_never_a_syn() {
     );
     assert_eq!(
         sb.ask(&format!("get {bad_url}")),
-        format!("get {bad_url} error EPERM")
+        format!("get {bad_url} error ECONNREFUSED")
     );
     std::thread::sleep(Duration::from_millis(300));
     // SIGINT makes tcpdump flush and exit.
@@ -433,7 +433,7 @@ fn dns_policy_answers_denied_names_with_nxdomain_and_to_fqdn_opens_the_allowed_o
     // Before any lookup the address is not allowed: the rule names a domain.
     assert_eq!(
         sb.ask(&format!("get http://{h}:{web}/")),
-        format!("get http://{h}:{web}/ error EPERM")
+        format!("get http://{h}:{web}/ error ECONNREFUSED")
     );
     assert_eq!(
         sb.ask("lookup a.example.test"),
@@ -455,7 +455,7 @@ fn dns_policy_answers_denied_names_with_nxdomain_and_to_fqdn_opens_the_allowed_o
     let url = format!("http://a.example.test:{other}/");
     assert_eq!(
         sb.ask(&format!("get {url}")),
-        format!("get {url} error EPERM")
+        format!("get {url} error ECONNREFUSED")
     );
     let asked = server.queries();
     assert!(asked.iter().any(|q| q == "a.example.test"), "{asked:?}");

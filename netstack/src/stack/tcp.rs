@@ -584,7 +584,14 @@ impl TcpSocket {
                 TcpState::Connecting { .. } => return Err(SockError::EALREADY),
                 TcpState::Connected { .. } => return Err(SockError::EISCONN),
                 TcpState::Listening { .. } => return Err(SockError::EISCONN),
-                TcpState::Failed => {}
+                TcpState::Failed => {
+                    // Linux (inet_stream_connect): a connect after one that failed in the
+                    // background reports that failure, or ECONNABORTED once SO_ERROR took
+                    // it, and leaves the socket unconnected for the next try.
+                    let e = g.tcp.get_mut(&id).ok_or(SockError::EINVAL)?;
+                    e.state = TcpState::Idle;
+                    return Err(e.error.take().unwrap_or(SockError::ECONNABORTED));
+                }
             }
             if remote.port() == 0 || remote.ip().is_unspecified() {
                 return Err(SockError::ECONNREFUSED);
@@ -600,8 +607,15 @@ impl TcpSocket {
             if side == Side::Ext {
                 let probe = SocketAddr::new(local_ip, bound.map_or(0, |b| b.port()));
                 if !g.acl.check_egress(Protocol::Tcp, probe, remote).allowed {
-                    // What Linux answers when a netfilter OUTPUT rule drops the SYN.
-                    return Err(SockError::EPERM);
+                    // As when a netfilter OUTPUT rule rejects the SYN: the connect fails
+                    // with ECONNREFUSED, reported the way a refused handshake is (EINPROGRESS,
+                    // then POLLOUT|POLLERR|POLLHUP and SO_ERROR for a non-blocking socket).
+                    // No packet leaves.
+                    if let Some(e) = g.tcp.get_mut(&id) {
+                        e.state = TcpState::Failed;
+                        e.error = Some(SockError::ECONNREFUSED);
+                    }
+                    return Ok(());
                 }
             }
             let port = match bound {
@@ -667,7 +681,10 @@ impl TcpSocket {
         match e.state {
             TcpState::Connected { .. } => Ok(()),
             TcpState::Connecting { .. } => Err(SockError::EINPROGRESS),
-            TcpState::Failed => Err(e.error.take().unwrap_or(SockError::ECONNREFUSED)),
+            TcpState::Failed => {
+                e.state = TcpState::Idle;
+                Err(e.error.take().unwrap_or(SockError::ECONNABORTED))
+            }
             _ => Err(SockError::ENOTCONN),
         }
     }
