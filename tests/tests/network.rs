@@ -497,3 +497,39 @@ fn listen_rules_refuse_denied_ports_with_eacces() {
     assert_eq!(sb.ask("listen 9090"), "listen 9090 error EACCES");
     assert_eq!(sb.ask("listen 8080"), "listen 8080 ok");
 }
+
+#[test]
+fn a_malformed_policy_is_refused_with_the_line_that_is_wrong() {
+    let dir = tempdir("bad-policy");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - id: web\n    egress: {to: [10.0.0.0/33]}\n    action: allow\n",
+    )
+    .expect("writing the policy");
+    let mut cmd = Command::new(runsc());
+    cmd.args(["do", "--acl"])
+        .arg(&policy)
+        .args(["--", "/bin/true"]);
+    let out = nanovisor_tests::run(cmd);
+    assert_eq!(out.status, 125, "runsc must refuse the policy");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("policy.yaml")
+            && err.contains("line 4")
+            && err.contains("web")
+            && err.contains("10.0.0.0/33"),
+        "the error should name the file, line, rule and value:\n{err}"
+    );
+}
+
+#[test]
+fn the_documented_example_policy_is_valid() {
+    let example = nanovisor_tests::workspace_root().join("docs/examples/policy.yaml");
+    let mut cmd = Command::new(runsc());
+    cmd.args(["do", "--acl"])
+        .arg(&example)
+        .args(["--", "/bin/true"]);
+    let out = nanovisor_tests::run(cmd);
+    assert_eq!(out.status, 0, "{}", out.stderr_str());
+}
