@@ -19,6 +19,7 @@ mod dns_service;
 mod error;
 pub mod filter;
 mod ports;
+mod relay;
 mod tcp;
 mod udp;
 

@@ -255,3 +255,31 @@ fn the_link_filter_stops_new_flows_the_policy_denies() {
         "the exchange timed out"
     );
 }
+
+#[test]
+fn a_host_connection_is_relayed_to_a_guest_port_over_loopback() {
+    use std::io::{Read, Write};
+    let s = stack(Policy::allow_all());
+    let l = s.tcp_socket(true);
+    l.bind("[::]:7000".parse().expect("addr")).expect("bind");
+    l.listen(4).expect("listen");
+    // A host connection pair: the relay gets one end, the "client" keeps the other.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let mut client =
+        std::net::TcpStream::connect(host.local_addr().expect("addr")).expect("connect");
+    let (accepted, _) = host.accept().expect("accept");
+    s.relay_to_guest(accepted, 7000).expect("relay");
+    let (guest, peer) = settle(|| l.accept()).expect("the guest sees a connection");
+    assert!(peer.ip().is_loopback(), "{peer}");
+    client.write_all(b"GET /").expect("write");
+    let mut buf = [0u8; 16];
+    assert_eq!(settle(|| guest.recv(&mut buf, false)), Ok(5));
+    assert_eq!(guest.send(b"200 OK"), Ok(6));
+    drop(guest);
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).expect("read");
+    assert_eq!(
+        got, b"200 OK",
+        "data, then end of stream when the guest closes"
+    );
+}
