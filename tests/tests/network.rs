@@ -533,3 +533,36 @@ fn the_documented_example_policy_is_valid() {
     let out = nanovisor_tests::run(cmd);
     assert_eq!(out.status, 0, "{}", out.stderr_str());
 }
+
+#[test]
+fn publish_without_a_network_namespace_relays_over_the_sandbox_loopback() {
+    let fwd = free_port();
+    let mut cmd = Command::new(runsc());
+    cmd.args(["do", "-p", &format!("{fwd}:8080")]);
+    for (k, v) in CLEAN_ENV {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    let mut child = cmd
+        .arg("--")
+        .arg(NODE)
+        .arg(node_script("net_server.js"))
+        .arg("8080")
+        .env_clear()
+        .envs(CLEAN_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning runsc");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("reading");
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), fwd);
+    let first = http_get(addr, "/");
+    let second = http_get(addr, "/");
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert_eq!(ready.trim(), "ready");
+    assert_eq!(first, "HTTP/1.1 200 OK | count 1");
+    assert_eq!(second, "HTTP/1.1 200 OK | count 2");
+}

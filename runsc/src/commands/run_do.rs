@@ -1,10 +1,10 @@
-//! `runsc do [--rootfs DIR] [--cwd DIR] [--env K=V]… [--network none|sandbox]
+//! `runsc do [--rootfs DIR] [--cwd DIR] [--env K=V]… [--network none|sandbox] [--netns PATH]
 //! [-p HOST:GUEST]… [--acl FILE] -- CMD ARGS…`: run a command in a fresh sandbox; exit
 //! with its status (128+N when killed by signal N).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -17,7 +17,9 @@ use clap::Args;
 use sentry::abi::Errno;
 use sentry::sandbox::{self, SandboxConfig, SandboxError};
 
+use crate::network::adopt::AdoptedNetns;
 use crate::network::forward::{parse_port_mapping, PortForward};
+use crate::network::loopback_forward;
 use crate::network::netns::SandboxNetns;
 
 #[derive(Args)]
@@ -37,11 +39,19 @@ pub struct DoArgs {
     /// Host name inside the sandbox.
     #[arg(long, default_value = "nanovisor")]
     hostname: String,
-    /// The sandbox's network: `none` (loopback only) or `sandbox` (a fresh network
-    /// namespace with a veth pair to the host, the way a CNI plugin sets up a pod).
-    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
-    network: NetworkMode,
-    /// Forward a host port (on 127.0.0.1) to a guest port; needs `--network sandbox`.
+    /// The sandbox's network: `none` (loopback only; the default without `--netns`) or
+    /// `sandbox` (a fresh network namespace with a veth pair to the host, the way a CNI plugin
+    /// sets up a pod).
+    #[arg(long, value_enum)]
+    network: Option<NetworkMode>,
+    /// Adopt the network namespace at PATH (`/var/run/netns/NAME`, `/proc/PID/ns/net`) that a
+    /// CNI plugin set up, instead of creating one: `--network sandbox` with someone else's
+    /// namespace. The addresses of its interface move from the kernel to the sandbox for good.
+    #[arg(long, value_name = "PATH")]
+    netns: Option<PathBuf>,
+    /// Forward a host port (on 127.0.0.1) to a guest port: through the veth with
+    /// `--network sandbox` (with `--netns`, the host must route to the adopted address),
+    /// over the sandbox's own loopback with `--network none`.
     #[arg(short = 'p', long = "publish", value_name = "HOST:GUEST")]
     publish: Vec<String>,
     /// The network policy (YAML or JSON; see docs/acl.md). Default: allow everything.
@@ -145,19 +155,30 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
         .map(|s| parse_port_mapping(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let acl = Arc::new(Acl::new(policy, audit));
+    let network = match (args.network, &args.netns) {
+        (Some(NetworkMode::None), Some(_)) => {
+            anyhow::bail!("--netns conflicts with --network none")
+        }
+        (Some(mode), _) => mode,
+        (None, Some(_)) => NetworkMode::Sandbox,
+        (None, None) => NetworkMode::None,
+    };
     let mut netns = None;
+    let mut adopted = None;
     let mut forwards = Vec::new();
-    let link = match args.network {
-        NetworkMode::Host => anyhow::bail!(
+    let link = match (network, args.netns.as_deref()) {
+        (NetworkMode::Host, _) => anyhow::bail!(
             "--network host: not supported; the guest never uses host sockets (use --network sandbox)"
         ),
-        NetworkMode::None => {
-            if !publish.is_empty() {
-                anyhow::bail!("-p needs --network sandbox");
-            }
-            None
+        // -p still works: the stack relays host connections over the sandbox's loopback.
+        (NetworkMode::None, _) => None,
+        (NetworkMode::Sandbox, Some(path)) => {
+            let (link, gw, ns) = adopted_link(&id, path, &publish, &mut forwards)?;
+            gateway = gw;
+            adopted = Some(ns);
+            Some(link)
         }
-        NetworkMode::Sandbox => {
+        (NetworkMode::Sandbox, None) => {
             let ns = SandboxNetns::create(&id).context("--network sandbox")?;
             let ifname = ns.guest_if.clone();
             let packet = ns
@@ -201,6 +222,12 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
         Stack::new(StackConfig { link, dns_upstream }, acl)
             .context("starting the sandbox's network stack")?,
     );
+    if network == NetworkMode::None {
+        for (host_port, guest_port) in &publish {
+            let addr = loopback_forward::start(net.clone(), *host_port, *guest_port)?;
+            eprintln!("runsc: forwarding {addr} to the sandbox's port {guest_port}");
+        }
+    }
     let status = sandbox::run(SandboxConfig {
         rootfs: args.rootfs,
         cwd: args.cwd.into_bytes(),
@@ -212,7 +239,72 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
     })?;
     drop(forwards);
     drop(netns);
+    drop(adopted);
     Ok(status.shell_code())
+}
+
+/// `--netns PATH`: adopt the namespace, open its interface inside, report its addresses and
+/// start `-p` forwards (to the first IPv4 address, else the first). Returns the link, the
+/// gateway for `--dns-upstream gateway`, and the namespace, to keep while the sandbox runs.
+fn adopted_link(
+    id: &str,
+    path: &Path,
+    publish: &[(u16, u16)],
+    forwards: &mut Vec<PortForward>,
+) -> anyhow::Result<(LinkConfig, Option<IpAddr>, AdoptedNetns)> {
+    let ns = AdoptedNetns::adopt(path, None).context("--netns")?;
+    let ifname = ns.ifname.clone();
+    let packet = ns
+        .run_inside(move || PacketLink::open(&ifname))?
+        .with_context(|| format!("opening {} in {}", ns.ifname, path.display()))?;
+    let peer = match &ns.peer_if {
+        Some(peer) => format!("; TX offloads turned off on its peer {peer}"),
+        None => String::new(),
+    };
+    eprintln!(
+        "runsc: sandbox {id}: adopted {} (mtu {}) in {}{peer}",
+        ns.ifname,
+        ns.mtu,
+        ns.path.display()
+    );
+    for net in &ns.addrs {
+        let gw = match net {
+            IpNet::V4(_) => ns.gateway_v4.map(IpAddr::V4),
+            IpNet::V6(_) => ns.gateway_v6.map(IpAddr::V6),
+        };
+        let gw = gw.map_or_else(|| "none".to_owned(), |g| g.to_string());
+        eprintln!(
+            "runsc: sandbox {id}: address {net} (gateway {gw} on {})",
+            ns.ifname
+        );
+    }
+    let guest = ns
+        .addrs
+        .iter()
+        .map(IpNet::addr)
+        .find(IpAddr::is_ipv4)
+        .or_else(|| ns.addrs.first().map(IpNet::addr))
+        .context("the adopted interface has no address")?;
+    for (host_port, guest_port) in publish {
+        let fwd = PortForward::start(*host_port, SocketAddr::new(guest, *guest_port))?;
+        eprintln!(
+            "runsc: forwarding {} to {}",
+            fwd.local_addr(),
+            SocketAddr::new(guest, *guest_port)
+        );
+        forwards.push(fwd);
+    }
+    let link = LinkConfig {
+        link: Box::new(packet),
+        addrs: ns.addrs.clone(),
+        gateway_v4: ns.gateway_v4,
+        gateway_v6: ns.gateway_v6,
+    };
+    let gateway = ns
+        .gateway_v4
+        .map(IpAddr::V4)
+        .or(ns.gateway_v6.map(IpAddr::V6));
+    Ok((link, gateway, ns))
 }
 
 /// The exit code for a failure of `do` itself.
