@@ -1,26 +1,36 @@
-//! A sandbox: one VM, one guest program, run until it exits. This is what `runsc do`
-//! drives.
+//! A sandbox: one VM and one kernel, holding one or more containers (a pod), each with
+//! its own root file system, whose processes the caller starts, signals, waits for,
+//! pauses and lists. `runsc boot` drives it for the OCI runtime; [`run`] is the one-shot
+//! form `runsc do` uses.
+//!
+//! A container's first process is its init: when init ends, the container's other
+//! processes are killed, as when a pid namespace's init dies. Processes started with
+//! [`Sandbox::spawn`] have no parent inside the sandbox; their status is collected by
+//! [`Sandbox::wait`].
+//!
+//! Lock order: `containers` before any thread group's locks.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::abi::Errno;
 use crate::kernel::exec::{execve, ExecError};
 use crate::kernel::exit::ExitStatus;
-use crate::kernel::run::run_thread;
+use crate::kernel::run::spawn_thread;
 use crate::kernel::signal::{self, SignalState};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
 use crate::kernel::thread_group::{Member, ThreadGroup};
 use crate::loader::LoadError;
 use crate::mm::MemoryManager;
 use crate::platform::kvm::KvmPlatform;
-use crate::platform::{Context, Platform, PlatformError};
+use crate::platform::{Platform, PlatformError};
 use crate::vfs::{FdTable, FsContext, Vfs, VfsError};
 use crate::waiter::Waiter;
 
-/// How a sandbox is set up.
+/// How a one-shot sandbox (`runsc do`) is set up.
 pub struct SandboxConfig {
     pub rootfs: PathBuf,
     pub cwd: Vec<u8>,
@@ -36,7 +46,7 @@ pub struct SandboxConfig {
 /// What the guest's resolver is pointed at: netstack's DNS proxy.
 const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
-/// Why a sandbox could not run its program.
+/// Why a sandbox operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(transparent)]
@@ -51,115 +61,401 @@ pub enum SandboxError {
     Load { path: String, source: LoadError },
     #[error("no command given")]
     NoCommand,
+    #[error("no container {0:?} in this sandbox")]
+    NoContainer(String),
+    #[error("container {0:?} already exists")]
+    ContainerExists(String),
+    #[error("no process {0} started by the sandbox")]
+    NoProcess(i32),
+    #[error("too many threads in the sandbox")]
+    TooManyThreads,
 }
 
-/// Build a sandbox for `config`, run its program to the end, and return how it ended.
+/// Where a process's stdio comes from.
+pub enum Stdio {
+    /// The sandbox process's own fds 0, 1 and 2.
+    Inherit,
+    /// Host descriptors for stdin, stdout and stderr.
+    Fds([OwnedFd; 3]),
+}
+
+/// A process to start.
+pub struct ProcessSpec {
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub stdio: Stdio,
+    /// (RLIMIT_* resource, soft, hard).
+    pub rlimits: Vec<(u32, u64, u64)>,
+}
+
+/// A process as `ps` shows it.
+#[derive(Clone, Debug)]
+pub struct ProcessEntry {
+    pub pid: i32,
+    pub ppid: i32,
+    pub container: String,
+}
+
+/// Resource use of the sandbox.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SandboxStats {
+    /// Guest memory in use (bytes of frames handed out).
+    pub memory_bytes: u64,
+    /// Processes in the container asked about.
+    pub pids: u32,
+}
+
+struct Container {
+    vfs: Arc<Vfs>,
+    init: Option<Arc<ThreadGroup>>,
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    platform: Arc<KvmPlatform>,
+    kernel: Arc<Kernel>,
+    containers: Mutex<HashMap<String, Container>>,
+    /// Processes started by `spawn`, for `wait` and `signal`.
+    started: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+}
+
+impl Sandbox {
+    /// A VM with `memory` bytes of guest memory and a kernel named `hostname`.
+    pub fn new(
+        memory: u64,
+        hostname: &[u8],
+        net: Arc<netstack::stack::Stack>,
+    ) -> Result<Arc<Sandbox>, SandboxError> {
+        let platform = Arc::new(KvmPlatform::new(memory)?);
+        let kernel = Kernel::new(platform.clone(), hostname, net);
+        Ok(Arc::new(Sandbox {
+            platform,
+            kernel,
+            containers: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn started(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
+        self.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add container `id` whose root is the host directory `rootfs` (read-only, under an
+    /// in-memory overlay), with the sandbox's /etc/resolv.conf.
+    pub fn add_container(&self, id: &str, rootfs: &Path) -> Result<(), SandboxError> {
+        if self.containers().contains_key(id) {
+            return Err(SandboxError::ContainerExists(id.to_string()));
+        }
+        let vfs = Vfs::new(rootfs)?;
+        let fs = FsContext::new(vfs.clone(), b"/").map_err(|errno| SandboxError::Exec {
+            path: rootfs.display().to_string(),
+            errno,
+        })?;
+        if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
+            tracing::warn!("cannot provide /etc/resolv.conf: {e:?}; name lookups will fail");
+        }
+        self.containers()
+            .insert(id.to_string(), Container { vfs, init: None });
+        Ok(())
+    }
+
+    /// Start `spec` in container `id` and return its pid once `execve` has succeeded. The
+    /// container's first process becomes its init.
+    pub fn spawn(self: &Arc<Self>, id: &str, spec: ProcessSpec) -> Result<i32, SandboxError> {
+        let (vfs, is_init) = {
+            let c = self.containers();
+            let c = c
+                .get(id)
+                .ok_or_else(|| SandboxError::NoContainer(id.to_string()))?;
+            (c.vfs.clone(), c.init.is_none())
+        };
+        let path = spec.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        let fs = FsContext::new(vfs, &spec.cwd).map_err(|errno| SandboxError::Exec {
+            path: String::from_utf8_lossy(&spec.cwd).into_owned(),
+            errno,
+        })?;
+        let files = match spec.stdio {
+            Stdio::Inherit => FdTable::with_stdio(),
+            Stdio::Fds(fds) => FdTable::with_host_fds(fds),
+        }
+        .map_err(SandboxError::Stdio)?;
+        let kernel = self.kernel.clone();
+        kernel
+            .reserve_thread()
+            .map_err(|_| SandboxError::TooManyThreads)?;
+        // The very first process is pid 1, as in a fresh pid namespace.
+        let pid = if kernel.processes.get(1).is_none() && self.started().is_empty() {
+            1
+        } else {
+            kernel.alloc_tid()
+        };
+        let group = ThreadGroup::new(pid);
+        *group.container.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(id);
+        let waiter = Waiter::new();
+        let pending = Arc::new(AtomicU64::new(0));
+        let blocked = Arc::new(AtomicU64::new(0));
+        let leader = Member {
+            tid: pid,
+            waiter: waiter.clone(),
+            pending: pending.clone(),
+            kicker: None,
+            blocked: blocked.clone(),
+        };
+        if group.join(leader, MAX_THREADS).is_err() {
+            kernel.release_thread();
+            return Err(SandboxError::TooManyThreads);
+        }
+        let mut rlimits = Rlimits::default();
+        for (resource, soft, hard) in &spec.rlimits {
+            if let Some(r) = rlimits.0.get_mut(*resource as usize) {
+                *r = (*soft, *hard);
+            }
+        }
+        let space = self.platform.new_address_space()?;
+        let mm = Arc::new(MemoryManager::new(space, self.platform.memory().clone()));
+        let mut task = Task {
+            regs: Default::default(),
+            mm,
+            files: Arc::new(files),
+            fs,
+            process: ProcessInfo {
+                pid,
+                ppid: 0,
+                pgid: pid,
+                sid: pid,
+                dumpable: true,
+                ..Default::default()
+            },
+            tid: pid,
+            creds: Credentials {
+                uid: spec.uid,
+                euid: spec.uid,
+                gid: spec.gid,
+                egid: spec.gid,
+            },
+            rlimits,
+            signals: SignalState {
+                actions: group.actions.clone(),
+                ..Default::default()
+            },
+            clear_child_tid: 0,
+            robust_list: (0, 0),
+            kernel: kernel.clone(),
+            exit_status: None,
+            thread_exit: None,
+            group: group.clone(),
+            pending,
+            blocked,
+            restart: None,
+            regs_replaced: false,
+            fpu_restore: None,
+            fpu_layout: (0, 0),
+            waiter,
+        };
+        let ctx = match kernel.take_context() {
+            Ok(c) => c,
+            Err(_) => {
+                kernel.release_thread();
+                return Err(SandboxError::TooManyThreads);
+            }
+        };
+        task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
+        kernel.register_process(&group);
+        if let Err(e) = execve(&mut task, &path, spec.argv, spec.envp) {
+            kernel.unregister_process(pid);
+            kernel.release_thread();
+            kernel.retire_context(ctx);
+            return Err(match e {
+                ExecError::Open(errno) => SandboxError::Exec { path: shown, errno },
+                ExecError::Load(source) => SandboxError::Load {
+                    path: shown,
+                    source,
+                },
+                ExecError::NoMemory => SandboxError::Exec {
+                    path: shown,
+                    errno: Errno::ENOMEM,
+                },
+            });
+        }
+        task.regs_replaced = false;
+        self.started().insert(pid, group.clone());
+        if is_init {
+            if let Some(c) = self.containers().get_mut(id) {
+                c.init = Some(group.clone());
+            }
+        }
+        spawn_thread(task, ctx).map_err(|_| SandboxError::TooManyThreads)?;
+        if is_init {
+            // When init ends, the container's other processes go too.
+            let (sb, id, g) = (self.clone(), id.to_string(), group);
+            let _ = std::thread::Builder::new()
+                .name(format!("init-{pid}"))
+                .spawn(move || {
+                    g.wait_all_gone();
+                    sb.kill_container_rest(&id, pid);
+                });
+        }
+        Ok(pid)
+    }
+
+    fn kill_container_rest(&self, id: &str, init: i32) {
+        for g in self.kernel.processes.all() {
+            if g.tgid != init && &*g.container() == id {
+                g.exit_group(ExitStatus::Signaled(signal::SIGKILL), 0);
+            }
+        }
+    }
+
+    /// Block until process `pid` (started by `spawn`) has ended; its status.
+    pub fn wait(&self, pid: i32) -> Result<ExitStatus, SandboxError> {
+        let g = self
+            .started()
+            .get(&pid)
+            .cloned()
+            .ok_or(SandboxError::NoProcess(pid))?;
+        Ok(g.wait_all_gone())
+    }
+
+    /// The container's init pid, if it has been started.
+    pub fn init_pid(&self, id: &str) -> Option<i32> {
+        self.containers()
+            .get(id)
+            .and_then(|c| c.init.as_ref().map(|g| g.tgid))
+    }
+
+    /// Whether process `pid` has ended (and how).
+    pub fn status(&self, pid: i32) -> Option<ExitStatus> {
+        let g = self.started().get(&pid).cloned()?;
+        if g.count() == 0 {
+            Some(g.exit_status().unwrap_or(ExitStatus::Exited(0)))
+        } else {
+            None
+        }
+    }
+
+    /// Send `sig` to process `pid` (any process of the sandbox).
+    pub fn signal(&self, pid: i32, sig: u8) -> Result<(), Errno> {
+        if sig as usize > signal::NSIG || sig == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let g = self
+            .kernel
+            .processes
+            .get(pid)
+            .or_else(|| self.started().get(&pid).cloned())
+            .ok_or(Errno::ESRCH)?;
+        if g.count() == 0 {
+            return Err(Errno::ESRCH);
+        }
+        g.signal_group(sig);
+        Ok(())
+    }
+
+    /// Send `sig` to every process of container `id` (kill --all).
+    pub fn signal_container(&self, id: &str, sig: u8) {
+        for g in self.kernel.processes.all() {
+            if &*g.container() == id {
+                g.signal_group(sig);
+            }
+        }
+    }
+
+    /// Stop running guest code until `resume`.
+    pub fn pause(&self) {
+        self.kernel.freezer.pause();
+        for g in self.kernel.processes.all() {
+            g.kick_all();
+        }
+    }
+
+    pub fn resume(&self) {
+        self.kernel.freezer.resume();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.kernel.freezer.is_paused()
+    }
+
+    /// The live processes of container `id` (all containers when None).
+    pub fn processes(&self, id: Option<&str>) -> Vec<ProcessEntry> {
+        let mut v: Vec<ProcessEntry> = self
+            .kernel
+            .processes
+            .all()
+            .into_iter()
+            .filter(|g| g.count() > 0)
+            .filter(|g| id.is_none_or(|id| &*g.container() == id))
+            .map(|g| ProcessEntry {
+                pid: g.tgid,
+                ppid: g
+                    .parent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .upgrade()
+                    .map_or(0, |p| p.tgid),
+                container: g.container().to_string(),
+            })
+            .collect();
+        v.sort_by_key(|p| p.pid);
+        v
+    }
+
+    pub fn stats(&self, id: Option<&str>) -> SandboxStats {
+        SandboxStats {
+            memory_bytes: self.platform.memory().frames_in_use() * crate::arch::PAGE_SIZE,
+            pids: self.processes(id).len() as u32,
+        }
+    }
+
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.kernel
+    }
+}
+
+/// Build a sandbox for `config`, run its program to the end on the calling thread, and
+/// return how it ended (`runsc do`).
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
-    let path = config
+    let config_argv0 = config
         .argv
         .first()
-        .cloned()
-        .ok_or(SandboxError::NoCommand)?;
-    let shown = String::from_utf8_lossy(&path).into_owned();
-    let platform = Arc::new(KvmPlatform::new(config.memory)?);
-    let vfs = Vfs::new(&config.rootfs)?;
-    let fs = FsContext::new(vfs, &config.cwd).map_err(|errno| SandboxError::Exec {
-        path: String::from_utf8_lossy(&config.cwd).into_owned(),
-        errno,
-    })?;
-    if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
-        tracing::warn!("cannot provide /etc/resolv.conf: {e:?}; name lookups will fail");
-    }
-    // The first thread leads the process's thread group.
-    let group = ThreadGroup::new(1);
-    let waiter = Waiter::new();
-    let pending = Arc::new(AtomicU64::new(0));
-    let blocked = Arc::new(AtomicU64::new(0));
-    let leader = Member {
-        tid: 1,
-        waiter: waiter.clone(),
-        pending: pending.clone(),
-        kicker: None,
-        blocked: blocked.clone(),
-    };
-    if group.join(leader, MAX_THREADS).is_err() {
-        return Err(SandboxError::NoCommand);
-    }
-    // The first program starts the way every later one does: through execve, from an
-    // empty address space.
-    let space = platform.new_address_space()?;
-    let mm = Arc::new(MemoryManager::new(space, platform.memory().clone()));
-    let mut task = Task {
-        regs: Default::default(),
-        mm,
-        files: Arc::new(FdTable::with_stdio().map_err(SandboxError::Stdio)?),
-        fs,
-        process: ProcessInfo {
-            pid: 1,
-            ppid: 0,
-            pgid: 1,
-            sid: 1,
-            dumpable: true,
-            ..Default::default()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_default();
+    let sandbox = Sandbox::new(config.memory, &config.hostname, config.net)?;
+    sandbox.add_container("", &config.rootfs)?;
+    let pid = sandbox.spawn(
+        "",
+        ProcessSpec {
+            argv: config.argv,
+            envp: config.envp,
+            cwd: config.cwd,
+            uid: 0,
+            gid: 0,
+            stdio: Stdio::Inherit,
+            rlimits: Vec::new(),
         },
-        tid: 1,
-        creds: Credentials::default(),
-        rlimits: Rlimits::default(),
-        signals: SignalState {
-            actions: group.actions.clone(),
-            ..Default::default()
-        },
-        clear_child_tid: 0,
-        robust_list: (0, 0),
-        kernel: Kernel::new(platform.clone(), &config.hostname, config.net.clone()),
-        exit_status: None,
-        thread_exit: None,
-        group: group.clone(),
-        pending: pending.clone(),
-        blocked,
-        restart: None,
-        regs_replaced: false,
-        fpu_restore: None,
-        fpu_layout: (0, 0),
-        waiter: waiter.clone(),
-    };
-    let mut ctx = platform.new_context()?;
-    task.fpu_layout = (ctx.fpu_size(), ctx.fpu_features());
-    task.kernel.register_process(&group);
-    let _ = task.kernel.reserve_thread();
-    execve(&mut task, &path, config.argv, config.envp).map_err(|e| match e {
-        ExecError::Open(errno) => SandboxError::Exec {
-            path: shown.clone(),
-            errno,
-        },
-        ExecError::Load(source) => SandboxError::Load {
-            path: shown.clone(),
-            source,
-        },
-        ExecError::NoMemory => SandboxError::Exec {
-            path: shown.clone(),
-            errno: Errno::ENOMEM,
-        },
-    })?;
-    task.regs_replaced = false;
-    let ended = run_thread(&mut task, &mut ctx);
-    // The process ends with its last thread, which may not be this one.
-    let status = match ended? {
-        Some(status) => status,
-        None => group.wait_all_gone(),
-    };
+    )?;
+    let status = sandbox.wait(pid)?;
+    log_fatal_signal(&config_argv0, status);
     // When init ends, the sandbox ends: stop every other process, as a container's
     // pid namespace does.
-    for other in task.kernel.processes.all() {
+    for other in sandbox.kernel.processes.all() {
         other.exit_group(ExitStatus::Signaled(signal::SIGKILL), 0);
     }
-    if let ExitStatus::Signaled(sig) = status {
-        tracing::warn!(
-            "{} killed by signal {sig} ({}) at rip {:#x}",
-            String::from_utf8_lossy(&task.process.exe),
-            signal::name(sig),
-            task.regs.rip
-        );
-    }
     Ok(status)
+}
+
+/// Say on the sandbox's log that a process died of a signal (the guest's stderr may show
+/// nothing, as a shell would print "Segmentation fault").
+pub fn log_fatal_signal(what: &str, status: ExitStatus) {
+    if let ExitStatus::Signaled(sig) = status {
+        tracing::warn!("{what} killed by signal {sig} ({})", signal::name(sig));
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod exit;
+pub mod freeze;
 pub mod futex;
 pub mod process;
 pub mod run;

@@ -51,6 +51,7 @@ fn fork_reserved(
     *group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&t.group);
     let pgid = t.group.pgid.load(Ordering::Relaxed);
     group.pgid.store(pgid, Ordering::Relaxed);
+    *group.container.lock().unwrap_or_else(|e| e.into_inner()) = t.group.container();
     // The child gets its own copy of the dispositions.
     let actions = t
         .signals

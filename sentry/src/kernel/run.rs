@@ -48,6 +48,7 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
     loop {
         // The address space can change under a task (execve), so it is looked up each time.
         let mm = task.mm.clone();
+        task.kernel.freezer.pass();
         let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;
         match trap {
             Trap::Syscall => syscalls::dispatch(task),

@@ -56,6 +56,10 @@ pub struct Kernel {
     idle_contexts: Mutex<Vec<Box<dyn crate::platform::Context>>>,
     /// The sandbox's network stack (loopback at least).
     pub net: Arc<netstack::stack::Stack>,
+    /// Pause/resume: guest code runs only while this is open.
+    pub freezer: super::freeze::Freezer,
+    /// The sandbox's abstract AF_UNIX socket names.
+    pub unix_names: Arc<crate::net::unix::AbstractNamespace>,
 }
 
 impl Kernel {
@@ -76,6 +80,8 @@ impl Kernel {
             next_tid: std::sync::atomic::AtomicI32::new(2),
             idle_contexts: Mutex::new(Vec::new()),
             net,
+            freezer: Default::default(),
+            unix_names: Default::default(),
         })
     }
 

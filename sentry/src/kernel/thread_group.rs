@@ -60,6 +60,8 @@ pub struct ThreadGroup {
     pub actions: Arc<Mutex<[SigAction; NSIG]>>,
     /// Signals sent to the process (kill), claimed by whichever thread takes them first.
     pub pending: AtomicU64,
+    /// The container (of the sandbox's pod) the process belongs to; children inherit it.
+    pub container: Mutex<Arc<str>>,
 }
 
 impl ThreadGroup {
@@ -78,6 +80,7 @@ impl ThreadGroup {
             }),
             all_gone: Condvar::new(),
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
+            container: Mutex::new(Arc::from("")),
             pending: AtomicU64::new(0),
         })
     }
@@ -221,6 +224,23 @@ impl ThreadGroup {
     pub fn must_leave(&self, tid: i32) -> bool {
         let by = self.exec_by.load(Ordering::SeqCst);
         by != 0 && by != tid
+    }
+
+    /// Get every member out of guest mode, without interrupting what it does in the
+    /// sentry (pause: each stops at its next entry into the guest).
+    pub fn kick_all(&self) {
+        for x in self.lock().list.iter() {
+            if let Some(k) = x.kicker {
+                k.kick();
+            }
+        }
+    }
+
+    pub fn container(&self) -> Arc<str> {
+        self.container
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The thread ids, for /proc and diagnostics.

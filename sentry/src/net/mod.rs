@@ -5,3 +5,4 @@
 pub mod inet;
 pub mod link;
 pub mod sockaddr;
+pub mod unix;

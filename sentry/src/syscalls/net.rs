@@ -1,6 +1,6 @@
 //! Socket syscalls: creation, naming, connection set-up and options. The data path
 //! (send*/recv*) is in `net_io.rs`. Families: AF_INET/AF_INET6 over netstack
-//! (`crate::net::inet`), AF_UNIX stream pairs (`crate::vfs::socketpair`).
+//! (`crate::net::inet`), AF_UNIX inside the sentry (`crate::net::unix`).
 
 use std::sync::Arc;
 
@@ -10,14 +10,14 @@ use crate::abi::Errno;
 use crate::kernel::task::Task;
 use crate::net::inet::InetSocket;
 use crate::net::sockaddr::{AF_INET, AF_INET6, AF_UNIX};
+use crate::net::unix::{self, UnixSocket};
 use crate::syscall;
 use crate::vfs::file::{FileDescription, POLLERR, POLLHUP, POLLIN, POLLOUT};
 use crate::vfs::socket::SocketOps;
-use crate::vfs::socketpair::new_pair;
 use crate::vfs::wait;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(41, socket, Partial, "AF_INET/AF_INET6 TCP and UDP over the sandbox's netstack; AF_UNIX only through socketpair; SOCK_RAW → EPERM; other families → EAFNOSUPPORT", sys_socket),
+    syscall!(41, socket, Partial, "AF_INET/AF_INET6 TCP and UDP over the sandbox's netstack; AF_UNIX stream, datagram and seqpacket inside the sentry (paths in the overlay, abstract names per sandbox; host sockets are unreachable); SOCK_RAW → EPERM; other families → EAFNOSUPPORT", sys_socket),
     syscall!(42, connect, Full, "", sys_connect),
     syscall!(43, accept, Full, "", sys_accept),
     syscall!(48, shutdown, Full, "", sys_shutdown),
@@ -25,15 +25,12 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(50, listen, Full, "", sys_listen),
     syscall!(51, getsockname, Full, "", sys_getsockname),
     syscall!(52, getpeername, Full, "", sys_getpeername),
-    syscall!(53, socketpair, Partial, "AF_UNIX SOCK_STREAM only; SOCK_DGRAM/SEQPACKET → EOPNOTSUPP", sys_socketpair),
-    syscall!(54, setsockopt, Partial, "SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IPV6_V6ONLY take effect; buffer sizes are fixed per socket; other common options are stored and read back without effect; unknown → ENOPROTOOPT", sys_setsockopt),
-    syscall!(55, getsockopt, Partial, "SO_TYPE/DOMAIN/PROTOCOL/ERROR/ACCEPTCONN/SNDBUF/RCVBUF and the options setsockopt takes; TCP_INFO → ENOPROTOOPT", sys_getsockopt),
+    syscall!(53, socketpair, Full, "AF_UNIX stream, datagram and seqpacket; other families → EAFNOSUPPORT (EOPNOTSUPP for AF_INET/AF_INET6)", sys_socketpair),
+    syscall!(54, setsockopt, Partial, "SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, IPV6_V6ONLY take effect; buffer sizes are fixed per inet socket (AF_UNIX: SO_SNDBUF limits sends, SO_PASSCRED autobinds); other common options are stored and read back without effect; unknown → ENOPROTOOPT", sys_setsockopt),
+    syscall!(55, getsockopt, Partial, "SO_TYPE/DOMAIN/PROTOCOL/ERROR/ACCEPTCONN/SNDBUF/RCVBUF, SO_PEERCRED (AF_UNIX) and the options setsockopt takes; TCP_INFO → ENOPROTOOPT", sys_getsockopt),
     syscall!(288, accept4, Full, "", sys_accept4),
 ];
 
-const SOCK_STREAM: u64 = 1;
-const SOCK_DGRAM: u64 = 2;
-const SOCK_SEQPACKET: u64 = 5;
 pub(super) const SOCK_NONBLOCK: u64 = 0o4000;
 pub(super) const SOCK_CLOEXEC: u64 = 0o2000000;
 /// sizeof(struct sockaddr_storage): the most an address may take.
@@ -93,8 +90,13 @@ fn sys_socket(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         AF_INET | AF_INET6 => {
             InetSocket::create(&t.kernel.net, domain, (ty & 0xf) as i32, protocol, nb)?
         }
-        // Named AF_UNIX sockets (bind/connect to a path) are not built yet.
-        AF_UNIX => return Err(Errno::EAFNOSUPPORT),
+        AF_UNIX => UnixSocket::create(
+            unix_namespace(t),
+            unix_caller(t),
+            (ty & 0xf) as i32,
+            protocol,
+            nb,
+        )?,
         _ => return Err(Errno::EAFNOSUPPORT),
     };
     t.files
@@ -102,21 +104,48 @@ fn sys_socket(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         .map(|fd| fd as u64)
 }
 
+/// What AF_UNIX sockets of `t`'s sandbox share.
+fn unix_namespace(t: &Task) -> unix::Namespace {
+    unix::Namespace {
+        vfs: t.fs.vfs.clone(),
+        names: t.kernel.unix_names.clone(),
+    }
+}
+
+/// `t` as an AF_UNIX socket sees its caller (path lookups, SO_PEERCRED).
+fn unix_caller(t: &Task) -> unix::Caller {
+    unix::Caller {
+        pid: t.process.pid,
+        uid: t.creds.euid,
+        gid: t.creds.egid,
+        cwd: t.fs.cwd.clone(),
+        umask: t.fs.umask,
+    }
+}
+
+/// The AF_UNIX socket behind `f`, told who calls.
+pub(super) fn unix_socket<'a>(t: &Task, f: &'a Arc<dyn FileDescription>) -> Option<&'a UnixSocket> {
+    let u = f.as_any().downcast_ref::<UnixSocket>()?;
+    u.set_caller(unix_caller(t));
+    Some(u)
+}
+
 fn sys_socketpair(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let (domain, ty, protocol, addr) = (a[0] as i32, a[1], a[2], a[3]);
-    if domain != AF_UNIX {
-        return Err(Errno::EAFNOSUPPORT);
-    }
+    let (domain, ty, protocol, addr) = (a[0] as i32, a[1], a[2] as i32, a[3]);
     let (nb, cloexec) = type_flags(ty)?;
-    match ty & 0xf {
-        SOCK_STREAM => {}
-        SOCK_DGRAM | SOCK_SEQPACKET => return Err(Errno::EOPNOTSUPP),
-        _ => return Err(Errno::EINVAL),
+    match domain {
+        AF_UNIX => {}
+        // Linux: inet protocols have no socketpair operation.
+        AF_INET | AF_INET6 => return Err(Errno::EOPNOTSUPP),
+        _ => return Err(Errno::EAFNOSUPPORT),
     }
-    if protocol != 0 {
-        return Err(Errno::EPROTONOSUPPORT);
-    }
-    let (x, y) = new_pair(nb);
+    let (x, y) = UnixSocket::pair(
+        unix_namespace(t),
+        unix_caller(t),
+        (ty & 0xf) as i32,
+        protocol,
+        nb,
+    )?;
     let fx = t.files.install(x, cloexec, nofile(t))?;
     let fy = match t.files.install(y, cloexec, nofile(t)) {
         Ok(fd) => fd,
@@ -139,11 +168,13 @@ fn sys_socketpair(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_bind(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = socket_file(t, a[0])?;
     let addr = read_sockaddr(t, a[1], a[2])?;
+    unix_socket(t, &f);
     ops(&f)?.bind(&addr).map(|_| 0)
 }
 
 fn sys_listen(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = socket_file(t, a[0])?;
+    unix_socket(t, &f);
     ops(&f)?.listen(a[1] as i32).map(|_| 0)
 }
 
@@ -161,6 +192,7 @@ fn do_accept(t: &mut Task, fd: u64, addr: u64, lenp: u64, flags: u64) -> Syscall
     }
     let (nb, cloexec) = type_flags(flags)?;
     let f = socket_file(t, fd)?;
+    unix_socket(t, &f);
     let s = ops(&f)?;
     let (conn, peer) = if wait::should_block(&*f) {
         wait::block_on(&*f, &t.waiter, POLLIN, || s.accept(nb)).map_err(wait::restartable)?
@@ -180,6 +212,16 @@ fn do_accept(t: &mut Task, fd: u64, addr: u64, lenp: u64, flags: u64) -> Syscall
 fn sys_connect(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = socket_file(t, a[0])?;
     let addr = read_sockaddr(t, a[1], a[2])?;
+    if let Some(u) = unix_socket(t, &f) {
+        // Made at once, or EAGAIN while the listener's backlog is full: a blocking
+        // connect waits for room (Linux unix_wait_for_peer).
+        let r = if wait::should_block(&*f) {
+            wait::block_on(&*f, &t.waiter, POLLOUT, || u.connect(&addr)).map_err(wait::restartable)
+        } else {
+            u.connect(&addr)
+        };
+        return r.map(|_| 0);
+    }
     let s = ops(&f)?;
     match s.connect(&addr) {
         Err(Errno::EINPROGRESS) if wait::should_block(&*f) => {

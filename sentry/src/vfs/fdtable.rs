@@ -47,6 +47,19 @@ impl FdTable {
         Ok(t)
     }
 
+    /// A table whose fds 0, 1 and 2 are the given host descriptors.
+    pub fn with_host_fds(fds: [std::os::fd::OwnedFd; 3]) -> Result<FdTable, std::io::Error> {
+        let t = FdTable::new();
+        for fd in fds {
+            let f: Arc<dyn FileDescription> = Arc::new(HostFd::from_owned(fd)?);
+            t.lock().push(Some(Slot {
+                file: f,
+                cloexec: false,
+            }));
+        }
+        Ok(t)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Option<Slot>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -40,6 +40,11 @@ impl HostFd {
         }
         // SAFETY: `new` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(new) };
+        Self::from_owned(fd)
+    }
+
+    /// Wrap a host descriptor handed to the sandbox (a container's stdio, an exec's pty).
+    pub fn from_owned(fd: OwnedFd) -> std::io::Result<HostFd> {
         // SAFETY: isatty only inspects the descriptor.
         let tty = unsafe { libc::isatty(fd.as_raw_fd()) } == 1;
         let stat = fstat(&fd).map_err(|e| std::io::Error::from_raw_os_error(e.0))?;

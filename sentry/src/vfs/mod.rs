@@ -29,7 +29,6 @@ pub mod pipe;
 pub mod proc;
 pub mod signalfd;
 pub mod socket;
-pub mod socketpair;
 pub mod timerfd;
 pub mod tmpfs;
 pub mod wait;

@@ -120,6 +120,10 @@ impl Vfs {
         if !created && !permits(&node.stat(), lk.uid, lk.gid, access_bits(flags)) {
             return Err(Errno::EACCES);
         }
+        if node.file_type() == libc::S_IFSOCK {
+            // Linux: a socket inode cannot be opened (sock_no_open).
+            return Err(Errno::ENXIO);
+        }
         let writes = flags & O_ACCMODE != 0 || flags & O_TRUNC != 0;
         match node {
             Node::Host(h) => {

@@ -1,8 +1,9 @@
 //! Namespace changes, all in the overlay: create, mkdir, unlink, rmdir, rename, link,
-//! symlink, chmod, utimes, truncate; plus stat, readlink and access. Host directories on
+//! symlink, chmod, utimes, truncate, AF_UNIX socket names; plus stat, readlink and access. Host directories on
 //! the way are copied up as merged directories; a removed host entry leaves a whiteout.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Weak};
 
 use super::file::Stat;
 use super::node::Node;
@@ -409,6 +410,48 @@ impl Vfs {
         d.meta.nlink += 1;
         d.meta.ctime = now();
         Ok(())
+    }
+
+    /// bind(2) of an AF_UNIX socket to a path (Linux unix_bind_bsd): a new socket inode
+    /// that leads to `socket`. The path must not exist (EADDRINUSE), not even as a link.
+    pub fn bind_socket(
+        &self,
+        lk: &Lookup,
+        p: &[u8],
+        socket: Weak<dyn Any + Send + Sync>,
+    ) -> Result<(), Errno> {
+        let r = self.resolve(lk, p, false)?;
+        if !matches!(r.found, Found::Missing) {
+            return Err(Errno::EADDRINUSE);
+        }
+        if r.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        let m = Meta::new(libc::S_IFSOCK | (0o777 & !lk.umask), lk.uid, lk.gid);
+        self.create(&r, Inode::new(m, Kind::Socket(socket)))
+            .map(|_| ())
+    }
+
+    /// The socket a path names, for connect(2) and sendto(2) (Linux unix_find_bsd): the
+    /// caller needs write permission on it; anything but a live socket of ours (a host
+    /// socket included) is ECONNREFUSED.
+    pub fn bound_socket(&self, lk: &Lookup, p: &[u8]) -> Result<Arc<dyn Any + Send + Sync>, Errno> {
+        let r = self.resolve(lk, p, true)?;
+        let node = match &r.found {
+            Found::Node(n) => n,
+            Found::Missing => return Err(Errno::ENOENT),
+            Found::Magic(_) => return Err(Errno::ECONNREFUSED),
+        };
+        if !permits(&node.stat(), lk.uid, lk.gid, 2) {
+            return Err(Errno::EACCES);
+        }
+        match node {
+            Node::Tmp(i) => match &i.lock().kind {
+                Kind::Socket(s) => s.upgrade().ok_or(Errno::ECONNREFUSED),
+                _ => Err(Errno::ECONNREFUSED),
+            },
+            _ => Err(Errno::ECONNREFUSED),
+        }
     }
 
     pub fn readlink(&self, lk: &Lookup, p: &[u8]) -> Result<Vec<u8>, Errno> {

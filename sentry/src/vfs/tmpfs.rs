@@ -1,11 +1,12 @@
-//! In-memory inodes: the overlay's upper layer (files, directories, symbolic links and
-//! whiteouts), and the file description of an overlay regular file.
+//! In-memory inodes: the overlay's upper layer (files, directories, symbolic links,
+//! sockets and whiteouts), and the file description of an overlay regular file.
 //!
 //! Lock order: the VFS namespace lock, then one inode's `data` at a time.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::file::{FileDescription, Stat};
 use super::node::Node;
@@ -41,6 +42,9 @@ pub enum Kind {
         lower: Option<Vec<u8>>,
     },
     Symlink(Vec<u8>),
+    /// A bound AF_UNIX socket's name: the socket it leads to (opaque here; dead once the
+    /// socket is gone).
+    Socket(Weak<dyn Any + Send + Sync>),
 }
 
 /// Metadata (the mode includes the S_IFMT bits).
@@ -138,6 +142,7 @@ impl Inode {
         let (size, nlink) = match &d.kind {
             Kind::File { size, .. } => (*size as i64, d.meta.nlink),
             Kind::Symlink(t) => (t.len() as i64, d.meta.nlink),
+            Kind::Socket(_) => (0, d.meta.nlink),
             Kind::Dir { entries, .. } => {
                 let subdirs = entries
                     .values()
