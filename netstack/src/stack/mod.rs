@@ -368,10 +368,10 @@ impl Inner {
             // One packet at a time, refilling listen pools in between: a burst of SYNs
             // each finds a listening socket instead of a RST.
             for _ in 0..INGRESS_BUDGET {
-                let lo = self
-                    .lo
-                    .iface
-                    .poll_ingress_single(now, &mut self.lo.dev, &mut self.lo.sockets);
+                let lo =
+                    self.lo
+                        .iface
+                        .poll_ingress_single(now, &mut self.lo.dev, &mut self.lo.sockets);
                 let ext = match self.ext.as_mut() {
                     Some(x) => x.iface.poll_ingress_single(now, &mut x.dev, &mut x.sockets),
                     None => PollIngressSingleResult::None,

@@ -28,6 +28,11 @@ pub fn run_thread(
     clear_child_tid(task);
     let last = task.group.leave(task.tid, own);
     task.kernel.release_thread();
+    if last.is_some() {
+        // The process is gone: its files close now, before the parent hears of it (a
+        // parent that polls a pipe right after waitpid sees the hang-up, as on Linux).
+        task.files = std::sync::Arc::new(crate::vfs::FdTable::new());
+    }
     if let Some(status) = last {
         super::process::group_ended(task, status);
     }
