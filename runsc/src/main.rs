@@ -1,46 +1,155 @@
-//! `runsc`: Nanovisor's command line. Today: `do` (run a command in a fresh sandbox) and
-//! `help syscalls`. The OCI runtime commands arrive with issue 5.
+//! `runsc`: Nanovisor's command line. An OCI runtime with runc's and gVisor's command
+//! line (`create`, `start`, `state`, `kill`, `delete`, `run`, `exec`, …) for podman,
+//! containerd's runc shim and our own shim; `acl` to change a running sandbox's network
+//! policy; `do` to run a command sandboxed with no bundle; `help syscalls`.
+//!
+//! Errors print as `runsc: MESSAGE` on stderr and, when `--log` is given, as a runc-style
+//! error line in that file (containerd reads the last one); OCI commands exit 1 on error,
+//! as runc does.
 
+mod acl_convert;
+mod boot;
 mod commands;
+mod console;
+mod container;
 mod network;
+mod oci;
 
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use commands::{GlobalOpts, LogFormat, DEFAULT_ROOT};
+
 #[derive(Parser)]
 #[command(
     name = "runsc",
-    version,
+    version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.1.0"),
     about = "Nanovisor: a secure container runtime with a user-space kernel on KVM",
     disable_help_subcommand = true
 )]
 struct Cli {
-    /// Log every syscall (same as RUST_LOG=debug).
+    /// Directory for container state.
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Debug logging (every syscall; same as RUST_LOG=debug).
     #[arg(long, global = true)]
     debug: bool,
     /// Where logs go (default: stderr).
     #[arg(long, global = true, value_name = "FILE")]
-    log: Option<std::path::PathBuf>,
+    log: Option<PathBuf>,
     /// Log line format.
     #[arg(long = "log-format", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The sandbox's network (gVisor's flag, given before the command): passed to the
+    /// sandbox process. `runsc do` has its own `--network`.
+    #[arg(long, value_name = "none|sandbox|host")]
+    network: Option<String>,
+    /// Accepted for runc compatibility; cgroups are managed as cgroupfs paths.
+    #[arg(long = "systemd-cgroup", global = true, hide = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility (`auto`, `true`, `false`).
+    #[arg(long, global = true, hide = true, value_name = "auto|true|false",
+          value_parser = ["auto", "true", "false"], num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    rootless: Option<String>,
+    /// Accepted for runc compatibility (checkpoints do not use CRIU).
+    #[arg(long, global = true, hide = true, value_name = "PATH")]
+    criu: Option<PathBuf>,
+    /// Accepted for crun/conmon compatibility (`--cgroup-manager disabled`).
+    #[arg(
+        long = "cgroup-manager",
+        global = true,
+        hide = true,
+        value_name = "MANAGER"
+    )]
+    cgroup_manager: Option<String>,
+    /// Accepted for gVisor compatibility.
+    #[arg(long = "ignore-cgroups", global = true, hide = true)]
+    ignore_cgroups: bool,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
+    /// Create a container from a bundle (its init starts with `start`).
+    Create(commands::create::CreateArgs),
+    /// Start a created container's init.
+    Start(commands::start::StartArgs),
+    /// Print a container's OCI state.
+    State(commands::state::StateArgs),
+    /// Send a signal to a container's init (or all its processes).
+    Kill(commands::kill::KillArgs),
+    /// Remove a stopped container.
+    Delete(commands::delete::DeleteArgs),
+    /// Create and start a container; without --detach, wait for it.
+    Run(commands::run::RunArgs),
+    /// Run another process in a running container.
+    Exec(Box<commands::exec::ExecArgs>),
+    /// List a container's processes.
+    Ps(commands::ps::PsArgs),
+    /// List containers.
+    List(commands::list::ListArgs),
+    /// Print a container's resource use.
+    Events(commands::events::EventsArgs),
+    /// Suspend every process of a container.
+    Pause(commands::pause::PauseArgs),
+    /// Resume a paused container.
+    Resume(commands::resume::ResumeArgs),
+    /// Wait for a container's init to exit and print its status.
+    Wait(commands::wait::WaitArgs),
+    /// Write a starting config.json.
+    Spec(commands::spec::SpecArgs),
+    /// Print what this runtime implements (OCI features JSON).
+    Features(commands::features::FeaturesArgs),
+    /// Read and change a running sandbox's network policy.
+    Acl(commands::acl::AclArgs),
     /// Run a command in a new sandbox, with no container image or bundle.
     Do(Box<commands::run_do::DoArgs>),
     /// Reference information.
     Help(commands::help::HelpArgs),
+    /// Become the sandbox process of a container (started by `create`).
+    #[command(hide = true)]
+    Boot(commands::boot::BootArgs),
+    /// Wait for an exec'd process (left behind by `exec --detach`).
+    #[command(hide = true)]
+    ExecWait(commands::exec_wait::ExecWaitArgs),
+}
+
+/// runc's `--rootless` takes its value after a space (`--rootless auto`) as well as after
+/// `=`; clap cannot tell such a value from the subcommand, so join it first. Only flags
+/// before the subcommand are touched (after it may come a container's command line).
+fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    use clap::CommandFactory as _;
+    let subcommands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut out: Vec<OsString> = Vec::new();
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        if subcommands.iter().any(|s| arg == s.as_str()) {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        if arg == "--rootless" {
+            if let Some(v) = args.next_if(|v| v == "auto" || v == "true" || v == "false") {
+                let mut joined = OsString::from("--rootless=");
+                joined.push(v);
+                out.push(joined);
+                continue;
+            }
+            out.push(arg);
+            continue;
+        }
+        out.push(arg);
+    }
+    out
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -72,23 +181,229 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends an error to the `--log` file as runc (logrus) writes one, so that callers that
+/// read the runtime's log for its last error (containerd's shim) find ours.
+fn log_error(global: &GlobalOpts, message: &str) {
+    let Some(path) = &global.log else {
+        return;
+    };
+    let time = netstack::acl::audit::rfc3339_millis(std::time::SystemTime::now());
+    let line = match global.log_format {
+        LogFormat::Json => {
+            serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
+        }
+        LogFormat::Text => format!("time={time:?} level=error msg={message:?}"),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(normalize_args(std::env::args_os()));
     if let Err(e) = init_logging(&cli) {
         eprintln!("runsc: {e:#}");
         return ExitCode::from(125);
     }
+    let root = match container::dir::Root::new(&cli.root) {
+        Ok(r) => r.path().to_path_buf(),
+        Err(e) => {
+            eprintln!("runsc: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.systemd_cgroup || cli.criu.is_some() || cli.cgroup_manager.is_some() {
+        tracing::debug!("ignoring --systemd-cgroup, --criu and --cgroup-manager");
+    }
+    let global = GlobalOpts {
+        root,
+        log: cli.log.clone(),
+        log_format: cli.log_format,
+        debug: cli.debug,
+        network: cli.network.clone(),
+    };
+    let is_do = matches!(cli.command, Command::Do(_));
+    // The sandbox process's stderr is the container's: its errors go to its log (and
+    // `create` passes on what it reports on the ready pipe).
+    let quiet = matches!(cli.command, Command::Boot(_)) && global.log.is_some();
     let result = match cli.command {
+        Command::Create(args) => commands::create::run(args, &global),
+        Command::Start(args) => commands::start::run(args, &global),
+        Command::State(args) => commands::state::run(args, &global),
+        Command::Kill(args) => commands::kill::run(args, &global),
+        Command::Delete(args) => commands::delete::run(args, &global),
+        Command::Run(args) => commands::run::run(args, &global),
+        Command::Exec(args) => commands::exec::run(*args, &global),
+        Command::Ps(args) => commands::ps::run(args, &global),
+        Command::List(args) => commands::list::run(args, &global),
+        Command::Events(args) => commands::events::run(args, &global),
+        Command::Pause(args) => commands::pause::run(args, &global),
+        Command::Resume(args) => commands::resume::run(args, &global),
+        Command::Wait(args) => commands::wait::run(args, &global),
+        Command::Spec(args) => commands::spec::run(args, &global),
+        Command::Features(args) => commands::features::run(args, &global),
+        Command::Acl(args) => commands::acl::run(args, &global),
+        Command::Boot(args) => commands::boot::run(args, &global.root),
+        Command::ExecWait(args) => commands::exec_wait::run(args, &global),
         Command::Do(args) => commands::run_do::run(*args),
         Command::Help(args) => commands::help::run(args).map(|_| 0),
     };
     match result {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("runsc: {e:#}");
-            // runc and gVisor's runsc use 125 for "the runtime itself failed", and `do`
-            // follows the shell: 126 for a command that cannot run, 127 if not found.
-            ExitCode::from(commands::run_do::error_code(&e))
+            let message = format!("{e:#}");
+            if !quiet {
+                eprintln!("runsc: {message}");
+            }
+            log_error(&global, &message);
+            if is_do {
+                // `do` follows the shell: 126 for a command that cannot run, 127 if not
+                // found, 125 for the runtime itself.
+                ExitCode::from(commands::run_do::error_code(&e))
+            } else {
+                // runc exits 1 whatever went wrong.
+                ExitCode::from(1)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn runc_style_global_flags() {
+        // containerd's runc shim.
+        let cli = parse(&[
+            "runsc",
+            "--root",
+            "/run/containerd/runc/k8s.io",
+            "--log",
+            "/x/log.json",
+            "--log-format",
+            "json",
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/init.pid",
+            "c1",
+        ])
+        .expect("valid");
+        assert_eq!(cli.root, PathBuf::from("/run/containerd/runc/k8s.io"));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(cli.systemd_cgroup);
+        assert!(matches!(cli.command, Command::Create(_)));
+        // conmon.
+        let cli = parse(&[
+            "runsc",
+            "--systemd-cgroup",
+            "--log-format=json",
+            "--log",
+            "/x/oci-log",
+            "start",
+            "c1",
+        ])
+        .expect("valid");
+        assert!(matches!(cli.command, Command::Start(_)));
+        // go-runc's rootless flag and runc's spaced form.
+        for rootless in [
+            &["--rootless=false"][..],
+            &["--rootless", "auto"],
+            &["--rootless"],
+        ] {
+            let mut args = vec!["runsc"];
+            args.extend_from_slice(rootless);
+            args.extend_from_slice(&["--criu", "/usr/sbin/criu", "state", "c1"]);
+            let cli = parse(&args).expect("valid");
+            assert!(cli.rootless.is_some());
+            assert!(matches!(cli.command, Command::State(_)));
+        }
+        // PyPI gvisor.
+        let cli = parse(&[
+            "runsc",
+            "--root",
+            "/s",
+            "--ignore-cgroups",
+            "--network=none",
+            "run",
+            "--bundle",
+            "/b",
+            "--detach",
+            "c1",
+        ])
+        .expect("valid");
+        assert_eq!(cli.network.as_deref(), Some("none"));
+        // Global flags after the subcommand work too.
+        let cli = parse(&["runsc", "kill", "--root", "/s", "c1", "KILL"]).expect("valid");
+        assert_eq!(cli.root, PathBuf::from("/s"));
+        assert_eq!(
+            parse(&["runsc", "list"]).expect("valid").root,
+            PathBuf::from(DEFAULT_ROOT)
+        );
+        assert!(parse(&["runsc", "--log-format", "xml", "list"]).is_err());
+        let cli = parse(&["runsc", "spec", "--rootless", "--bundle", "/b"]).expect("valid");
+        assert!(matches!(cli.command, Command::Spec(_)));
+    }
+
+    #[test]
+    fn only_flags_before_the_subcommand_are_rewritten() {
+        let args = |v: &[&str]| -> Vec<OsString> { v.iter().map(OsString::from).collect() };
+        assert_eq!(
+            normalize_args(args(&[
+                "runsc",
+                "--rootless",
+                "auto",
+                "exec",
+                "c1",
+                "x",
+                "--rootless",
+                "auto"
+            ])),
+            args(&[
+                "runsc",
+                "--rootless=auto",
+                "exec",
+                "c1",
+                "x",
+                "--rootless",
+                "auto"
+            ])
+        );
+        assert_eq!(
+            normalize_args(args(&["runsc", "--rootless", "list"])),
+            args(&["runsc", "--rootless", "list"])
+        );
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_id() {
+        let cli = parse(&[
+            "runsc", "--root", "/s", "exec", "--cwd", "/", "--env", "A=1", "c1", "ls", "-la",
+        ])
+        .expect("valid");
+        let Command::Exec(_) = cli.command else {
+            panic!("not exec");
+        };
+        let cli = parse(&["runsc", "kill", "--all", "c1", "9"]).expect("valid");
+        assert!(matches!(cli.command, Command::Kill(_)));
+        let cli = parse(&["runsc", "ps", "--format=json", "c1"]).expect("valid");
+        assert!(matches!(cli.command, Command::Ps(_)));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 }

@@ -176,12 +176,13 @@ impl Sandbox {
                 .ok_or_else(|| SandboxError::NoContainer(id.to_string()))?;
             (c.vfs.clone(), c.init.is_none())
         };
-        let path = spec.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
-        let shown = String::from_utf8_lossy(&path).into_owned();
+        let arg0 = spec.argv.first().cloned().ok_or(SandboxError::NoCommand)?;
+        let shown = String::from_utf8_lossy(&arg0).into_owned();
         let fs = FsContext::new(vfs, &spec.cwd).map_err(|errno| SandboxError::Exec {
             path: String::from_utf8_lossy(&spec.cwd).into_owned(),
             errno,
         })?;
+        let path = resolve_command(&fs, &arg0, &spec.envp);
         let files = match spec.stdio {
             Stdio::Inherit => FdTable::with_stdio(),
             Stdio::Fds(fds) => FdTable::with_host_fds(fds),
@@ -458,4 +459,29 @@ pub fn log_fatal_signal(what: &str, status: ExitStatus) {
     if let ExitStatus::Signaled(sig) = status {
         tracing::warn!("{what} killed by signal {sig} ({})", signal::name(sig));
     }
+}
+
+/// The default search path of a container whose environment sets none (runc's).
+const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A command name without a slash is looked up in the process's PATH inside the
+/// container, as OCI runtimes do before exec; the first executable match wins. Otherwise,
+/// or when nothing matches, the name is used as given (execve reports the error).
+fn resolve_command(fs: &FsContext, arg0: &[u8], envp: &[Vec<u8>]) -> Vec<u8> {
+    if arg0.contains(&b'/') || arg0.is_empty() {
+        return arg0.to_vec();
+    }
+    let path = envp
+        .iter()
+        .find_map(|e| e.strip_prefix(b"PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
+        let mut candidate = dir.to_vec();
+        candidate.push(b'/');
+        candidate.extend_from_slice(arg0);
+        if fs.open_exec(&candidate).is_ok() {
+            return candidate;
+        }
+    }
+    arg0.to_vec()
 }
