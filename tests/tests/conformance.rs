@@ -57,3 +57,9 @@ fn fault_int3() {
 fn events() {
     check_guest("events", &[], 0);
 }
+
+/// nanosleep/clock_nanosleep interrupted by a handled signal, and not by an ignored one.
+#[test]
+fn sleep_signal() {
+    check_guest("sleep_signal", &[], 0);
+}

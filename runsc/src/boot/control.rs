@@ -131,6 +131,7 @@ impl Controller {
 
     /// Handle one request (and stream further responses for a followed audit log).
     pub fn handle(&self, req: Request, fds: Vec<OwnedFd>, out: &mut Responder) {
+        tracing::debug!(request = req.name(), "control");
         let resp = match self.dispatch(req, fds, out) {
             Ok(Some(r)) => r,
             Ok(None) => return,

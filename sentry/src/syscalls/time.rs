@@ -14,7 +14,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(201, time, Full, "", sys_time),
     syscall!(228, clock_gettime, Full, "", sys_clock_gettime),
     syscall!(229, clock_getres, Full, "", sys_clock_getres),
-    syscall!(230, clock_nanosleep, Partial, "CLOCK_REALTIME/MONOTONIC/BOOTTIME, relative and TIMER_ABSTIME; never interrupted (no signals from other threads yet)", sys_clock_nanosleep),
+    syscall!(230, clock_nanosleep, Partial, "CLOCK_REALTIME/MONOTONIC/BOOTTIME, relative and TIMER_ABSTIME; an interrupted relative sleep restarted without a handler sleeps its whole duration again", sys_clock_nanosleep),
 ];
 
 const CLOCK_REALTIME: u64 = 0;
@@ -116,14 +116,49 @@ fn sys_time(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(now as u64)
 }
 
-fn sleep(d: Duration) {
-    std::thread::sleep(d);
+/// Sleep for `d` on the task's waiter, so a signal (or the sandbox ending) cuts it
+/// short. The time left, when interrupted.
+fn sleep(task: &Task, d: Duration) -> Option<Duration> {
+    let deadline = std::time::Instant::now() + d;
+    task.waiter.reset();
+    loop {
+        match task.waiter.wait(Some(deadline)) {
+            crate::waiter::Wake::TimedOut => return None,
+            crate::waiter::Wake::Interrupted => {
+                return Some(deadline.saturating_duration_since(std::time::Instant::now()))
+            }
+            // Someone notified this thread for another reason: keep sleeping.
+            crate::waiter::Wake::Notified => {
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Write a remaining time to a `struct timespec` (nanosleep's `rem`).
+fn write_remaining(task: &Task, addr: u64, left: Duration) -> Result<(), Errno> {
+    if addr == 0 {
+        return Ok(());
+    }
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(left.as_secs() as i64).to_le_bytes());
+    b[8..].copy_from_slice(&(left.subsec_nanos() as i64).to_le_bytes());
+    task.mm.copy_out(addr, &b)
 }
 
 fn sys_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let d = read_timespec(task, a[0])?;
-    sleep(d);
-    Ok(0)
+    match sleep(task, d) {
+        None => Ok(0),
+        Some(left) => {
+            write_remaining(task, a[1], left)?;
+            // Linux: EINTR when a handler ran; restarted otherwise (with the whole
+            // duration here, not only what was left).
+            Err(Errno::ERESTARTNOHAND)
+        }
+    }
 }
 
 fn sys_clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -142,6 +177,13 @@ fn sys_clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     } else {
         want
     };
-    sleep(d);
-    Ok(0)
+    match sleep(task, d) {
+        None => Ok(0),
+        Some(left) => {
+            if flags & TIMER_ABSTIME == 0 {
+                write_remaining(task, a[3], left)?;
+            }
+            Err(Errno::ERESTARTNOHAND)
+        }
+    }
 }
