@@ -32,6 +32,8 @@ pub struct Controller {
     pub started: Mutex<Option<Sender<i32>>>,
     pub acl: Arc<Acl>,
     pub audit_path: PathBuf,
+    /// Wait requests being answered: the sandbox process stays until they are.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 fn ok(kind: response::Kind) -> Response {
@@ -215,6 +217,7 @@ impl Controller {
             }
             request::Kind::Wait(r) => {
                 self.check_container(&r.container_id)?;
+                let _waiting = WaitGuard::new(&self.waiting);
                 let pid = match r.pid {
                     0 => self.sandbox.init_pid(&self.id).ok_or_else(|| {
                         error(ErrorCode::WrongState, "the container has not started")
@@ -353,6 +356,22 @@ impl Controller {
             }
         }
         let _ = out.send(empty());
+    }
+}
+
+/// Counts a Wait in progress, until its response is sent.
+struct WaitGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> WaitGuard<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        WaitGuard(n)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -49,6 +49,7 @@ pub struct BootArgs {
 struct Booted {
     sandbox: Arc<Sandbox>,
     started: Receiver<i32>,
+    controller: Arc<Controller>,
     _netns: Option<AdoptedNetns>,
 }
 
@@ -73,6 +74,18 @@ pub fn run(args: BootArgs, root: &Path) -> anyhow::Result<i32> {
         .sandbox
         .wait(pid)
         .map_err(|e| anyhow!("waiting for the container's init: {e}"))?;
+    sentry::sandbox::log_fatal_signal(&format!("container {}: init", args.id), status);
+    // Let `runsc wait` / `exec-wait` callers get their answer before the socket goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while booted
+        .controller
+        .waiting
+        .load(std::sync::atomic::Ordering::SeqCst)
+        > 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     Ok(status.shell_code())
 }
 
@@ -144,14 +157,15 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         started: Mutex::new(Some(tx)),
         acl,
         audit_path: state_dir.join("audit.log"),
+        waiting: Default::default(),
     });
-    nanovisor_proto::serve(listener, move |req, fds, out| {
-        controller.handle(req, fds, out)
-    })
-    .context("serving the control socket")?;
+    let c = controller.clone();
+    nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
+        .context("serving the control socket")?;
     Ok(Booted {
         sandbox,
         started: rx,
+        controller,
         _netns: netns,
     })
 }
