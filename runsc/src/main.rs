@@ -10,6 +10,7 @@
 mod acl_convert;
 mod boot;
 mod commands;
+mod confine;
 mod console;
 mod container;
 mod network;

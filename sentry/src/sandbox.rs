@@ -27,7 +27,7 @@ use crate::loader::LoadError;
 use crate::mm::MemoryManager;
 use crate::platform::kvm::KvmPlatform;
 use crate::platform::{Platform, PlatformError};
-use crate::vfs::{FdTable, FsContext, Vfs, VfsError};
+use crate::vfs::{FdTable, FsContext, Mount, MountError, Vfs, VfsError};
 use crate::waiter::Waiter;
 
 /// How a one-shot sandbox (`runsc do`) is set up.
@@ -46,6 +46,33 @@ pub struct SandboxConfig {
 /// What the guest's resolver is pointed at: netstack's DNS proxy.
 const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
+/// One of a container's mounts (from the OCI spec's `mounts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountSpec {
+    /// The absolute guest path of the mount point.
+    pub destination: Vec<u8>,
+    pub kind: MountKind,
+}
+
+/// What a container mount is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host directory or regular file. Writable binds take the guest's writes (a
+    /// volume); read-only ones refuse them with EROFS.
+    Bind { source: PathBuf, readonly: bool },
+    /// An empty in-memory file system (`size=` in bytes, `mode=`).
+    Tmpfs {
+        size: Option<u64>,
+        mode: Option<u32>,
+    },
+    /// procfs: the sentry's /proc (already at /proc; elsewhere, mounted there too).
+    Proc,
+    /// sysfs and cgroup: an empty read-only directory.
+    EmptyReadOnly,
+    /// Not applied (devpts, mqueue, devtmpfs, …: the sandbox's /dev serves them); why.
+    Ignored(String),
+}
+
 /// Why a sandbox operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -53,6 +80,14 @@ pub enum SandboxError {
     Platform(#[from] PlatformError),
     #[error(transparent)]
     Vfs(#[from] VfsError),
+    #[error("bind mount source {source_path} for {destination}: {error}")]
+    BindSource {
+        source_path: String,
+        destination: String,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
     #[error("setting up stdio: {0}")]
     Stdio(std::io::Error),
     #[error("{path}: {errno}")]
@@ -148,8 +183,17 @@ impl Sandbox {
     }
 
     /// Add container `id` whose root is the host directory `rootfs` (read-only, under an
-    /// in-memory overlay), with the sandbox's /etc/resolv.conf.
-    pub fn add_container(&self, id: &str, rootfs: &Path) -> Result<(), SandboxError> {
+    /// in-memory overlay), with the sandbox's /etc/resolv.conf, and `mounts` in order.
+    ///
+    /// Bind sources are opened here, so call this before the sandbox process gives up
+    /// the host's file tree. A bind or tmpfs that cannot be made fails the container;
+    /// the kinds the sandbox provides itself (/proc, /dev, sysfs, …) never do.
+    pub fn add_container(
+        &self,
+        id: &str,
+        rootfs: &Path,
+        mounts: &[MountSpec],
+    ) -> Result<(), SandboxError> {
         if self.containers().contains_key(id) {
             return Err(SandboxError::ContainerExists(id.to_string()));
         }
@@ -158,8 +202,13 @@ impl Sandbox {
             path: rootfs.display().to_string(),
             errno,
         })?;
+        // Before the mounts, so that a writable bind of a host /etc is never written to. A
+        // bind at /etc/resolv.conf itself is not applied (see `apply_mount`).
         if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
             tracing::warn!("cannot provide /etc/resolv.conf: {e:?}; name lookups will fail");
+        }
+        for m in mounts {
+            apply_mount(&vfs, m)?;
         }
         self.containers()
             .insert(id.to_string(), Container { vfs, init: None });
@@ -430,7 +479,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .unwrap_or_default();
     let sandbox = Sandbox::new(config.memory, &config.hostname, config.net)?;
-    sandbox.add_container("", &config.rootfs)?;
+    sandbox.add_container("", &config.rootfs, &[])?;
     let pid = sandbox.spawn(
         "",
         ProcessSpec {
@@ -451,6 +500,50 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         other.exit_group(ExitStatus::Signaled(signal::SIGKILL), 0);
     }
     Ok(status)
+}
+
+/// Make one container mount. Binds and tmpfs must succeed; the rest are best effort.
+fn apply_mount(vfs: &Vfs, m: &MountSpec) -> Result<(), SandboxError> {
+    let dest = String::from_utf8_lossy(&m.destination).into_owned();
+    if crate::vfs::path::normalize(&m.destination) == b"/etc/resolv.conf" {
+        // Runtimes bind the pod's resolv.conf there; the guest's resolver must keep
+        // pointing at the DNS proxy, which enforces the DNS policy.
+        tracing::debug!("mount at {dest} not applied: the sandbox's DNS proxy serves it");
+        return Ok(());
+    }
+    let what = match &m.kind {
+        MountKind::Bind { source, readonly } => {
+            Mount::bind(source, *readonly).map_err(|error| SandboxError::BindSource {
+                source_path: source.display().to_string(),
+                destination: dest.clone(),
+                error,
+            })?
+        }
+        MountKind::Tmpfs { size, mode } => Mount::Tmpfs {
+            size: *size,
+            mode: *mode,
+        },
+        MountKind::Proc => Mount::Proc,
+        MountKind::EmptyReadOnly => Mount::EmptyReadOnly,
+        MountKind::Ignored(why) => {
+            tracing::debug!("mount at {dest} not applied: {why}");
+            return Ok(());
+        }
+    };
+    let required = matches!(m.kind, MountKind::Bind { .. } | MountKind::Tmpfs { .. });
+    match vfs.mount(&m.destination, what) {
+        Ok(()) => Ok(()),
+        // The sandbox's own /dev and /proc stay (a tmpfs or devtmpfs at /dev, proc at /proc).
+        Err(e @ MountError::Reserved(_)) => {
+            tracing::debug!("mount not applied: {e}");
+            Ok(())
+        }
+        Err(e) if !required => {
+            tracing::debug!("mount not applied: {e}");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Say on the sandbox's log that a process died of a signal (the guest's stderr may show

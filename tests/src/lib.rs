@@ -4,6 +4,7 @@
 //! The oracle is Linux itself: a guest program must print the same bytes and exit with the
 //! same status in the sandbox as it does natively (gVisor's syscall tests work the same way).
 
+pub mod cni;
 pub mod dns_server;
 
 use std::io::Read as _;

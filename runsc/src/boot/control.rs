@@ -1,18 +1,26 @@
 //! The control socket's request handler: each request of `proto/control.proto` mapped
 //! onto the sentry's [`Sandbox`]. One thread per connection (proto's `serve`), so a
 //! `Wait` blocks only its own caller.
+//!
+//! A sandbox holds a pod: its own container (created with the sandbox; an empty
+//! `container_id` names it) and the containers `CreateContainer` adds, each with its
+//! init waiting for `Start`. Requests name their container by `container_id`. Pause and
+//! resume act on the whole sandbox, as gVisor's do: every container of the pod stops.
+//!
+//! Lock order: [`Controller::containers`] before the sandbox's own locks (the sandbox
+//! never calls back into us). `Sandbox::spawn` runs without our lock.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nanovisor_proto::control::{
-    request, response, AclAddResponse, AuditLine, ContainerStatus, Empty, ErrorCode, ExecResponse,
-    ProcessEntry as ProtoProcess, ProcessesResponse, Request, Response, StartResponse,
-    StateResponse, StatsResponse, WaitResponse,
+    request, response, AclAddResponse, AuditLine, ContainerStatus, CreateContainerRequest, Empty,
+    ErrorCode, ExecResponse, ProcessEntry as ProtoProcess, ProcessesResponse, Request, Response,
+    SignalRequest, StartResponse, StateResponse, StatsResponse, WaitResponse,
 };
 use nanovisor_proto::{error, Responder};
 use netstack::acl::Acl;
@@ -20,18 +28,46 @@ use sentry::kernel::exit::ExitStatus;
 use sentry::sandbox::{ProcessSpec, Sandbox, Stdio};
 
 use crate::acl_convert;
+use crate::boot::mounts::mount_specs;
+use crate::commands::kill::terminates_by_default;
+
+/// What the status of an init that could not be started is reported as (a shell's
+/// "cannot run the command").
+const FAILED_START: ExitStatus = ExitStatus::Exited(127);
+
+/// Where a container's init is in its life.
+enum Init {
+    /// Created: waiting for `Start`.
+    Pending(ProcessSpec),
+    /// `Start` is spawning it.
+    Starting,
+    /// Started: its pid in the sandbox (it may have ended since).
+    Started(i32),
+    /// Never ran: a signal that ends a process came before `Start`, or the sandbox
+    /// shut down.
+    Killed(u8),
+    /// `Start` failed (its `execve` did); waiting for it reports [`FAILED_START`].
+    Failed,
+}
+
+/// The containers of the sandbox, and whether it is going away.
+#[derive(Default)]
+struct Containers {
+    inits: HashMap<String, Init>,
+    /// Set by [`Controller::shut_down`]: no new containers, no more waiting for starts.
+    closing: bool,
+}
 
 /// Everything the handler needs.
 pub struct Controller {
-    pub sandbox: Arc<Sandbox>,
-    /// The container this sandbox runs.
-    pub id: String,
-    /// The init process, until `Start` spawns it.
-    pub init: Mutex<Option<ProcessSpec>>,
-    /// Told the init pid once it runs (the boot main thread waits for it).
-    pub started: Mutex<Option<Sender<i32>>>,
-    pub acl: Arc<Acl>,
-    pub audit_path: PathBuf,
+    sandbox: Arc<Sandbox>,
+    /// The sandbox's own container (a pod's pause container): an empty id names it.
+    sandbox_id: String,
+    containers: Mutex<Containers>,
+    /// Notified whenever an init changes state (started, killed, failed) and on shutdown.
+    changed: Condvar,
+    acl: Arc<Acl>,
+    audit_path: PathBuf,
     /// Wait requests being answered: the sandbox process stays until they are.
     pub waiting: std::sync::atomic::AtomicUsize,
 }
@@ -110,24 +146,296 @@ fn wait_response(status: ExitStatus) -> Response {
     }))
 }
 
+/// The message of an error response (what the client would print).
+pub fn error_text(r: &Response) -> String {
+    match &r.kind {
+        Some(response::Kind::Error(e)) => e.message.clone(),
+        _ => format!("{r:?}"),
+    }
+}
+
+fn not_found(id: &str, sandbox: &str) -> Response {
+    error(
+        ErrorCode::NotFound,
+        format!("no container {id:?} in sandbox {sandbox:?}"),
+    )
+}
+
 impl Controller {
-    fn check_container(&self, id: &str) -> Result<(), Response> {
-        if id.is_empty() || id == self.id {
-            Ok(())
-        } else {
-            Err(error(
-                ErrorCode::NotFound,
-                format!("no container {id:?} in sandbox {:?}", self.id),
-            ))
+    /// A controller for a new sandbox whose own container `id` will run `init`.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        id: &str,
+        init: ProcessSpec,
+        acl: Arc<Acl>,
+        audit_path: PathBuf,
+    ) -> Controller {
+        let mut containers = Containers::default();
+        containers.inits.insert(id.to_string(), Init::Pending(init));
+        Controller {
+            sandbox,
+            sandbox_id: id.to_string(),
+            containers: Mutex::new(containers),
+            changed: Condvar::new(),
+            acl,
+            audit_path,
+            waiting: Default::default(),
         }
     }
 
-    fn status(&self) -> (ContainerStatus, i32) {
-        match self.sandbox.init_pid(&self.id) {
-            None => (ContainerStatus::Created, 0),
-            Some(pid) if self.sandbox.status(pid).is_some() => (ContainerStatus::Stopped, pid),
-            Some(pid) if self.sandbox.is_paused() => (ContainerStatus::Paused, pid),
-            Some(pid) => (ContainerStatus::Running, pid),
+    fn containers(&self) -> MutexGuard<'_, Containers> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The container a request names: the sandbox's own for an empty id.
+    fn resolve<'a>(&'a self, id: &'a str) -> &'a str {
+        if id.is_empty() {
+            &self.sandbox_id
+        } else {
+            id
+        }
+    }
+
+    /// Fails unless container `id` exists.
+    fn check_container(&self, id: &str) -> Result<(), Response> {
+        if self.containers().inits.contains_key(id) {
+            Ok(())
+        } else {
+            Err(not_found(id, &self.sandbox_id))
+        }
+    }
+
+    /// Container `id`'s status and its init's pid (0 if it never ran).
+    fn status(&self, id: &str) -> Result<(ContainerStatus, i32), Response> {
+        let containers = self.containers();
+        let init = containers
+            .inits
+            .get(id)
+            .ok_or_else(|| not_found(id, &self.sandbox_id))?;
+        Ok(match init {
+            Init::Pending(_) | Init::Starting => (ContainerStatus::Created, 0),
+            Init::Killed(_) | Init::Failed => (ContainerStatus::Stopped, 0),
+            Init::Started(pid) if self.sandbox.status(*pid).is_some() => {
+                (ContainerStatus::Stopped, *pid)
+            }
+            Init::Started(pid) if self.sandbox.is_paused() => (ContainerStatus::Paused, *pid),
+            Init::Started(pid) => (ContainerStatus::Running, *pid),
+        })
+    }
+
+    /// Adds a container to the sandbox, its init waiting for `Start`.
+    fn create_container(
+        &self,
+        r: CreateContainerRequest,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Response> {
+        if r.container_id.is_empty() {
+            return Err(error(ErrorCode::InvalidArgument, "no container id"));
+        }
+        let rootfs = Path::new(&r.rootfs);
+        if !rootfs.is_absolute() {
+            return Err(error(
+                ErrorCode::InvalidArgument,
+                format!("rootfs {:?} is not an absolute path", r.rootfs),
+            ));
+        }
+        let p = r
+            .process
+            .ok_or_else(|| error(ErrorCode::InvalidArgument, "a container without a process"))?;
+        let mounts = if r.bundle.is_empty() {
+            Vec::new()
+        } else {
+            let bundle = Path::new(&r.bundle);
+            let config = bundle.join("config.json");
+            let oci = oci_spec::runtime::Spec::load(&config).map_err(|e| {
+                error(
+                    ErrorCode::InvalidArgument,
+                    format!("{}: {e}", config.display()),
+                )
+            })?;
+            mount_specs(&oci, bundle)
+        };
+        let spec = process_spec(&p, fds)?;
+        let mut containers = self.containers();
+        if containers.closing {
+            return Err(error(ErrorCode::WrongState, "the sandbox is shutting down"));
+        }
+        if containers.inits.contains_key(&r.container_id) {
+            return Err(error(
+                ErrorCode::WrongState,
+                format!("container {:?} already exists", r.container_id),
+            ));
+        }
+        self.sandbox
+            .add_container(&r.container_id, rootfs, &mounts)
+            .map_err(|e| {
+                error(
+                    ErrorCode::InvalidArgument,
+                    format!("root file system {}: {e}", rootfs.display()),
+                )
+            })?;
+        if !r.hostname.is_empty() {
+            // The kernel has one hostname: the sandbox's (a pod shares its UTS namespace).
+            tracing::debug!(
+                container = r.container_id,
+                hostname = r.hostname,
+                "a container's hostname is the sandbox's"
+            );
+        }
+        containers
+            .inits
+            .insert(r.container_id.clone(), Init::Pending(spec));
+        tracing::info!(container = r.container_id, "container created");
+        Ok(())
+    }
+
+    /// Starts container `id`'s init; its pid.
+    fn start(&self, id: &str) -> Result<i32, Response> {
+        let spec = {
+            let mut containers = self.containers();
+            let init = containers
+                .inits
+                .get_mut(id)
+                .ok_or_else(|| not_found(id, &self.sandbox_id))?;
+            match std::mem::replace(init, Init::Starting) {
+                Init::Pending(spec) => spec,
+                other => {
+                    *init = other;
+                    return Err(error(
+                        ErrorCode::WrongState,
+                        "the container has already been started",
+                    ));
+                }
+            }
+        };
+        let spawned = self.sandbox.spawn(id, spec);
+        let mut containers = self.containers();
+        let next = match &spawned {
+            Ok(pid) => Init::Started(*pid),
+            Err(_) => Init::Failed,
+        };
+        if let Some(init) = containers.inits.get_mut(id) {
+            *init = next;
+        }
+        let late = containers.closing && id != self.sandbox_id;
+        self.changed.notify_all();
+        drop(containers);
+        if late {
+            // Started while the sandbox shut down: it goes with the others.
+            self.sandbox.signal_container(id, libc::SIGKILL as u8);
+        }
+        spawned.map_err(|e| error(ErrorCode::Internal, format!("starting: {e}")))
+    }
+
+    /// Blocks until container `id`'s init has started and ended (or will never run);
+    /// how it ended.
+    pub fn wait_init(&self, id: &str) -> Result<ExitStatus, Response> {
+        let pid = {
+            let mut containers = self.containers();
+            loop {
+                match containers.inits.get(id) {
+                    None => return Err(not_found(id, &self.sandbox_id)),
+                    Some(Init::Started(pid)) => break *pid,
+                    Some(Init::Killed(sig)) => return Ok(ExitStatus::Signaled(*sig)),
+                    Some(Init::Failed) => return Ok(FAILED_START),
+                    Some(Init::Pending(_) | Init::Starting) if containers.closing => {
+                        return Err(error(ErrorCode::WrongState, "the sandbox is shutting down"))
+                    }
+                    Some(Init::Pending(_) | Init::Starting) => {}
+                }
+                containers = self
+                    .changed
+                    .wait(containers)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        self.sandbox
+            .wait(pid)
+            .map_err(|e| error(ErrorCode::NotFound, e.to_string()))
+    }
+
+    /// `Signal`: to the init, to one process of the container, or to all of them. A
+    /// signal that ends a process, sent to an init that has not started, discards it: the
+    /// container is stopped without ever running (runc's created init would die of it).
+    fn signal(&self, r: &SignalRequest) -> Result<(), Response> {
+        let id = self.resolve(&r.container_id);
+        let sig = u8::try_from(r.signal)
+            .ok()
+            .filter(|s| *s != 0)
+            .ok_or_else(|| error(ErrorCode::InvalidArgument, "bad signal number"))?;
+        let mut containers = self.containers();
+        let init = containers
+            .inits
+            .get_mut(id)
+            .ok_or_else(|| not_found(id, &self.sandbox_id))?;
+        let init_pid = match init {
+            Init::Pending(_) if r.all || r.pid == 0 => {
+                if terminates_by_default(i32::from(sig)) {
+                    // Dropping the spec closes the stdio it held.
+                    *init = Init::Killed(sig);
+                    self.changed.notify_all();
+                }
+                return Ok(());
+            }
+            Init::Starting if r.all || r.pid == 0 => {
+                return Err(error(ErrorCode::WrongState, "the container is starting"))
+            }
+            Init::Killed(_) | Init::Failed if r.all => return Ok(()),
+            Init::Killed(_) | Init::Failed if r.pid == 0 => {
+                return Err(error(ErrorCode::NotFound, "the container is not running"))
+            }
+            Init::Started(pid) => Some(*pid),
+            _ => None,
+        };
+        drop(containers);
+        if r.all {
+            self.sandbox.signal_container(id, sig);
+            return Ok(());
+        }
+        let pid = match (r.pid, init_pid) {
+            (0, Some(pid)) => pid,
+            (0, None) => {
+                return Err(error(
+                    ErrorCode::WrongState,
+                    "the container has not started",
+                ))
+            }
+            (p, _) => {
+                // Only this container's processes: a pod's containers do not signal
+                // each other through the runtime.
+                if !self.sandbox.processes(Some(id)).iter().any(|e| e.pid == p) {
+                    return Err(error(
+                        ErrorCode::NotFound,
+                        format!("no process {p} in container {id:?}"),
+                    ));
+                }
+                p
+            }
+        };
+        self.sandbox
+            .signal(pid, sig)
+            .map_err(|e| error(ErrorCode::NotFound, format!("signal {sig} to {pid}: {e}")))
+    }
+
+    /// The sandbox's own container has ended: end the others too (their inits are
+    /// killed, inits not yet started never will be), so that their waiters get an answer
+    /// before the sandbox process exits.
+    pub fn shut_down(&self) {
+        let mut containers = self.containers();
+        containers.closing = true;
+        let mut started = Vec::new();
+        for (id, init) in containers.inits.iter_mut() {
+            match init {
+                Init::Pending(_) => *init = Init::Killed(libc::SIGKILL as u8),
+                Init::Started(_) if *id != self.sandbox_id => started.push(id.clone()),
+                _ => {}
+            }
+        }
+        self.changed.notify_all();
+        drop(containers);
+        for id in started {
+            tracing::info!(container = id, "the sandbox ends: killing the container");
+            self.sandbox.signal_container(&id, libc::SIGKILL as u8);
         }
     }
 
@@ -154,36 +462,17 @@ impl Controller {
             return Err(error(ErrorCode::InvalidArgument, "empty request"));
         };
         let r = match kind {
+            request::Kind::CreateContainer(r) => {
+                self.create_container(r, fds)?;
+                empty()
+            }
             request::Kind::Start(r) => {
-                self.check_container(&r.container_id)?;
-                let spec = self
-                    .init
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .ok_or_else(|| {
-                        error(
-                            ErrorCode::WrongState,
-                            "the container has already been started",
-                        )
-                    })?;
-                let pid = self
-                    .sandbox
-                    .spawn(&self.id, spec)
-                    .map_err(|e| error(ErrorCode::Internal, format!("starting: {e}")))?;
-                if let Some(tx) = self
-                    .started
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                {
-                    let _ = tx.send(pid);
-                }
+                let pid = self.start(self.resolve(&r.container_id))?;
                 ok(response::Kind::Start(StartResponse { pid }))
             }
             request::Kind::Exec(r) => {
-                self.check_container(&r.container_id)?;
-                if self.status().0 != ContainerStatus::Running {
+                let id = self.resolve(&r.container_id);
+                if self.status(id)?.0 != ContainerStatus::Running {
                     return Err(error(ErrorCode::WrongState, "the container is not running"));
                 }
                 let p = r
@@ -192,55 +481,38 @@ impl Controller {
                 let spec = process_spec(&p, fds)?;
                 let pid = self
                     .sandbox
-                    .spawn(&self.id, spec)
+                    .spawn(id, spec)
                     .map_err(|e| error(ErrorCode::InvalidArgument, format!("exec: {e}")))?;
                 ok(response::Kind::Exec(ExecResponse { pid }))
             }
             request::Kind::Signal(r) => {
-                self.check_container(&r.container_id)?;
-                let sig = u8::try_from(r.signal)
-                    .map_err(|_| error(ErrorCode::InvalidArgument, "bad signal number"))?;
-                if r.all {
-                    self.sandbox.signal_container(&self.id, sig);
-                } else {
-                    let pid = match r.pid {
-                        0 => self.sandbox.init_pid(&self.id).ok_or_else(|| {
-                            error(ErrorCode::WrongState, "the container has not started")
-                        })?,
-                        p => p,
-                    };
-                    self.sandbox.signal(pid, sig).map_err(|e| {
-                        error(ErrorCode::NotFound, format!("signal {sig} to {pid}: {e}"))
-                    })?;
-                }
+                self.signal(&r)?;
                 empty()
             }
             request::Kind::Wait(r) => {
-                self.check_container(&r.container_id)?;
+                let id = self.resolve(&r.container_id);
+                self.check_container(id)?;
                 let _waiting = WaitGuard::new(&self.waiting);
-                let pid = match r.pid {
-                    0 => self.sandbox.init_pid(&self.id).ok_or_else(|| {
-                        error(ErrorCode::WrongState, "the container has not started")
-                    })?,
-                    p => p,
+                let status = match r.pid {
+                    0 => self.wait_init(id)?,
+                    p => self
+                        .sandbox
+                        .wait(p)
+                        .map_err(|e| error(ErrorCode::NotFound, e.to_string()))?,
                 };
-                let status = self
-                    .sandbox
-                    .wait(pid)
-                    .map_err(|e| error(ErrorCode::NotFound, e.to_string()))?;
                 wait_response(status)
             }
             request::Kind::State(r) => {
-                self.check_container(&r.container_id)?;
-                let (status, init_pid) = self.status();
+                let (status, init_pid) = self.status(self.resolve(&r.container_id))?;
                 ok(response::Kind::State(StateResponse {
                     status: status as i32,
                     init_pid,
                 }))
             }
             request::Kind::Stats(r) => {
-                self.check_container(&r.container_id)?;
-                let s = self.sandbox.stats(Some(&self.id));
+                let id = self.resolve(&r.container_id);
+                self.check_container(id)?;
+                let s = self.sandbox.stats(Some(id));
                 ok(response::Kind::Stats(StatsResponse {
                     memory_bytes: s.memory_bytes,
                     cpu_nanos: cpu_nanos(),
@@ -250,26 +522,26 @@ impl Controller {
                 }))
             }
             request::Kind::Pause(r) => {
-                self.check_container(&r.container_id)?;
-                if self.status().0 != ContainerStatus::Running {
+                // The whole sandbox stops, whichever of its containers is named.
+                if self.status(self.resolve(&r.container_id))?.0 != ContainerStatus::Running {
                     return Err(error(ErrorCode::WrongState, "the container is not running"));
                 }
                 self.sandbox.pause();
                 empty()
             }
             request::Kind::Resume(r) => {
-                self.check_container(&r.container_id)?;
-                if self.status().0 != ContainerStatus::Paused {
+                if self.status(self.resolve(&r.container_id))?.0 != ContainerStatus::Paused {
                     return Err(error(ErrorCode::WrongState, "the container is not paused"));
                 }
                 self.sandbox.resume();
                 empty()
             }
             request::Kind::Processes(r) => {
-                self.check_container(&r.container_id)?;
+                let id = self.resolve(&r.container_id);
+                self.check_container(id)?;
                 let processes = self
                     .sandbox
-                    .processes(Some(&self.id))
+                    .processes(Some(id))
                     .into_iter()
                     .map(|p| ProtoProcess {
                         pid: p.pid,
@@ -313,12 +585,6 @@ impl Controller {
             request::Kind::AclAudit(r) => {
                 self.stream_audit(r.follow, out);
                 return Ok(None);
-            }
-            request::Kind::CreateContainer(_) => {
-                return Err(error(
-                    ErrorCode::InvalidArgument,
-                    "multi-container sandboxes are not supported yet",
-                ))
             }
         };
         Ok(Some(r))

@@ -4,4 +4,5 @@
 //! control socket, and exits with the container init's status.
 
 pub mod control;
+pub mod mounts;
 pub mod network;

@@ -3,7 +3,8 @@
 //! line on it: `ready` once the control socket listens, or `error: …`. The process then
 //! serves the control socket and exits with the container init's status (the code, or
 //! 128+N for a signal), so that whoever reaps it (conmon, containerd's shim) sees the
-//! container's exit.
+//! container's exit. Further containers of a pod join through the socket
+//! (`CreateContainer`); they end when this container's init does.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -11,8 +12,7 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 use clap::Args;
@@ -22,6 +22,7 @@ use sentry::sandbox::Sandbox;
 
 use crate::boot::control::{self, Controller};
 use crate::boot::network;
+use crate::confine;
 use crate::network::adopt::AdoptedNetns;
 
 /// Guest memory when the spec sets no memory limit.
@@ -47,8 +48,7 @@ pub struct BootArgs {
 
 /// What stays alive while the sandbox runs.
 struct Booted {
-    sandbox: Arc<Sandbox>,
-    started: Receiver<i32>,
+    _cgroup: Option<confine::cgroup::Cgroup>,
     controller: Arc<Controller>,
     _netns: Option<AdoptedNetns>,
 }
@@ -66,15 +66,15 @@ pub fn run(args: BootArgs, root: &Path) -> anyhow::Result<i32> {
     };
     writeln!(ready, "ready").context("reporting readiness")?;
     drop(ready);
-    // Wait for `start`, then for init to end.
-    let Ok(pid) = booted.started.recv() else {
-        return Ok(0);
-    };
-    let status = booted
-        .sandbox
-        .wait(pid)
-        .map_err(|e| anyhow!("waiting for the container's init: {e}"))?;
+    // Wait for `start`, then for init to end; the pod's other containers end with it.
+    let status = booted.controller.wait_init(&args.id).map_err(|r| {
+        anyhow!(
+            "waiting for the container's init: {}",
+            control::error_text(&r)
+        )
+    })?;
     sentry::sandbox::log_fatal_signal(&format!("container {}: init", args.id), status);
+    booted.controller.shut_down();
     // Let `runsc wait` / `exec-wait` callers get their answer before the socket goes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while booted
@@ -104,6 +104,12 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     let state_dir = root.join(&args.id);
     let config = args.bundle.join("config.json");
     let spec = Spec::load(&config).map_err(|e| anyhow!("{}: {e}", config.display()))?;
+    // Confinement, part one, while this process still has a single thread: its own
+    // mount, IPC and UTS namespaces and the pod's network namespace; a host cgroup with
+    // the spec's limits.
+    confine::namespaces::unshare(&confine::namespaces::NamespaceSet::from_oci(&spec))
+        .context("entering the sandbox's namespaces")?;
+    let cgroup = sandbox_cgroup(&spec, &args.id)?;
     let rootfs = spec
         .root()
         .as_ref()
@@ -129,7 +135,11 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .unwrap_or_else(|| "nanovisor".into());
     let sandbox = Sandbox::new(memory_limit(&spec), hostname.as_bytes(), stack)?;
     sandbox
-        .add_container(&args.id, &rootfs)
+        .add_container(
+            &args.id,
+            &rootfs,
+            &crate::boot::mounts::mount_specs(&spec, &args.bundle),
+        )
         .with_context(|| format!("root file system {}", rootfs.display()))?;
 
     let init = crate::oci::process_spec(process);
@@ -149,23 +159,40 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .with_context(|| format!("binding {}", sock_path.display()))?;
     std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod {}", sock_path.display()))?;
-    let (tx, rx) = mpsc::channel();
-    let controller = Arc::new(Controller {
-        sandbox: sandbox.clone(),
-        id: args.id.clone(),
-        init: Mutex::new(Some(init)),
-        started: Mutex::new(Some(tx)),
+    let controller = Arc::new(Controller::new(
+        sandbox,
+        &args.id,
+        init,
         acl,
-        audit_path: state_dir.join("audit.log"),
-        waiting: Default::default(),
-    });
+        state_dir.join("audit.log"),
+    ));
     let c = controller.clone();
     nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
         .context("serving the control socket")?;
+    // Confinement, part two, before any guest code runs: no capabilities but reading
+    // the rootfs as its owner would, no new privileges, and the reviewed seccomp
+    // allowlist (runsc/src/confine/seccomp_policy.json) on every thread.
+    confine::caps::drop_all_but(&[confine::caps::Capability::DacReadSearch])
+        .context("dropping capabilities")?;
+    confine::seccomp::install().context("installing the seccomp filter")?;
     Ok(Booted {
-        sandbox,
-        started: rx,
+        _cgroup: cgroup,
         controller,
         _netns: netns,
     })
+}
+
+/// The sandbox's host cgroup: `linux.cgroupsPath` (or `nanovisor/ID`) with the spec's
+/// limits, holding this process. None when the host has no usable cgroup hierarchy.
+fn sandbox_cgroup(spec: &Spec, id: &str) -> anyhow::Result<Option<confine::cgroup::Cgroup>> {
+    let linux = spec.linux().as_ref();
+    let path =
+        confine::cgroup::CgroupPath::from_oci(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+    let resources = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let cgroup = confine::cgroup::Cgroup::create_at(&path, &resources)
+        .with_context(|| format!("creating the cgroup {path}"))?;
+    cgroup.add_self().context("joining the sandbox's cgroup")?;
+    Ok(Some(cgroup))
 }

@@ -7,6 +7,14 @@
 //! container's (as runc's init has), or /dev/null when the container has a terminal,
 //! whose master goes to the console socket. It reports on fd 3 (one line: `ready`, or
 //! `error: MESSAGE`) and gets the pty's slave as fd 4.
+//!
+//! A further container of a pod (CRI annotations: container-type `container`, and a
+//! sandbox-id naming the pod's sandbox container under the same root) starts no sandbox
+//! process: as in gVisor, it joins the pod's sandbox (`CreateContainer` on that
+//! sandbox's control socket, with our stdio or the pty's slave as its init's), and a
+//! waiter (`runsc exec-wait --container ID POD 0`, our child in a session of its own)
+//! stands for it: its pid goes to `--pid-file` and `state.json`, and it exits with the
+//! container's init. The container's memory limit, network and ACL are the pod's.
 
 use std::io::Read as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
@@ -22,9 +30,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::commands::GlobalOpts;
 use crate::console;
-use crate::container::dir::{ContainerDir, DirLock, MAX_SOCKET_PATH};
+use crate::container::control::Endpoint;
+use crate::container::dir::{ContainerDir, DirError, DirLock, Root, MAX_SOCKET_PATH};
 use crate::container::{
-    cgroup_dirs, control, host_process, Container, ContainerType, State, STATE_FILE, STATE_VERSION,
+    cgroup_dirs, control, host_process, Container, ContainerError, ContainerType, Host, State,
+    STATE_FILE, STATE_VERSION,
 };
 use crate::oci;
 
@@ -141,8 +151,14 @@ pub fn create(global: &GlobalOpts, opts: &CreateOpts<'_>) -> anyhow::Result<Crea
             opts.preserve_fds
         );
     }
+    let annotations = State::annotations_of(&spec);
+    let (container_type, sandbox_id) = ContainerType::of(&annotations);
+    let host = match (container_type, &sandbox_id) {
+        (ContainerType::Container, Some(pod)) => Some(pod_sandbox(&root, opts.id, pod)?),
+        _ => None,
+    };
     let socket = root.path().join(opts.id).join(control::SOCKET);
-    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+    if host.is_none() && socket.as_os_str().len() > MAX_SOCKET_PATH {
         bail!(
             "the control socket {} would be longer than {MAX_SOCKET_PATH} bytes: use a shorter --root or id",
             socket.display()
@@ -157,10 +173,18 @@ pub fn create(global: &GlobalOpts, opts: &CreateOpts<'_>) -> anyhow::Result<Crea
         bundle: &bundle,
         terminal,
     };
-    match setup.boot() {
+    let started = match (&host, &sandbox_id) {
+        (Some(host), Some(pod)) => setup.join(
+            host,
+            pod,
+            &process,
+            &rootfs,
+            spec.hostname().as_deref().unwrap_or_default(),
+        ),
+        _ => setup.boot(),
+    };
+    match started {
         Ok((child, master)) => {
-            let annotations = State::annotations_of(&spec);
-            let (container_type, sandbox_id) = ContainerType::of(&annotations);
             let pid = child.id() as i32;
             let state = State {
                 version: STATE_VERSION,
@@ -185,11 +209,12 @@ pub fn create(global: &GlobalOpts, opts: &CreateOpts<'_>) -> anyhow::Result<Crea
                     .unwrap_or_default(),
                 // SAFETY: getuid cannot fail and touches no memory.
                 owner: unsafe { libc::getuid() },
+                host,
             };
             let saved = finish(&dir, &state, opts.pid_file);
             let mut child = child;
             if let Err(e) = saved {
-                abort(&dir, &mut child, lock);
+                abort(&dir, &state, &mut child, lock);
                 return Err(e);
             }
             drop(lock);
@@ -219,12 +244,60 @@ fn finish(dir: &ContainerDir, state: &State, pid_file: Option<&Path>) -> anyhow:
     Ok(())
 }
 
-/// Undoes a create whose sandbox process runs: kill it, remove the state directory.
-fn abort(dir: &ContainerDir, child: &mut Child, lock: DirLock) {
+/// Undoes a create whose sandbox process (or waiter) runs: kill it (and a pod
+/// container's pending init), remove the state directory.
+fn abort(dir: &ContainerDir, state: &State, child: &mut Child, lock: DirLock) {
+    if let Some(host) = &state.host {
+        discard(&Endpoint {
+            socket: host.socket.clone(),
+            container_id: state.id.clone(),
+        });
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = dir.remove();
     drop(lock);
+}
+
+/// Drops a pod container that was created in the sandbox but not started (SIGKILL to
+/// its pending init), best effort.
+fn discard(to: &Endpoint) {
+    if let Err(e) = to
+        .connect()
+        .and_then(|mut c| c.signal(0, true, libc::SIGKILL))
+    {
+        tracing::debug!(container = to.container_id, "discarding the container: {e}");
+    }
+}
+
+/// The sandbox of the pod whose sandbox container is `pod`, for a further container
+/// `id` of that pod: it must exist under the same root, be a sandbox of its own, and run.
+fn pod_sandbox(root: &Root, id: &str, pod: &str) -> anyhow::Result<Host> {
+    if pod == id {
+        bail!("container {id:?} has container-type \"container\" but its sandbox-id annotation names itself");
+    }
+    let sandbox = match Container::load(root, pod) {
+        Ok(c) => c,
+        Err(ContainerError::Dir(DirError::NotFound(_))) => bail!(
+            "the pod's sandbox container {pod:?} (its sandbox-id annotation) does not exist under {}",
+            root.path().display()
+        ),
+        Err(e) => return Err(anyhow!("the pod's sandbox container: {e}")),
+    };
+    let Some(state) = &sandbox.state else {
+        bail!("the pod's sandbox container {pod:?} is still being created");
+    };
+    if state.host.is_some() {
+        bail!("sandbox-id {pod:?} names a container that runs in another container's sandbox");
+    }
+    if !sandbox.sandbox_alive() {
+        bail!("the pod's sandbox container {pod:?} has stopped");
+    }
+    Ok(Host {
+        socket: sandbox.dir.file(control::SOCKET),
+        pid: state.pid,
+        pid_start_time: state.pid_start_time,
+    })
 }
 
 struct Setup<'a> {
@@ -245,6 +318,109 @@ fn high_fd(fd: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
 }
 
 impl Setup<'_> {
+    /// Creates the container in its pod's sandbox (`host`, whose sandbox container is
+    /// `pod`) and starts its waiter. On failure nothing is left in the sandbox.
+    fn join(
+        &self,
+        host: &Host,
+        pod: &str,
+        process: &oci_spec::runtime::Process,
+        rootfs: &Path,
+        hostname: &str,
+    ) -> anyhow::Result<(Child, Option<OwnedFd>)> {
+        let (Some(rootfs_str), Some(bundle)) = (rootfs.to_str(), self.bundle.to_str()) else {
+            bail!(
+                "root file system {} or bundle {}: not UTF-8",
+                rootfs.display(),
+                self.bundle.display()
+            );
+        };
+        let to = Endpoint {
+            socket: host.socket.clone(),
+            container_id: self.opts.id.to_string(),
+        };
+        let mut spec = oci::process_spec(process);
+        spec.terminal = self.terminal;
+        let pty = if self.terminal {
+            let size = if self.opts.foreground {
+                console::window_size(std::io::stdin().as_fd())
+            } else {
+                None
+            };
+            Some(console::open_pty(size).context("creating the container's terminal")?)
+        } else {
+            None
+        };
+        let mut control = to.connect()?;
+        match &pty {
+            Some(pty) => control.create_container(
+                rootfs_str,
+                bundle,
+                spec,
+                hostname,
+                &[pty.slave.as_fd()],
+            )?,
+            None => {
+                let (stdin, stdout, stderr) =
+                    (std::io::stdin(), std::io::stdout(), std::io::stderr());
+                control.create_container(
+                    rootfs_str,
+                    bundle,
+                    spec,
+                    hostname,
+                    &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
+                )?
+            }
+        }
+        drop(control);
+        let master = match (pty, self.opts.console_socket) {
+            (Some(pty), Some(socket)) => {
+                drop(pty.slave);
+                if let Err(e) = console::send_master(socket, pty.master.as_fd()) {
+                    discard(&to);
+                    return Err(e.into());
+                }
+                None
+            }
+            (Some(pty), None) => Some(pty.master),
+            (None, _) => None,
+        };
+        match self.spawn_waiter(pod) {
+            Ok(child) => Ok((child, master)),
+            Err(e) => {
+                discard(&to);
+                Err(e)
+            }
+        }
+    }
+
+    /// `runsc exec-wait --container ID POD 0`, in a session of its own, stdio on
+    /// /dev/null (the container's stdio is in the sandbox already).
+    fn spawn_waiter(&self, pod: &str) -> anyhow::Result<Child> {
+        let exe = std::env::current_exe().context("finding the runsc binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(self.global.child_args(None))
+            .arg("exec-wait")
+            .arg("--container")
+            .arg(self.opts.id)
+            .arg(pod)
+            .arg("0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // setsid, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().context("starting the container's waiter")
+    }
+
     /// Starts the sandbox process and waits for its report. On failure the process is
     /// gone (killed and reaped) and the error says why.
     fn boot(&self) -> anyhow::Result<(Child, Option<OwnedFd>)> {

@@ -199,7 +199,7 @@ pub fn run(args: ExecArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     let mask = forwarded_set();
     mask.thread_block()?;
     let relay = relay_master.map(Relay::start).transpose()?;
-    forward_signals(mask, c.dir.clone(), pid);
+    forward_signals(mask, c.endpoint(), pid);
     let status = control.wait(pid)?;
     if let Some(relay) = relay {
         relay.finish();

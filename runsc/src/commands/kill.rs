@@ -129,7 +129,8 @@ pub fn run(args: KillArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
 
 /// Sends `signal` to a loaded container in `status`. A created container has no init yet
 /// (the sandbox starts it on `start`): a signal that would end a process ends the sandbox
-/// process itself, as a signal to runc's waiting init would.
+/// process itself, as a signal to runc's waiting init would. A further container of a
+/// pod has no sandbox process of its own: its sandbox discards the pending init instead.
 pub fn kill(c: &Container, status: Status, signal: i32, all: bool) -> anyhow::Result<()> {
     if !status.can_kill() {
         // containerd's shim matches "container not running".
@@ -138,7 +139,7 @@ pub fn kill(c: &Container, status: Status, signal: i32, all: bool) -> anyhow::Re
     let Some(state) = &c.state else {
         anyhow::bail!("container not running");
     };
-    if status == Status::Created {
+    if status == Status::Created && !c.is_hosted() {
         if terminates_by_default(signal) {
             match host_process::signal(state.pid, state.pid_start_time, libc::SIGKILL) {
                 Ok(()) => {}

@@ -1,4 +1,8 @@
 //! `runsc pause ID`: stop every process of a running container until `runsc resume`.
+//!
+//! The sandbox stops as a whole, as gVisor's does: pausing any container of a pod pauses
+//! every container of that pod (each then reports `paused`), and resuming any resumes
+//! them all.
 
 use clap::Args;
 

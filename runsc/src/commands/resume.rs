@@ -1,4 +1,5 @@
-//! `runsc resume ID`: let a paused container run again.
+//! `runsc resume ID`: let a paused container run again (with the rest of its pod: see
+//! `pause`).
 
 use clap::Args;
 

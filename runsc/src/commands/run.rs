@@ -13,8 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::commands::create::{self, CreateOpts, Created};
 use crate::commands::{delete, start, GlobalOpts};
 use crate::console::Relay;
-use crate::container::control::Control;
-use crate::container::dir::ContainerDir;
+use crate::container::control::Endpoint;
 use crate::container::{Container, Status};
 
 #[derive(Args)]
@@ -91,7 +90,7 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     let mask = forwarded_set();
     mask.thread_block()?;
     let relay = master.map(Relay::start).transpose()?;
-    forward_signals(mask, container.dir.clone(), 0);
+    forward_signals(mask, container.endpoint(), 0);
     let status = child.wait()?;
     if let Some(relay) = relay {
         relay.finish();
@@ -121,13 +120,15 @@ pub fn forwarded_set() -> SigSet {
 }
 
 /// Starts a thread that takes the signals of `mask` (which the caller has blocked) and
-/// sends each to process `pid` (0: the init) of the container in `dir`.
-pub fn forward_signals(mask: SigSet, dir: ContainerDir, pid: i32) {
+/// sends each to process `pid` (0: the init) of the container `to` names.
+pub fn forward_signals(mask: SigSet, to: Endpoint, pid: i32) {
     std::thread::spawn(move || loop {
         let Ok(sig) = mask.wait() else {
             return;
         };
-        let sent = Control::connect(&dir).and_then(|mut c| c.signal(pid, false, sig as i32));
+        let sent = to
+            .connect()
+            .and_then(|mut c| c.signal(pid, false, sig as i32));
         if let Err(e) = sent {
             tracing::debug!("forwarding {sig}: {e}");
         }

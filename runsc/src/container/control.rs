@@ -3,18 +3,17 @@
 //! into [`ControlError`].
 
 use std::os::fd::BorrowedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nanovisor_proto::control::{
     request, response, wait_response, AclAddRequest, AclAuditRequest, AclGetRequest, AclPolicy,
-    AclRemoveRequest, AclReplaceRequest, AclRule, ContainerStatus, ExecRequest, PauseRequest,
-    ProcessEntry, ProcessSpec, ProcessesRequest, Request, ResumeRequest, SignalRequest,
-    StartRequest, StateRequest, StatsRequest, StatsResponse, WaitRequest,
+    AclRemoveRequest, AclReplaceRequest, AclRule, ContainerStatus, CreateContainerRequest,
+    ExecRequest, PauseRequest, ProcessEntry, ProcessSpec, ProcessesRequest, Request, ResumeRequest,
+    SignalRequest, StartRequest, StateRequest, StatsRequest, StatsResponse, WaitRequest,
 };
 use nanovisor_proto::Client;
 
-use super::dir::ContainerDir;
 use super::Status;
 
 /// The socket's name in the state directory.
@@ -72,6 +71,20 @@ impl ExitStatus {
     }
 }
 
+/// Where requests about one container go: the control socket of the sandbox that runs
+/// it (its own, or its pod's) and its id there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub socket: PathBuf,
+    pub container_id: String,
+}
+
+impl Endpoint {
+    pub fn connect(&self) -> Result<Control, ControlError> {
+        Control::connect_path(&self.socket, &self.container_id)
+    }
+}
+
 /// A connection to one sandbox, for requests about container `id`.
 pub struct Control {
     client: Client,
@@ -90,11 +103,6 @@ fn check(resp: nanovisor_proto::control::Response) -> Result<response::Kind, Con
 }
 
 impl Control {
-    /// Connects to the sandbox of the container whose state directory is `dir`.
-    pub fn connect(dir: &ContainerDir) -> Result<Control, ControlError> {
-        Control::connect_path(&dir.file(SOCKET), dir.id())
-    }
-
     pub fn connect_path(path: &Path, id: &str) -> Result<Control, ControlError> {
         let client = Client::connect(path)
             .map_err(|e| ControlError::Connect(format!("{}: {e}", path.display())))?;
@@ -127,6 +135,32 @@ impl Control {
 
     fn call_empty(&mut self, kind: request::Kind) -> Result<(), ControlError> {
         match self.call(kind, &[])? {
+            response::Kind::Empty(_) => Ok(()),
+            _ => Err(ControlError::Unexpected("an empty response")),
+        }
+    }
+
+    /// Adds the container, whose root file system is the absolute host path `rootfs` and
+    /// whose mounts are those of `bundle`'s config.json, to the sandbox (a further
+    /// container of its pod), with `fds` as
+    /// its init's stdio (three fds, or the pty's slave when `process.terminal`). The init
+    /// waits for [`Control::start`].
+    pub fn create_container(
+        &mut self,
+        rootfs: &str,
+        bundle: &str,
+        process: ProcessSpec,
+        hostname: &str,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), ControlError> {
+        let req = request::Kind::CreateContainer(CreateContainerRequest {
+            container_id: self.id.clone(),
+            rootfs: rootfs.to_string(),
+            process: Some(process),
+            hostname: hostname.to_string(),
+            bundle: bundle.to_string(),
+        });
+        match self.call(req, fds)? {
             response::Kind::Empty(_) => Ok(()),
             _ => Err(ControlError::Unexpected("an empty response")),
         }
@@ -170,7 +204,8 @@ impl Control {
         }))
     }
 
-    /// Waits for process `pid` (0: the init) to end, however long that takes.
+    /// Waits for process `pid` (0: the init, which is first waited for to start) to end,
+    /// however long that takes.
     pub fn wait(&mut self, pid: i32) -> Result<ExitStatus, ControlError> {
         self.no_timeout()?;
         let req = request::Kind::Wait(WaitRequest {

@@ -2,6 +2,11 @@
 //! status (from the sandbox process and its control socket), and the guards that say
 //! which operation each status allows.
 //!
+//! A container either has a sandbox process of its own (`runsc boot`, its `pid`), or is
+//! a further container of a pod and runs in the sandbox of the pod's sandbox container
+//! ([`State::host`]); then its `pid` is a waiter (`runsc exec-wait --container`) that
+//! exits with the container's init, for whoever reaps it.
+//!
 //! `state.json` is written once by `create`, atomically, after the sandbox reported
 //! ready; nothing rewrites it. A state directory without it belongs to a `create` that
 //! is still running (its lock is held) or that crashed (then the container is stopped
@@ -17,7 +22,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
-use self::control::Control;
+use self::control::{Control, Endpoint};
 use self::dir::{ContainerDir, DirError, Root};
 
 /// The file holding [`State`].
@@ -67,6 +72,17 @@ impl ContainerType {
     }
 }
 
+/// The sandbox that runs a container of a pod: its pod's sandbox container's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// The sandbox's control socket, absolute.
+    pub socket: PathBuf,
+    /// The sandbox process (`runsc boot`) and its start time.
+    pub pid: i32,
+    pub pid_start_time: u64,
+}
+
 /// `ROOT/ID/state.json`: what later commands need to know about a created container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +96,8 @@ pub struct State {
     pub rootfs: PathBuf,
     /// The config's `ociVersion`.
     pub oci_version: String,
-    /// The sandbox process (`runsc boot`): the container's pid for callers.
+    /// The container's pid for callers: its sandbox process (`runsc boot`), or with
+    /// `host`, its waiter.
     pub pid: i32,
     /// Its start time (`/proc/PID/stat` field 22), so a reused pid is not taken for it.
     pub pid_start_time: u64,
@@ -100,6 +117,9 @@ pub struct State {
     pub cgroup_dirs: Vec<PathBuf>,
     /// The uid that created the container.
     pub owner: u32,
+    /// Set when the container runs in its pod's sandbox, not in one of its own.
+    #[serde(default)]
+    pub host: Option<Host>,
 }
 
 impl State {
@@ -256,16 +276,41 @@ impl Container {
         self.dir.id()
     }
 
-    /// Whether the sandbox process is alive (and still the one `create` started).
-    pub fn sandbox_alive(&self) -> bool {
-        self.state
-            .as_ref()
-            .is_some_and(|s| host_process::is_alive(s.pid, s.pid_start_time))
+    /// Whether the container runs in its pod's sandbox rather than in one of its own.
+    pub fn is_hosted(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.host.is_some())
     }
 
-    /// A connection to the sandbox's control socket.
+    /// The sandbox process that runs the container, and its start time.
+    pub fn sandbox_process(&self) -> Option<(i32, u64)> {
+        let s = self.state.as_ref()?;
+        Some(match &s.host {
+            Some(h) => (h.pid, h.pid_start_time),
+            None => (s.pid, s.pid_start_time),
+        })
+    }
+
+    /// Whether the sandbox process is alive (and still the one `create` started).
+    pub fn sandbox_alive(&self) -> bool {
+        self.sandbox_process()
+            .is_some_and(|(pid, start)| host_process::is_alive(pid, start))
+    }
+
+    /// Where requests about this container go.
+    pub fn endpoint(&self) -> Endpoint {
+        let socket = match self.state.as_ref().and_then(|s| s.host.as_ref()) {
+            Some(h) => h.socket.clone(),
+            None => self.dir.file(control::SOCKET),
+        };
+        Endpoint {
+            socket,
+            container_id: self.id().to_string(),
+        }
+    }
+
+    /// A connection to the control socket of the sandbox that runs the container.
     pub fn control(&self) -> Result<Control, control::ControlError> {
-        Control::connect(&self.dir)
+        self.endpoint().connect()
     }
 
     /// The current status, and the init's pid in the sandbox (0 if none).
@@ -302,7 +347,8 @@ impl Container {
         }
     }
 
-    /// The pid callers see: the sandbox process, 0 once stopped (as runc reports).
+    /// The pid callers see: the sandbox process (or a pod container's waiter), 0 once
+    /// stopped (as runc reports).
     pub fn visible_pid(&self, status: Status) -> i32 {
         match (&self.state, status) {
             (Some(s), Status::Created | Status::Running | Status::Paused) => s.pid,
@@ -387,6 +433,7 @@ mod tests {
             sandbox_id: None,
             cgroup_dirs: vec!["/sys/fs/cgroup/memory/x".into()],
             owner: 0,
+            host: None,
         }
     }
 
@@ -408,6 +455,53 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} in {text}");
         }
+    }
+
+    #[test]
+    fn hosted_state_round_trips_and_old_states_read() {
+        let mut s = sample_state();
+        s.container_type = ContainerType::Container;
+        s.sandbox_id = Some("pod".into());
+        s.host = Some(Host {
+            socket: "/run/nanovisor/pod/control.sock".into(),
+            pid: 7,
+            pid_start_time: 8,
+        });
+        assert_eq!(State::from_json(&s.to_json()).expect("valid"), s);
+        // A state written before `host` existed has none.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&sample_state().to_json()).expect("JSON");
+        old.as_object_mut().expect("object").remove("host");
+        let old = State::from_json(&serde_json::to_vec(&old).expect("JSON")).expect("valid");
+        assert_eq!(old.host, None);
+    }
+
+    #[test]
+    fn hosted_containers_talk_to_their_pods_sandbox() {
+        let dir = std::env::temp_dir().join(format!("runsc-host-{}", std::process::id()));
+        let root = Root::new(&dir).expect("root");
+        let (cdir, _lock) = root.create("app").expect("created");
+        let mut state = sample_state();
+        state.id = "app".into();
+        let mut c = Container {
+            dir: cdir,
+            state: Some(state.clone()),
+        };
+        assert!(!c.is_hosted());
+        assert_eq!(c.endpoint().socket, dir.join("app").join(control::SOCKET));
+        assert_eq!(c.sandbox_process(), Some((42, 7)));
+        state.host = Some(Host {
+            socket: "/r/pod/control.sock".into(),
+            pid: 9,
+            pid_start_time: 10,
+        });
+        c.state = Some(state);
+        assert!(c.is_hosted());
+        let e = c.endpoint();
+        assert_eq!(e.socket, PathBuf::from("/r/pod/control.sock"));
+        assert_eq!(e.container_id, "app");
+        assert_eq!(c.sandbox_process(), Some((9, 10)));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

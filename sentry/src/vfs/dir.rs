@@ -77,7 +77,7 @@ impl FileDescription for DirFile {
     fn readdir(&self, emit: &mut dyn FnMut(&DirEntry, u64) -> bool) -> Result<(), Errno> {
         let mut c = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         if c.entries.is_none() {
-            c.entries = Some(self.vfs.list(&self.node, self.parent_ino)?);
+            c.entries = Some(self.vfs.list(&self.node, &self.path, self.parent_ino)?);
         }
         let Cursor { entries, pos } = &mut *c;
         let entries = entries.as_deref().unwrap_or_default();

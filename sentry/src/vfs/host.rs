@@ -1,11 +1,14 @@
-//! The read-only host directory under the sandbox root. Every host path is resolved with
+//! Host directories in the sandbox: the container's rootfs (the read-only layer under the
+//! overlay) and bind-mounted host directories and files. Every host path is resolved with
 //! openat2(root, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS):
 //! the sentry resolves symbolic links itself, so the kernel never follows one for us,
-//! and nothing can escape the root. Files are only ever opened O_RDONLY.
+//! and nothing can escape the root. The rootfs and read-only binds are only ever opened
+//! O_RDONLY; writable binds take writes through `hostrw`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::file::{DirEntry, Stat};
 use crate::abi::Errno;
@@ -13,43 +16,121 @@ use crate::abi::Errno;
 /// What one host lookup found (without following a final symbolic link).
 #[derive(Clone, Debug)]
 pub struct HostNode {
-    /// Path relative to the host root, without a leading slash ("" is the root).
+    /// The host directory (or bind-mounted file) it was found under.
+    pub fs: Arc<HostRoot>,
+    /// Path relative to that root, without a leading slash ("" is the root).
     pub rel: Vec<u8>,
     pub stat: Stat,
     /// The link's text, for symbolic links.
     pub target: Option<Vec<u8>>,
 }
 
-/// The host root directory, opened once with O_PATH.
+/// What a root is.
+enum RootKind {
+    /// A directory, opened with O_PATH; paths are resolved below it.
+    Dir(OwnedFd),
+    /// A single bind-mounted regular file, open for reading (and for writing when the
+    /// bind is writable); it has no paths below it.
+    File(Arc<OwnedFd>),
+}
+
+/// A host directory (or file) opened once: the container's rootfs, or a bind source.
 pub struct HostRoot {
-    root: OwnedFd,
+    kind: RootKind,
+    /// Whether guest writes go through to the host (writable bind mounts only).
+    pub writable: bool,
+}
+
+impl std::fmt::Debug for HostRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, fd) = match &self.kind {
+            RootKind::Dir(fd) => ("dir", fd.as_raw_fd()),
+            RootKind::File(fd) => ("file", fd.as_raw_fd()),
+        };
+        write!(f, "HostRoot({what} fd {fd}, writable: {})", self.writable)
+    }
 }
 
 /// Largest host file copied into the overlay (copy-up), in bytes.
 pub const MAX_COPY_UP: u64 = 1 << 30;
 
+/// open(2) of a host path given by the sandbox's configuration (never by the guest).
+fn open_path(path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 impl HostRoot {
-    pub fn open(path: &Path) -> std::io::Result<HostRoot> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `c` is a valid NUL-terminated string; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(HostRoot { root })
+    /// The container's root directory: read-only (writes go to the overlay).
+    pub fn open(path: &Path) -> std::io::Result<Arc<HostRoot>> {
+        let root = open_path(path, libc::O_PATH | libc::O_DIRECTORY)?;
+        Ok(Arc::new(HostRoot {
+            kind: RootKind::Dir(root),
+            writable: false,
+        }))
     }
 
-    /// openat2 under the root. `rel` must not contain NUL (guest paths cannot).
-    fn openat2(&self, rel: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
+    /// A bind mount's source: a directory, or a regular file (opened for reading and,
+    /// when `writable`, for writing: a file the host will not let us write, on a
+    /// read-only host file system say, is bound read-only). Symbolic links in `path` are
+    /// followed: it comes from the sandbox's configuration, like a mount(2) source.
+    pub fn open_bind(path: &Path, mut writable: bool) -> std::io::Result<Arc<HostRoot>> {
+        let probe = open_path(path, libc::O_PATH)?;
+        let st = fstat(&probe).map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+        let kind = match st.mode & libc::S_IFMT {
+            libc::S_IFDIR => RootKind::Dir(open_path(path, libc::O_PATH | libc::O_DIRECTORY)?),
+            libc::S_IFREG => {
+                let flags = libc::O_NOCTTY | libc::O_NONBLOCK;
+                let rw = match writable {
+                    true => open_path(path, libc::O_RDWR | flags).ok(),
+                    false => None,
+                };
+                writable = rw.is_some();
+                let fd = match rw {
+                    Some(fd) => fd,
+                    None => open_path(path, libc::O_RDONLY | flags)?,
+                };
+                RootKind::File(Arc::new(fd))
+            }
+            // Devices, sockets and FIFOs of the host are never handed to the guest.
+            _ => return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
+        };
+        Ok(Arc::new(HostRoot { kind, writable }))
+    }
+
+    /// Whether this root is a single file (a file bind mount).
+    pub fn is_file(&self) -> bool {
+        matches!(self.kind, RootKind::File(_))
+    }
+
+    /// The bind-mounted file, for a file root.
+    pub(super) fn file_fd(&self) -> Option<&Arc<OwnedFd>> {
+        match &self.kind {
+            RootKind::File(fd) => Some(fd),
+            RootKind::Dir(_) => None,
+        }
+    }
+
+    /// openat2 under the root. `rel` must not contain NUL (guest paths cannot). A file
+    /// root has no paths: ENOTDIR.
+    pub(super) fn openat2(&self, rel: &[u8], flags: i32) -> Result<OwnedFd, Errno> {
+        self.openat2_mode(rel, flags, 0)
+    }
+
+    /// openat2 with a creation mode (for O_CREAT).
+    pub(super) fn openat2_mode(&self, rel: &[u8], flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+        let root = match &self.kind {
+            RootKind::Dir(fd) => fd,
+            RootKind::File(_) => return Err(Errno::ENOTDIR),
+        };
         let path = if rel.is_empty() {
             b".".to_vec()
         } else {
@@ -59,6 +140,7 @@ impl HostRoot {
         // SAFETY: open_how is plain data; zeroed is a valid value.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
+        how.mode = u64::from(mode & 0o7777);
         how.resolve =
             libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
         loop {
@@ -66,7 +148,7 @@ impl HostRoot {
             let r = unsafe {
                 libc::syscall(
                     libc::SYS_openat2,
-                    self.root.as_raw_fd(),
+                    root.as_raw_fd(),
                     c.as_ptr(),
                     &how as *const libc::open_how,
                     std::mem::size_of::<libc::open_how>(),
@@ -89,7 +171,18 @@ impl HostRoot {
 
     /// Look up `rel` (already free of symbolic links except maybe the last component).
     /// `Ok(None)` if it does not exist.
-    pub fn lookup(&self, rel: &[u8]) -> Result<Option<HostNode>, Errno> {
+    pub fn lookup(self: &Arc<Self>, rel: &[u8]) -> Result<Option<HostNode>, Errno> {
+        if let RootKind::File(fd) = &self.kind {
+            if !rel.is_empty() {
+                return Ok(None);
+            }
+            return Ok(Some(HostNode {
+                fs: self.clone(),
+                rel: Vec::new(),
+                stat: fstat(fd)?,
+                target: None,
+            }));
+        }
         let fd = match self.openat2(rel, libc::O_PATH) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Ok(None),
@@ -102,21 +195,21 @@ impl HostRoot {
             None
         };
         Ok(Some(HostNode {
+            fs: self.clone(),
             rel: rel.to_vec(),
             stat,
             target,
         }))
     }
 
-    /// Open a regular file for reading.
-    pub fn open_file(&self, rel: &[u8]) -> Result<OwnedFd, Errno> {
-        let fd = self.openat2(rel, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)?;
-        let st = fstat(&fd)?;
-        if st.mode & libc::S_IFMT != libc::S_IFREG {
-            // Host devices, FIFOs and sockets in the image are never opened for the guest.
-            return Err(Errno::EACCES);
+    /// Open a regular file for reading (a file root shares its one descriptor; reads
+    /// are positioned, so descriptions do not disturb each other).
+    pub fn open_file(&self, rel: &[u8]) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(fd) = self.file_fd() {
+            return Ok(fd.clone());
         }
-        Ok(fd)
+        let fd = self.openat2(rel, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK)?;
+        regular(fd).map(Arc::new)
     }
 
     /// List a host directory (with "." and ".." as the host reports them).
@@ -167,6 +260,15 @@ impl HostRoot {
         data.truncate(done);
         Ok(data)
     }
+}
+
+/// `fd` if it is a regular file: host devices, FIFOs and sockets are never opened for
+/// the guest (EACCES).
+pub(super) fn regular(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    if fstat(&fd)?.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Errno::EACCES);
+    }
+    Ok(fd)
 }
 
 /// Parse a buffer of `struct linux_dirent64` records.
@@ -237,6 +339,22 @@ fn readlink(fd: &OwnedFd) -> Result<Vec<u8>, Errno> {
     }
     buf.truncate(n as usize);
     Ok(buf)
+}
+
+/// pwrite(2) on a host descriptor.
+pub fn pwrite(fd: &OwnedFd, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+    let off = i64::try_from(offset).map_err(|_| Errno::EFBIG)?;
+    loop {
+        // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Errno::from_io(&e));
+        }
+    }
 }
 
 /// pread(2) on a host descriptor.

@@ -1,18 +1,22 @@
-//! An open host regular file from the read-only lower layer (read, seek, stat, mmap).
-//! Opening one for writing copies it up into the overlay instead.
+//! An open host regular file: from the rootfs or a read-only bind (read, seek, stat,
+//! mmap), or from a writable bind, where writes, ftruncate and fsync reach the host.
+//! Opening a rootfs file for writing copies it up into the overlay instead.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::file::{FileDescription, Stat};
-use super::host::{fstat, pread, HostNode};
+use super::host::{fstat, pread, pwrite, HostNode};
 use super::node::Node;
 use super::tmpfs::{seek_regular, set_flags};
 use crate::abi::Errno;
 
 pub struct HostFile {
     fd: Arc<OwnedFd>,
+    /// Whether `fd` is this description's own (opened for it, with the guest's O_APPEND),
+    /// rather than a file bind's shared descriptor.
+    own: bool,
     node: Arc<HostNode>,
     path: Vec<u8>,
     pos: Mutex<u64>,
@@ -20,14 +24,29 @@ pub struct HostFile {
 }
 
 impl HostFile {
-    pub fn new(fd: OwnedFd, node: Arc<HostNode>, path: Vec<u8>, flags: u32) -> HostFile {
+    /// `flags` are the guest's; a description open for writing must have been given a
+    /// descriptor open for writing.
+    pub fn new(fd: Arc<OwnedFd>, node: Arc<HostNode>, path: Vec<u8>, flags: u32) -> HostFile {
+        let own = node
+            .fs
+            .file_fd()
+            .is_none_or(|shared| !Arc::ptr_eq(shared, &fd));
         HostFile {
-            fd: Arc::new(fd),
+            fd,
+            own,
             node,
             path,
             pos: Mutex::new(0),
             flags: AtomicU32::new(flags),
         }
+    }
+
+    fn writes(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32
+    }
+
+    fn size(&self) -> Result<u64, Errno> {
+        Ok(fstat(&self.fd)?.size.max(0) as u64)
     }
 }
 
@@ -44,9 +63,32 @@ impl FileDescription for HostFile {
         }
     }
 
-    fn write(&self, _buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
-        // Host files are only ever open for reading (writes copy up at open time).
-        Err(Errno::EBADF)
+    fn write(&self, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        // Rootfs and read-only files are only ever open for reading (writes to rootfs
+        // files copy up at open time); writable binds open the host file for writing.
+        if !self.writes() {
+            return Err(Errno::EBADF);
+        }
+        let append = self.flags.load(Ordering::Relaxed) & libc::O_APPEND as u32 != 0;
+        // An own descriptor carries O_APPEND on the host, where pwrite appends atomically
+        // (Linux: pwrite on an O_APPEND file appends); a shared one appends at its size.
+        let at_end = |at: u64| -> Result<u64, Errno> {
+            if append && !self.own {
+                self.size()
+            } else {
+                Ok(at)
+            }
+        };
+        match offset {
+            Some(off) => pwrite(&self.fd, buf, at_end(off)?),
+            None => {
+                let mut pos = self.pos.lock().unwrap_or_else(|e| e.into_inner());
+                let at = at_end(*pos)?;
+                let n = pwrite(&self.fd, buf, at)?;
+                *pos = if append { self.size()? } else { at + n as u64 };
+                Ok(n)
+            }
+        }
     }
 
     fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
@@ -59,9 +101,28 @@ impl FileDescription for HostFile {
         fstat(&self.fd)
     }
 
-    fn truncate(&self, _len: u64) -> Result<(), Errno> {
-        // Linux: ftruncate on a descriptor not open for writing is EINVAL.
-        Err(Errno::EINVAL)
+    fn truncate(&self, len: u64) -> Result<(), Errno> {
+        if !self.writes() {
+            // Linux: ftruncate on a descriptor not open for writing is EINVAL.
+            return Err(Errno::EINVAL);
+        }
+        let len = i64::try_from(len).map_err(|_| Errno::EFBIG)?;
+        // SAFETY: ftruncate on an open descriptor.
+        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len) } != 0 {
+            return Err(Errno::from_io(&std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), Errno> {
+        if !self.writes() {
+            return Ok(());
+        }
+        // SAFETY: fdatasync on an open descriptor.
+        if unsafe { libc::fdatasync(self.fd.as_raw_fd()) } != 0 {
+            return Err(Errno::from_io(&std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn path(&self) -> String {
@@ -74,6 +135,13 @@ impl FileDescription for HostFile {
 
     fn set_status_flags(&self, flags: u32) {
         set_flags(&self.flags, flags);
+        if self.own && self.writes() {
+            // Keep the host descriptor's O_APPEND in step (see `write`).
+            let append = flags & libc::O_APPEND as u32 != 0;
+            let host = if append { libc::O_APPEND } else { 0 };
+            // SAFETY: F_SETFL on an open descriptor.
+            unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_SETFL, host) };
+        }
     }
 
     fn mappable(&self) -> Option<Arc<dyn crate::mm::MappedFile>> {

@@ -1,16 +1,20 @@
 //! The sandbox's file system: a read-only root from a host directory (reached only with
 //! openat2(RESOLVE_IN_ROOT)) under an in-memory overlay that takes every write, with a
-//! synthesized /dev and /proc, pipes, the event files (eventfd, timerfd, signalfd, epoll)
-//! and the fd table. `wait` is how a task blocks on files (reads, poll, select, epoll).
+//! synthesized /dev and /proc, the container's mounts (bind-mounted host directories and
+//! files, tmpfs), pipes, the event files (eventfd, timerfd, signalfd, epoll) and the fd
+//! table. `wait` is how a task blocks on files (reads, poll, select, epoll).
 //!
-//! Layout: `walk` resolves paths (the sentry follows symbolic links itself), `open`
-//! turns a resolved node into a file description, `ops` changes the namespace (create,
-//! unlink, rename, …) in the overlay only. The overlay root is an upper directory merged
-//! with the host root; host directories are copied up (as merged directories) when
-//! something is created inside them, host files when they are opened for writing.
+//! Layout: `walk` resolves paths (the sentry follows symbolic links itself) and crosses
+//! mount points (`mount`), `open` turns a resolved node into a file description, `ops`
+//! changes the namespace (create, unlink, rename, …): in the overlay, in a mounted
+//! tmpfs, or on the host for a writable bind (`hostrw`). The overlay root is an upper
+//! directory merged with the host root; host directories are copied up (as merged
+//! directories) when something is created inside them, host files when they are opened
+//! for writing.
 //!
 //! Lock order: `Vfs::ns` (held by every namespace change) before any inode's lock;
-//! at most one inode lock is held at a time.
+//! at most one inode lock is held at a time. `Vfs::mounts` is only written while the
+//! container is set up, and never held across another lock.
 
 pub mod dev;
 pub mod dir;
@@ -21,6 +25,8 @@ pub mod file;
 pub mod host;
 pub mod hostfd;
 pub mod hostfile;
+mod hostrw;
+pub mod mount;
 pub mod node;
 mod open;
 mod ops;
@@ -34,13 +40,16 @@ pub mod tmpfs;
 pub mod wait;
 mod walk;
 
+use std::any::Any;
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::abi::Errno;
 pub use fdtable::FdTable;
 pub use file::{DirEntry, FileDescription, Stat};
+pub use mount::{Mount, MountError};
 pub use node::Node;
 pub use ops::{chmod_inode, chown_inode, set_times, TimeSpec};
 pub use proc::ProcSnapshot;
@@ -58,13 +67,19 @@ pub enum VfsError {
     StatRoot { path: String, errno: Errno },
 }
 
-/// The file system of one sandbox.
+/// The file system of one container.
 pub struct Vfs {
-    host: host::HostRoot,
+    /// The rootfs: the overlay's lower layer.
+    host: Arc<host::HostRoot>,
     /// The overlay's root directory (merged with the host root).
     root: Arc<tmpfs::Inode>,
     /// Serialises namespace changes.
     ns: Mutex<()>,
+    /// Mount points and what is mounted there (replaced whole on each mount).
+    mounts: RwLock<Arc<mount::MountTable>>,
+    /// AF_UNIX sockets bound in writable binds: the host socket inode (st_dev, st_ino)
+    /// stands for the socket of ours it leads to.
+    host_sockets: Mutex<HashMap<(u64, u64), Weak<dyn Any + Send + Sync>>>,
 }
 
 impl Vfs {
@@ -86,6 +101,8 @@ impl Vfs {
             host,
             root,
             ns: Mutex::new(()),
+            mounts: RwLock::new(Arc::default()),
+            host_sockets: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -238,3 +255,5 @@ impl FsContext {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mounts;

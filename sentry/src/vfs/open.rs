@@ -1,12 +1,14 @@
 //! open(2) semantics: creation, O_EXCL, O_TRUNC, O_DIRECTORY, O_NOFOLLOW, O_PATH,
-//! O_TMPFILE, copy-up of host files opened for writing, and the description each kind of
-//! node gets.
+//! O_TMPFILE, copy-up of rootfs files opened for writing, host files of writable binds
+//! opened (and created) for writing, EROFS in read-only mounts, and the description each
+//! kind of node gets.
 
 use std::sync::Arc;
 
 use super::dir::{DirFile, PathFile};
 use super::file::FileDescription;
 use super::hostfile::HostFile;
+use super::mount::FsOf;
 use super::node::Node;
 use super::proc::ContentFile;
 use super::tmpfs::{Inode, Kind, Meta, TmpFile};
@@ -71,7 +73,14 @@ impl Vfs {
                     return Err(Errno::EISDIR);
                 }
                 created = true;
-                let m = Meta::new(libc::S_IFREG | (mode & 0o7777 & !lk.umask), lk.uid, lk.gid);
+                let mode = mode & 0o7777 & !lk.umask;
+                if let Some((h, rel)) = self.host_parent(&r)? {
+                    let fd = h.create_file(&rel, flags, mode, lk.uid, lk.gid)?;
+                    let node = h.lookup(&rel)?.ok_or(Errno::ENOENT)?;
+                    let kept = kept_flags(flags);
+                    return Ok(Arc::new(HostFile::new(fd, Arc::new(node), r.path(), kept)));
+                }
+                let m = Meta::new(libc::S_IFREG | mode, lk.uid, lk.gid);
                 Node::Tmp(self.create(
                     &r,
                     Inode::new(
@@ -131,13 +140,17 @@ impl Vfs {
                     return Err(Errno::EACCES);
                 }
                 if writes {
+                    if let Some((hr, rel)) = self.host_target(&r)? {
+                        let fd = hr.open_rw(&rel, flags)?;
+                        return Ok(Arc::new(HostFile::new(fd, h, r.path(), kept)));
+                    }
                     let inode = self.copy_up_in_place(&r, flags & O_TRUNC == 0)?;
                     if flags & O_TRUNC != 0 {
                         inode.truncate(0)?;
                     }
                     return Ok(Arc::new(TmpFile::new(inode, r.path(), kept)));
                 }
-                let fd = self.host.open_file(&h.rel)?;
+                let fd = h.fs.open_file(&h.rel)?;
                 Ok(Arc::new(HostFile::new(fd, h, r.path(), kept)))
             }
             Node::Tmp(inode) => {
@@ -177,9 +190,14 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if matches!(dir, Node::Dev(_) | Node::Proc(_)) {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        let fs = self.fs_of(dir);
+        fs.check_writable()?;
+        let in_tmpfs = match (&fs, dir) {
+            (FsOf::Overlay, _) => None,
+            (FsOf::Tmp(_), Node::Tmp(d)) => d.fs().cloned(),
+            // Host binds, /dev and /proc (Linux: a file system without tmpfile).
+            _ => return Err(Errno::EOPNOTSUPP),
+        };
         let m = Meta::new(libc::S_IFREG | (mode & 0o7777 & !lk.umask), lk.uid, lk.gid);
         let inode = Inode::new(
             m,
@@ -188,6 +206,7 @@ impl Vfs {
                 size: 0,
             },
         );
+        inode.join_fs(in_tmpfs.as_ref());
         inode.lock().meta.nlink = 0;
         let mut shown = r.path();
         shown.extend_from_slice(format!("/#{} (deleted)", inode.ino).as_bytes());
@@ -214,7 +233,7 @@ impl Vfs {
         let flags = libc::O_RDONLY as u32 | libc::O_LARGEFILE as u32;
         match node {
             Node::Host(h) => {
-                let fd = self.host.open_file(&h.rel)?;
+                let fd = h.fs.open_file(&h.rel)?;
                 Ok(Arc::new(HostFile::new(fd, h, r.path(), flags)))
             }
             Node::Tmp(inode) => Ok(Arc::new(TmpFile::new(inode, r.path(), flags))),

@@ -1,11 +1,15 @@
-//! Namespace changes, all in the overlay: create, mkdir, unlink, rmdir, rename, link,
-//! symlink, chmod, utimes, truncate, AF_UNIX socket names; plus stat, readlink and access. Host directories on
-//! the way are copied up as merged directories; a removed host entry leaves a whiteout.
+//! Namespace changes: create, mkdir, unlink, rmdir, rename, link, symlink, chmod, utimes,
+//! truncate, AF_UNIX socket names; plus stat, readlink and access. In the root overlay,
+//! host directories on the way are copied up as merged directories and a removed host
+//! entry leaves a whiteout; in a mounted tmpfs, changes are in memory; in a writable bind
+//! they reach the host (`hostrw`); read-only mounts refuse them with EROFS.
 
 use std::any::Any;
 use std::sync::{Arc, Weak};
 
 use super::file::Stat;
+use super::host::HostRoot;
+use super::mount::FsOf;
 use super::node::Node;
 use super::path;
 use super::tmpfs::{now, Entry, Inode, Kind, Meta};
@@ -36,22 +40,74 @@ fn dir_entries(d: &mut super::tmpfs::InodeData) -> Result<(&mut Entries, &Option
     }
 }
 
+/// A writable bind and a path in it.
+type HostPlace = (Arc<HostRoot>, Vec<u8>);
+
 impl Vfs {
-    /// Copy up each directory on the way (the root is always upper); the upper parent.
+    /// The in-memory parent for a new entry: copy up each rootfs directory on the way,
+    /// from the last in-memory directory (the overlay root, or a mounted tmpfs's root).
     fn materialize(&self, dirs: &[(Vec<u8>, Node)]) -> Result<Arc<Inode>, Errno> {
-        let mut cur = match dirs.first() {
-            Some((_, Node::Tmp(i))) => i.clone(),
+        let start = dirs
+            .iter()
+            .rposition(|(_, n)| matches!(n, Node::Tmp(_)))
+            .ok_or(Errno::ENOENT)?;
+        let mut cur = match &dirs[start].1 {
+            Node::Tmp(i) => i.clone(),
             _ => return Err(Errno::ENOENT),
         };
-        for (name, node) in &dirs[1..] {
+        if let Some(fs) = cur.fs() {
+            if fs.readonly {
+                return Err(Errno::EROFS);
+            }
+        }
+        for (name, node) in &dirs[start + 1..] {
             cur = match node {
-                Node::Tmp(i) => i.clone(),
-                Node::Host(h) => self.copy_up(&cur, name, &Node::Host(h.clone()), false)?,
+                Node::Host(h) if Arc::ptr_eq(&h.fs, &self.host) => {
+                    self.copy_up(&cur, name, &Node::Host(h.clone()), false)?
+                }
+                // Inside a bind (writable binds never get here: see `host_parent`).
+                Node::Host(_) => return Err(Errno::EROFS),
                 // The synthesized trees take no new entries.
-                Node::Dev(_) | Node::Proc(_) => return Err(Errno::EACCES),
+                Node::Tmp(_) | Node::Dev(_) | Node::Proc(_) => return Err(Errno::EACCES),
             };
         }
         Ok(cur)
+    }
+
+    /// Where a new entry named `r.name` goes when its parent is in a writable bind: the
+    /// bind and the entry's path in it. None when the parent is in memory; EROFS in a
+    /// read-only mount.
+    pub(super) fn host_parent(&self, r: &Resolved) -> Result<Option<HostPlace>, Errno> {
+        let Some((_, dir)) = r.dirs.last() else {
+            return Ok(None);
+        };
+        let fs = self.fs_of(dir);
+        fs.check_writable()?;
+        match (fs, dir) {
+            (FsOf::Host(h), Node::Host(d)) => Ok(Some((h, path::join_rel(&d.rel, &r.name)))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Where a change to the existing node `r` names goes when the node is in a writable
+    /// bind: the bind and its path there. None when it is (or is copied up) in memory;
+    /// EROFS in a read-only mount.
+    pub(super) fn host_target(&self, r: &Resolved) -> Result<Option<HostPlace>, Errno> {
+        let node = r.node()?;
+        let fs = self.fs_of(node);
+        fs.check_writable()?;
+        match (fs, node) {
+            (FsOf::Host(h), Node::Host(n)) => Ok(Some((h, n.rel.clone()))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The file system of the directory holding `r`'s final component.
+    fn parent_fs(&self, r: &Resolved) -> FsOf {
+        match r.dirs.last() {
+            Some((_, d)) => self.fs_of(d),
+            None => FsOf::Overlay,
+        }
     }
 
     /// Put an upper copy of host entry `node` at `name` in `parent` (or return the upper
@@ -66,7 +122,9 @@ impl Vfs {
     ) -> Result<Arc<Inode>, Errno> {
         let h = match node {
             Node::Tmp(i) => return Ok(i.clone()),
-            Node::Host(h) => h.clone(),
+            Node::Host(h) if Arc::ptr_eq(&h.fs, &self.host) => h.clone(),
+            // Bind-mounted files are never copied (writes reach them or fail).
+            Node::Host(_) => return Err(Errno::EROFS),
             Node::Dev(_) | Node::Proc(_) => return Err(Errno::EXDEV),
         };
         if let Some(Entry::Node(i)) = dir_entries(&mut parent.lock())?.0.get(name) {
@@ -102,6 +160,7 @@ impl Vfs {
     ) -> Result<Arc<Inode>, Errno> {
         let node = r.node()?;
         if let Node::Tmp(i) = node {
+            self.fs_of(node).check_writable()?;
             return Ok(i.clone());
         }
         let _ns = self.ns();
@@ -113,6 +172,7 @@ impl Vfs {
     pub(super) fn create(&self, r: &Resolved, inode: Arc<Inode>) -> Result<Arc<Inode>, Errno> {
         let _ns = self.ns();
         let parent = self.materialize(&r.dirs)?;
+        inode.join_fs(parent.fs());
         let mut p = parent.lock();
         let (entries, _) = dir_entries(&mut p)?;
         if matches!(entries.get(&r.name), Some(Entry::Node(_))) {
@@ -145,9 +205,9 @@ impl Vfs {
         Ok(())
     }
 
-    /// Whether a directory has entries besides "." and "..".
-    fn is_empty_dir(&self, n: &Node) -> Result<bool, Errno> {
-        Ok(self.list(n, 0)?.iter().all(|e| path::is_dot(&e.name)))
+    /// Whether the directory `n` at `p` has entries besides "." and "..".
+    fn is_empty_dir(&self, n: &Node, p: &[u8]) -> Result<bool, Errno> {
+        Ok(self.list(n, p, 0)?.iter().all(|e| path::is_dot(&e.name)))
     }
 
     pub fn stat(&self, lk: &Lookup, p: &[u8], follow: bool) -> Result<Stat, Errno> {
@@ -164,7 +224,11 @@ impl Vfs {
         if !matches!(r.found, Found::Missing) {
             return Err(Errno::EEXIST);
         }
-        let m = Meta::new(libc::S_IFDIR | (mode & 0o7777 & !lk.umask), lk.uid, lk.gid);
+        let mode = mode & 0o7777 & !lk.umask;
+        if let Some((h, rel)) = self.host_parent(&r)? {
+            return h.mkdir(&rel, mode, lk.uid, lk.gid);
+        }
+        let m = Meta::new(libc::S_IFDIR | mode, lk.uid, lk.gid);
         // A new directory is opaque: nothing of a deleted host directory shows through.
         self.create(&r, Inode::new_dir(m, None)).map(|_| ())
     }
@@ -182,6 +246,9 @@ impl Vfs {
         }
         if r.trailing_slash {
             return Err(Errno::ENOENT);
+        }
+        if let Some((h, rel)) = self.host_parent(&r)? {
+            return h.symlink(target, &rel, lk.uid, lk.gid);
         }
         let m = Meta::new(libc::S_IFLNK | 0o777, lk.uid, lk.gid);
         self.create(&r, Inode::new(m, Kind::Symlink(target.to_vec())))
@@ -203,6 +270,12 @@ impl Vfs {
         }
         if matches!(node, Node::Dev(_) | Node::Proc(_)) {
             return Err(Errno::EACCES);
+        }
+        if r.mount_point {
+            return Err(Errno::EBUSY);
+        }
+        if let Some((h, rel)) = self.host_parent(&r)? {
+            return h.remove(&rel, false);
         }
         let _ns = self.ns();
         let parent = self.materialize(&r.dirs)?;
@@ -226,11 +299,15 @@ impl Vfs {
         if !node.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if matches!(node, Node::Dev(_) | Node::Proc(_)) || r.dirs.is_empty() {
+        if matches!(node, Node::Dev(_) | Node::Proc(_)) || r.dirs.is_empty() || r.mount_point {
             return Err(Errno::EBUSY);
         }
-        if !self.is_empty_dir(&node)? {
+        self.parent_fs(&r).check_writable()?;
+        if !self.is_empty_dir(&node, &r.path())? {
             return Err(Errno::ENOTEMPTY);
+        }
+        if let Some((h, rel)) = self.host_parent(&r)? {
+            return h.remove(&rel, true);
         }
         let _ns = self.ns();
         let parent = self.materialize(&r.dirs)?;
@@ -268,15 +345,24 @@ impl Vfs {
             Found::Magic(_) => return Err(Errno::EXDEV),
         };
         let synthetic = |n: &Node| matches!(n, Node::Dev(_) | Node::Proc(_));
+        let (fs_old, fs_new) = (self.parent_fs(&ro), self.parent_fs(&rn));
         if synthetic(&src)
             || dst.as_ref().is_some_and(synthetic)
-            || ro
-                .dirs
-                .iter()
-                .chain(rn.dirs.iter())
-                .any(|(_, n)| synthetic(n))
+            || matches!(fs_old, FsOf::Synthetic)
+            || !fs_old.same(&fs_new)
         {
             return Err(Errno::EXDEV);
+        }
+        fs_old.check_writable()?;
+        // Mount points stay where they are, and so do directories holding them.
+        if ro.mount_point
+            || rn.mount_point
+            || (src.is_dir() && self.has_mounts_below(&ro.path()))
+            || dst
+                .as_ref()
+                .is_some_and(|d| d.is_dir() && self.has_mounts_below(&rn.path()))
+        {
+            return Err(Errno::EBUSY);
         }
         if flags & RENAME_EXCHANGE != 0 && dst.is_none() {
             return Err(Errno::ENOENT);
@@ -299,7 +385,9 @@ impl Vfs {
                 match (src.is_dir(), d.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
-                    (true, true) if !self.is_empty_dir(d)? => return Err(Errno::ENOTEMPTY),
+                    (true, true) if !self.is_empty_dir(d, &new_path)? => {
+                        return Err(Errno::ENOTEMPTY)
+                    }
                     _ => {}
                 }
             }
@@ -313,6 +401,12 @@ impl Vfs {
             && inside(&old_path, &new_path)
         {
             return Err(Errno::EINVAL);
+        }
+        if let (FsOf::Host(h), Some((_, Node::Host(od))), Some((_, Node::Host(nd)))) =
+            (&fs_old, ro.dirs.last(), rn.dirs.last())
+        {
+            let old_rel = path::join_rel(&od.rel, &ro.name);
+            return h.rename(&old_rel, &path::join_rel(&nd.rel, &rn.name), flags);
         }
         let _ns = self.ns();
         let op = self.materialize(&ro.dirs)?;
@@ -377,13 +471,18 @@ impl Vfs {
         if rn.trailing_slash {
             return Err(Errno::ENOENT);
         }
+        let fs_new = self.parent_fs(&rn);
         if matches!(src, Node::Dev(_) | Node::Proc(_))
-            || rn
-                .dirs
-                .iter()
-                .any(|(_, n)| matches!(n, Node::Dev(_) | Node::Proc(_)))
+            || matches!(fs_new, FsOf::Synthetic)
+            || !self.fs_of(&src).same(&fs_new)
         {
             return Err(Errno::EXDEV);
+        }
+        if let Some((h, new_rel)) = self.host_parent(&rn)? {
+            let Node::Host(s) = &src else {
+                return Err(Errno::EXDEV);
+            };
+            return h.link(&s.rel, &new_rel);
         }
         let inode = self.copy_up_in_place(&ro, true)?;
         self.create(&rn, inode.clone())?;
@@ -404,6 +503,16 @@ impl Vfs {
         }
         if rn.trailing_slash {
             return Err(Errno::ENOENT);
+        }
+        let fs = self.parent_fs(&rn);
+        fs.check_writable()?;
+        let same = match (&fs, inode.fs()) {
+            (FsOf::Overlay, None) => true,
+            (FsOf::Tmp(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same {
+            return Err(Errno::EXDEV);
         }
         self.create(&rn, inode.clone())?;
         let mut d = inode.lock();
@@ -426,6 +535,14 @@ impl Vfs {
         }
         if r.trailing_slash {
             return Err(Errno::ENOENT);
+        }
+        if let Some((h, rel)) = self.host_parent(&r)? {
+            h.mknod_socket(&rel, 0o777 & !lk.umask)?;
+            let st = h.lookup(&rel)?.ok_or(Errno::ENOENT)?.stat;
+            let mut sockets = self.host_sockets.lock().unwrap_or_else(|e| e.into_inner());
+            sockets.retain(|_, s| s.strong_count() > 0);
+            sockets.insert((st.dev, st.ino), socket);
+            return Ok(());
         }
         let m = Meta::new(libc::S_IFSOCK | (0o777 & !lk.umask), lk.uid, lk.gid);
         self.create(&r, Inode::new(m, Kind::Socket(socket)))
@@ -450,6 +567,15 @@ impl Vfs {
                 Kind::Socket(s) => s.upgrade().ok_or(Errno::ECONNREFUSED),
                 _ => Err(Errno::ECONNREFUSED),
             },
+            // A socket bound in a writable bind by a guest of this sandbox (host sockets
+            // made by anyone else lead nowhere).
+            Node::Host(h) if h.stat.mode & libc::S_IFMT == libc::S_IFSOCK => self
+                .host_sockets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(h.stat.dev, h.stat.ino))
+                .and_then(Weak::upgrade)
+                .ok_or(Errno::ECONNREFUSED),
             _ => Err(Errno::ECONNREFUSED),
         }
     }
@@ -474,6 +600,9 @@ impl Vfs {
         if lk.uid != 0 && lk.uid != st.uid {
             return Err(Errno::EPERM);
         }
+        if let Some((h, rel)) = self.host_target(&r)? {
+            return h.chmod(&rel, mode);
+        }
         let inode = self.copy_up_in_place(&r, true)?;
         chmod_inode(&inode, mode);
         Ok(())
@@ -496,6 +625,9 @@ impl Vfs {
         if matches!(node, Node::Dev(_) | Node::Proc(_)) {
             return Ok(());
         }
+        if let Some((h, rel)) = self.host_target(&r)? {
+            return h.chown(&rel, uid, gid);
+        }
         let inode = self.copy_up_in_place(&r, true)?;
         chown_inode(&inode, uid, gid);
         Ok(())
@@ -513,6 +645,9 @@ impl Vfs {
         let node = r.node()?;
         if matches!(node, Node::Dev(_) | Node::Proc(_)) {
             return Ok(());
+        }
+        if let Some((h, rel)) = self.host_target(&r)? {
+            return h.utimes(&rel, times);
         }
         let inode = self.copy_up_in_place(&r, true)?;
         set_times(&inode, times);
@@ -537,6 +672,9 @@ impl Vfs {
         }
         if matches!(node, Node::Proc(_)) {
             return Err(Errno::EACCES);
+        }
+        if let Some((h, rel)) = self.host_target(&r)? {
+            return h.truncate(&rel, len);
         }
         let inode = self.copy_up_in_place(&r, len > 0)?;
         inode.truncate(len)

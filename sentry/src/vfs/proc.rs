@@ -46,6 +46,8 @@ pub struct ProcSnapshot {
 pub struct ProcNode {
     pub snap: Arc<ProcSnapshot>,
     pub rel: Vec<u8>,
+    /// The container's own mounts, as /proc/self/mounts lines (after the sandbox's).
+    pub mounts: Arc<Vec<u8>>,
 }
 
 enum Shape {
@@ -71,9 +73,15 @@ const PID_FILES: [&str; 12] = [
 
 impl ProcNode {
     pub fn root(snap: Arc<ProcSnapshot>) -> ProcNode {
+        ProcNode::root_with_mounts(snap, Arc::default())
+    }
+
+    /// The root of a /proc whose mounts file lists `mounts` too.
+    pub fn root_with_mounts(snap: Arc<ProcSnapshot>, mounts: Arc<Vec<u8>>) -> ProcNode {
         ProcNode {
             snap,
             rel: Vec::new(),
+            mounts,
         }
     }
 
@@ -144,6 +152,7 @@ impl ProcNode {
             .map(|(_, rel)| ProcNode {
                 snap: self.snap.clone(),
                 rel,
+                mounts: self.mounts.clone(),
             })
     }
 
@@ -218,6 +227,7 @@ impl ProcNode {
             Some(parent) => ProcNode {
                 snap: self.snap.clone(),
                 rel: parent.to_vec(),
+                mounts: self.mounts.clone(),
             }
             .ino(),
             None => 1,
@@ -238,6 +248,7 @@ impl ProcNode {
             let n = ProcNode {
                 snap: self.snap.clone(),
                 rel,
+                mounts: self.mounts.clone(),
             };
             let kind = match n.shape() {
                 Shape::Dir => libc::DT_DIR,
@@ -270,11 +281,19 @@ impl ProcNode {
             }
             b"uptime" => {
                 let u = s.uptime;
-                text(format!("{}.{:02} 0.00\n", u.as_secs(), u.subsec_millis() / 10))
+                text(format!(
+                    "{}.{:02} 0.00\n",
+                    u.as_secs(),
+                    u.subsec_millis() / 10
+                ))
             }
             b"loadavg" => text(format!("0.00 0.00 0.00 1/1 {}\n", s.pid)),
             b"filesystems" => b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\toverlay\n".to_vec(),
-            b"pid/mounts" => b"none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\ntmpfs /dev tmpfs rw,nosuid 0 0\n".to_vec(),
+            b"pid/mounts" => {
+                let mut m = b"none / overlay rw,relatime 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\ntmpfs /dev tmpfs rw,nosuid 0 0\n".to_vec();
+                m.extend_from_slice(&self.mounts);
+                m
+            }
             b"pid/maps" => s.maps.clone().into_bytes(),
             b"pid/cmdline" => s.cmdline.clone(),
             b"pid/environ" => s.environ.clone(),

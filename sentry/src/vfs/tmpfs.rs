@@ -1,12 +1,13 @@
 //! In-memory inodes: the overlay's upper layer (files, directories, symbolic links,
-//! sockets and whiteouts), and the file description of an overlay regular file.
+//! sockets and whiteouts), the tmpfs mounts of a container ([`TmpFs`]), and the file
+//! description of an in-memory regular file.
 //!
 //! Lock order: the VFS namespace lock, then one inode's `data` at a time.
 
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::file::{FileDescription, Stat};
 use super::node::Node;
@@ -20,6 +21,46 @@ pub const MAX_FILE_SIZE: u64 = 1 << 40;
 pub const OVERLAY_BUDGET: u64 = 2 << 30;
 
 static USED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The next st_dev handed to a mounted tmpfs (anonymous devices 0:N, after the overlay's).
+static NEXT_DEV: AtomicU64 = AtomicU64::new(OVERLAY_DEV + 1);
+
+/// A tmpfs mounted by the container (OCI `tmpfs` mounts, and the empty read-only
+/// directories that stand in for sysfs and cgroup): its own st_dev and size limit. Inodes
+/// of the root overlay have none.
+#[derive(Debug)]
+pub struct TmpFs {
+    pub dev: u64,
+    /// Writes and creations fail with EROFS.
+    pub readonly: bool,
+    /// Bytes its files may hold together (`size=`); beyond, ENOSPC.
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl TmpFs {
+    pub fn new(limit: Option<u64>, readonly: bool) -> Arc<TmpFs> {
+        Arc::new(TmpFs {
+            dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
+            readonly,
+            limit: limit.unwrap_or(OVERLAY_BUDGET).min(OVERLAY_BUDGET),
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Take `n` bytes of this file system's budget (ENOSPC past `size=`).
+    fn charge(&self, n: u64) -> Result<(), Errno> {
+        if self.used.fetch_add(n, Ordering::Relaxed) + n > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
+    }
+
+    fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// One directory slot in the upper layer.
 #[derive(Clone)]
@@ -100,9 +141,12 @@ pub struct InodeData {
     pub kind: Kind,
 }
 
-/// An overlay inode.
+/// An in-memory inode: of the root overlay, or of a mounted [`TmpFs`].
 pub struct Inode {
     pub ino: u64,
+    /// The mounted tmpfs this inode belongs to; unset for the root overlay. Set once,
+    /// when the inode is first linked into a directory (before it holds data).
+    fs: OnceLock<Arc<TmpFs>>,
     data: Mutex<InodeData>,
 }
 
@@ -115,8 +159,28 @@ impl Inode {
         }
         Arc::new(Inode {
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            fs: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
         })
+    }
+
+    /// The mounted tmpfs this inode is in (None: the root overlay).
+    pub fn fs(&self) -> Option<&Arc<TmpFs>> {
+        self.fs.get()
+    }
+
+    /// Put a new inode in `fs` (the file system of the directory it is linked into).
+    /// An inode that already belongs somewhere, or holds data, keeps its accounting.
+    pub fn join_fs(&self, fs: Option<&Arc<TmpFs>>) {
+        if let Some(fs) = fs {
+            let held = match &self.lock().kind {
+                Kind::File { bytes, .. } => bytes.len() as u64,
+                _ => 0,
+            };
+            if held == 0 {
+                let _ = self.fs.set(fs.clone());
+            }
+        }
     }
 
     pub fn new_dir(meta: Meta, lower: Option<Vec<u8>>) -> Arc<Inode> {
@@ -152,7 +216,7 @@ impl Inode {
             }
         };
         Stat {
-            dev: OVERLAY_DEV,
+            dev: self.fs.get().map_or(OVERLAY_DEV, |f| f.dev),
             ino: self.ino,
             nlink,
             mode: d.meta.mode,
@@ -213,8 +277,14 @@ impl Inode {
         let old_len = bytes.len() as u64;
         if end > old_len {
             let grow = end - old_len;
+            if let Some(fs) = self.fs.get() {
+                fs.charge(grow)?;
+            }
             if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
                 USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
+                if let Some(fs) = self.fs.get() {
+                    fs.release(grow);
+                }
                 return Err(Errno::ENOSPC);
             }
             bytes.resize(end as usize, 0);
@@ -237,7 +307,11 @@ impl Inode {
             return Err(Errno::EFBIG);
         }
         if (len as usize) < bytes.len() {
-            USED_BYTES.fetch_sub(bytes.len() as u64 - len, Ordering::Relaxed);
+            let freed = bytes.len() as u64 - len;
+            USED_BYTES.fetch_sub(freed, Ordering::Relaxed);
+            if let Some(fs) = self.fs.get() {
+                fs.release(freed);
+            }
             bytes.truncate(len as usize);
             bytes.shrink_to_fit();
         }
@@ -262,6 +336,9 @@ impl Drop for Inode {
         let d = self.data.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Kind::File { bytes, .. } = &d.kind {
             USED_BYTES.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+            if let Some(fs) = self.fs.get() {
+                fs.release(bytes.len() as u64);
+            }
         }
     }
 }
@@ -412,7 +489,7 @@ impl crate::mm::MappedFile for TmpMapped {
         Ok(n)
     }
     fn identity(&self) -> (u64, u64) {
-        (OVERLAY_DEV, self.inode.ino)
+        (self.inode.stat().dev, self.inode.ino)
     }
     fn path(&self) -> String {
         self.path.clone()

@@ -1,6 +1,8 @@
 //! Path resolution inside the sandbox: absolute or relative to a base directory, ".",
 //! "..", symbolic links (host ones included, read with readlinkat and followed here, never
-//! by the host kernel), ELOOP after 40, trailing slashes; and merged directory listings.
+//! by the host kernel), ELOOP after 40, trailing slashes, mount points (`mount.rs`: the
+//! table is checked before each step; ".." from a mount's root leads to the mount
+//! point's parent); and merged directory listings.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,7 +11,6 @@ use super::dev::DevNode;
 use super::file::{DirEntry, FileDescription};
 use super::node::{LinkTarget, Node};
 use super::path::{self, MAX_SYMLINKS};
-use super::proc::ProcNode;
 use super::tmpfs::{Entry, Kind};
 use super::{Lookup, Vfs};
 use crate::abi::Errno;
@@ -35,6 +36,8 @@ pub struct Resolved {
     pub dot: Option<Vec<u8>>,
     pub found: Found,
     pub trailing_slash: bool,
+    /// The final component is a mount point (the node is the mount's root).
+    pub mount_point: bool,
     /// The path to show for the result when it came through a /proc/self/fd link.
     shown: Option<Vec<u8>>,
 }
@@ -84,6 +87,7 @@ impl Vfs {
         todo.extend(path::components(path)?);
         let mut dirs: Vec<(Vec<u8>, Node)> = vec![(Vec::new(), Node::Tmp(self.root.clone()))];
         let mut links = 0;
+        let mounts = self.mounts();
         let finish = |mut dirs: Vec<(Vec<u8>, Node)>, dot: Option<Vec<u8>>| {
             let (name, node) = dirs
                 .pop()
@@ -94,6 +98,7 @@ impl Vfs {
                 dot,
                 found: Found::Node(node),
                 trailing_slash,
+                mount_point: false,
                 shown: None,
             }
         };
@@ -119,7 +124,11 @@ impl Vfs {
                 }
                 continue;
             }
-            let child = self.lookup_child(lk, &cur, &comp)?;
+            let mount = Vfs::mounted_at(&mounts, &dirs, &comp);
+            let child = match &mount {
+                Some(m) => Some(m.node(lk)?),
+                None => self.lookup_child(lk, &cur, &comp)?,
+            };
             let Some(node) = child else {
                 if last {
                     return Ok(Resolved {
@@ -128,6 +137,7 @@ impl Vfs {
                         dot: None,
                         found: Found::Missing,
                         trailing_slash,
+                        mount_point: false,
                         shown: None,
                     });
                 }
@@ -148,6 +158,7 @@ impl Vfs {
                                 dot: None,
                                 found: Found::Node(n),
                                 trailing_slash,
+                                mount_point: false,
                                 shown: Some(shown),
                             })
                         }
@@ -159,6 +170,7 @@ impl Vfs {
                                 dot: None,
                                 found: Found::Magic(file),
                                 trailing_slash,
+                                mount_point: false,
                                 shown: Some(shown),
                             })
                         }
@@ -187,6 +199,7 @@ impl Vfs {
                     dot: None,
                     found: Found::Node(node),
                     trailing_slash,
+                    mount_point: mount.is_some(),
                     shown: None,
                 });
             }
@@ -206,7 +219,7 @@ impl Vfs {
                 if Arc::ptr_eq(i, &self.root) {
                     match name {
                         b"dev" => return Ok(Some(Node::Dev(DevNode::Dir))),
-                        b"proc" => return Ok(Some(Node::Proc(ProcNode::root(lk.snapshot())))),
+                        b"proc" => return Ok(Some(Node::Proc(self.proc_root(lk)))),
                         _ => {}
                     }
                 }
@@ -226,7 +239,10 @@ impl Vfs {
                     None => Ok(None),
                 }
             }
-            Node::Host(h) => self.host_child(&h.rel, name),
+            Node::Host(h) => Ok(h
+                .fs
+                .lookup(&path::join_rel(&h.rel, name))?
+                .map(|n| Node::Host(Arc::new(n)))),
             Node::Dev(DevNode::Dir) => Ok(DevNode::lookup(name).map(Node::Dev)),
             Node::Dev(_) => Ok(None),
             Node::Proc(p) => Ok(p.lookup(name).map(Node::Proc)),
@@ -248,9 +264,23 @@ impl Vfs {
         }
     }
 
-    /// The entries of a directory, "." and ".." first; upper entries and whiteouts
-    /// applied over the host's.
-    pub fn list(&self, dir: &Node, parent_ino: u64) -> Result<Vec<DirEntry>, Errno> {
+    /// The entries of the directory `dir` (at the guest path `dir_path`), "." and ".."
+    /// first; upper entries and whiteouts applied over the host's; with the mount points
+    /// it holds.
+    pub fn list(
+        &self,
+        dir: &Node,
+        dir_path: &[u8],
+        parent_ino: u64,
+    ) -> Result<Vec<DirEntry>, Errno> {
+        let mut out = self.list_below(dir, parent_ino)?;
+        let more = self.mount_entries(dir_path, &out);
+        out.extend(more);
+        Ok(out)
+    }
+
+    /// `list` without the mount points.
+    fn list_below(&self, dir: &Node, parent_ino: u64) -> Result<Vec<DirEntry>, Errno> {
         match dir {
             Node::Tmp(i) => {
                 let (entries, lower) = {
@@ -306,7 +336,7 @@ impl Vfs {
                 }
                 Ok(out)
             }
-            Node::Host(h) => self.host.read_dir(&h.rel),
+            Node::Host(h) => h.fs.read_dir(&h.rel),
             Node::Dev(d) => Ok(d.list()),
             Node::Proc(p) => Ok(p.list()),
         }
