@@ -63,6 +63,7 @@ impl Request {
             Some(Kind::AclReplace(_)) => "acl_replace",
             Some(Kind::AclAudit(_)) => "acl_audit",
             Some(Kind::CreateContainer(_)) => "create_container",
+            Some(Kind::RemoveContainer(_)) => "remove_container",
         }
     }
 }

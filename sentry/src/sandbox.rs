@@ -364,6 +364,22 @@ impl Sandbox {
         }
     }
 
+    /// Take container `id` out of the sandbox: kill its processes, wait (a few seconds at
+    /// most) for them to go, and drop its file-system view, closing every host fd it
+    /// held (its root, its mounts) so the host can unmount them.
+    pub fn remove_container(&self, id: &str) -> Result<(), SandboxError> {
+        if !self.containers().contains_key(id) {
+            return Err(SandboxError::NoContainer(id.to_string()));
+        }
+        self.signal_container(id, signal::SIGKILL);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.processes(Some(id)).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.containers().remove(id);
+        Ok(())
+    }
+
     /// Block until process `pid` (started by `spawn`) has ended; its status.
     pub fn wait(&self, pid: i32) -> Result<ExitStatus, SandboxError> {
         let g = self

@@ -74,11 +74,8 @@ fn bundle(dir: &Path, netns: &str) -> PathBuf {
 #[test]
 fn acl_rules_change_on_a_running_sandbox() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc_geteuid() },
-        0,
-        "acl_live creates network namespaces: run as root"
-    );
+    let euid = unsafe { libc_geteuid() };
+    assert_eq!(euid, 0, "acl_live creates network namespaces: run as root");
     let ns = CniNetns::create("nvacl", 205);
     let port = host_http_server("hello-from-host");
     let dir = std::env::temp_dir().join(format!("nv-acl-live-{}", std::process::id()));

@@ -466,6 +466,24 @@ impl Controller {
                 self.create_container(r, fds)?;
                 empty()
             }
+            request::Kind::RemoveContainer(r) => {
+                if r.container_id.is_empty() || r.container_id == self.sandbox_id {
+                    return Err(error(
+                        ErrorCode::InvalidArgument,
+                        "the sandbox's own container goes with the sandbox",
+                    ));
+                }
+                self.sandbox
+                    .remove_container(&r.container_id)
+                    .map_err(|e| error(ErrorCode::NotFound, e.to_string()))?;
+                self.containers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .inits
+                    .remove(&r.container_id);
+                self.changed.notify_all();
+                empty()
+            }
             request::Kind::Start(r) => {
                 let pid = self.start(self.resolve(&r.container_id))?;
                 ok(response::Kind::Start(StartResponse { pid }))

@@ -107,8 +107,14 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // Confinement, part one, while this process still has a single thread: its own
     // mount, IPC and UTS namespaces and the pod's network namespace; a host cgroup with
     // the spec's limits.
-    confine::namespaces::unshare(&confine::namespaces::NamespaceSet::from_oci(&spec))
-        .context("entering the sandbox's namespaces")?;
+    // No mount namespace of its own yet: the roots of a pod's later containers are
+    // mounted by the host after the sandbox starts, and a private mount namespace would
+    // not see them. It comes with pivot_root, once those roots arrive as fds.
+    let namespaces = confine::namespaces::NamespaceSet {
+        mount: false,
+        ..confine::namespaces::NamespaceSet::from_oci(&spec)
+    };
+    confine::namespaces::unshare(&namespaces).context("entering the sandbox's namespaces")?;
     let cgroup = sandbox_cgroup(&spec, &args.id)?;
     let rootfs = spec
         .root()

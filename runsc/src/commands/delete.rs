@@ -119,6 +119,16 @@ fn stop_in_pod(c: &Container, state: &State) {
             tracing::warn!("{e:#}");
         }
     }
+    // The sandbox lets go of the container's root and mounts: the caller (containerd)
+    // unmounts them next.
+    if c.sandbox_alive() {
+        if let Err(e) = c.control().and_then(|mut ctl| ctl.remove_container()) {
+            tracing::debug!(
+                container = c.id(),
+                "removing the container from its pod: {e}"
+            );
+        }
+    }
 }
 
 /// The cgroup `runsc boot` made for the sandbox (from the bundle's `linux.cgroupsPath`,

@@ -204,6 +204,15 @@ impl Control {
         }))
     }
 
+    /// Takes this container (of a pod) out of its sandbox, closing what it held.
+    pub fn remove_container(&mut self) -> Result<(), ControlError> {
+        self.call_empty(request::Kind::RemoveContainer(
+            nanovisor_proto::control::RemoveContainerRequest {
+                container_id: self.id.clone(),
+            },
+        ))
+    }
+
     /// Waits for process `pid` (0: the init, which is first waited for to start) to end,
     /// however long that takes.
     pub fn wait(&mut self, pid: i32) -> Result<ExitStatus, ControlError> {

@@ -577,6 +577,9 @@ mod tests {
         ])
         .and_then(|()| ip(&["addr", "add", &host_cidr, "dev", &host_if]))
         .and_then(|()| ip(&["link", "set", &host_if, "up"]));
+        // Read the host end's MAC now: the pair goes with the namespace, which goes when
+        // the inside thread ends.
+        let host_mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address"));
         if setup.is_ok() {
             go_tx.send(()).expect("inside thread waiting");
         }
@@ -584,9 +587,7 @@ mod tests {
         let result = inside.join().expect("inside thread panicked");
         setup.expect("veth setup");
         let (reply, guest_mac) = result.expect("ARP round trip");
-
-        let host_mac = std::fs::read_to_string(format!("/sys/class/net/{host_if}/address"))
-            .expect("host veth MAC");
+        let host_mac = host_mac.expect("host veth MAC");
         let sender_mac = reply[22..28]
             .iter()
             .map(|b| format!("{b:02x}"))
