@@ -395,3 +395,35 @@ fn a_crashed_create_is_deletable() {
     assert!(s.runsc(&["delete", "half"]).status.success());
     assert!(!dir.exists());
 }
+
+/// `create --acl FILE` with a malformed policy is refused before anything starts, with the
+/// line that is wrong, and leaves no state.
+#[test]
+fn a_malformed_acl_policy_is_refused_at_create() {
+    let s = Scratch::new("acl");
+    let b = s.bundle(
+        "b",
+        Some(r#"{"ociVersion": "1.0.2", "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#),
+    );
+    let policy = s.0.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - id: x\n    egress: {to: [10.0.0.0/33]}\n    action: allow\n",
+    )
+    .expect("writing the policy");
+    let out = s.runsc(&[
+        "create",
+        "--acl",
+        policy.to_str().expect("utf-8"),
+        "--bundle",
+        b.to_str().expect("utf-8"),
+        "c1",
+    ]);
+    assert_fails(&out, "line 4");
+    assert!(stderr(&out).contains("10.0.0.0/33"), "{}", stderr(&out));
+    assert!(
+        s.state_entries().is_empty(),
+        "state left: {:?}",
+        s.state_entries()
+    );
+}

@@ -68,6 +68,10 @@ pub struct CreateArgs {
     /// Accepted for runc compatibility; extra fds are not passed to the container yet.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// The sandbox's initial network policy (YAML/JSON, docs/acl.md); else the
+    /// `dev.nanovisor.acl` / `dev.nanovisor.acl-file` annotations; else allow all.
+    #[arg(long, value_name = "FILE")]
+    pub acl: Option<PathBuf>,
     /// The container id.
     pub id: String,
 }
@@ -79,6 +83,8 @@ pub struct CreateOpts<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: u32,
+    /// `--acl FILE`, passed on to the sandbox process.
+    pub acl: Option<&'a Path>,
     /// `run` in the foreground: a terminal is relayed by us, not sent to a socket.
     pub foreground: bool,
 }
@@ -101,6 +107,7 @@ pub fn run(args: CreateArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             pid_file: args.pid_file.as_deref(),
             console_socket: args.console_socket.as_deref(),
             preserve_fds: args.preserve_fds,
+            acl: args.acl.as_deref(),
             foreground: false,
         },
     )?;
@@ -453,6 +460,9 @@ impl Setup<'_> {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
+        }
+        if let Some(acl) = self.opts.acl {
+            cmd.arg("--acl").arg(acl);
         }
         cmd.arg(self.opts.id);
         let moves: Vec<(RawFd, RawFd)> = std::iter::once((ready_w.as_raw_fd(), READY_FD))

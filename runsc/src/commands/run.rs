@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Accepted for runc compatibility; extra fds are not passed to the container yet.
     #[arg(long, default_value_t = 0, value_name = "N")]
     preserve_fds: u32,
+    /// The sandbox's initial network policy (YAML/JSON, docs/acl.md); else the
+    /// `dev.nanovisor.acl` / `dev.nanovisor.acl-file` annotations; else allow all.
+    #[arg(long, value_name = "FILE")]
+    acl: Option<PathBuf>,
     /// The container id.
     id: String,
 }
@@ -69,6 +73,7 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             pid_file: args.pid_file.as_deref(),
             console_socket: args.console_socket.as_deref(),
             preserve_fds: args.preserve_fds,
+            acl: args.acl.as_deref(),
             foreground: !args.detach,
         },
     )?;
