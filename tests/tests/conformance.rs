@@ -63,3 +63,9 @@ fn events() {
 fn sleep_signal() {
     check_guest("sleep_signal", &[], 0);
 }
+
+/// setitimer(ITIMER_REAL)/getitimer/alarm and SIGALRM.
+#[test]
+fn itimer() {
+    check_guest("itimer", &[], 0);
+}

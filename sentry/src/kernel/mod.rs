@@ -4,6 +4,7 @@ pub mod exec;
 pub mod exit;
 pub mod freeze;
 pub mod futex;
+pub mod itimer;
 pub mod process;
 pub mod run;
 pub mod signal;

@@ -62,6 +62,8 @@ pub struct ThreadGroup {
     pub pending: AtomicU64,
     /// The container (of the sandbox's pod) the process belongs to; children inherit it.
     pub container: Mutex<Arc<str>>,
+    /// ITIMER_REAL (setitimer, alarm).
+    pub itimer: super::itimer::RealTimer,
 }
 
 impl ThreadGroup {
@@ -81,6 +83,7 @@ impl ThreadGroup {
             all_gone: Condvar::new(),
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
             container: Mutex::new(Arc::from("")),
+            itimer: Default::default(),
             pending: AtomicU64::new(0),
         })
     }

@@ -10,6 +10,9 @@ use crate::syscall;
 
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(35, nanosleep, Full, "", sys_nanosleep),
+    syscall!(36, getitimer, Partial, "ITIMER_REAL; ITIMER_VIRTUAL/ITIMER_PROF → EINVAL", sys_getitimer),
+    syscall!(37, alarm, Full, "", sys_alarm),
+    syscall!(38, setitimer, Partial, "ITIMER_REAL; ITIMER_VIRTUAL/ITIMER_PROF → EINVAL", sys_setitimer),
     syscall!(96, gettimeofday, Full, "", sys_gettimeofday),
     syscall!(201, time, Full, "", sys_time),
     syscall!(228, clock_gettime, Full, "", sys_clock_gettime),
@@ -186,4 +189,79 @@ fn sys_clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             Err(Errno::ERESTARTNOHAND)
         }
     }
+}
+
+const ITIMER_REAL: u64 = 0;
+
+/// A `struct timeval` from guest memory, checked as Linux checks it.
+fn read_timeval(task: &Task, addr: u64) -> Result<Duration, Errno> {
+    let mut b = [0u8; 16];
+    task.mm.copy_in(addr, &mut b)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
+    let usec = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
+    if sec < 0 || !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Duration::new(sec as u64, usec as u32 * 1000))
+}
+
+/// `struct itimerval` { it_interval, it_value }.
+fn write_itimerval(
+    task: &Task,
+    addr: u64,
+    (value, interval): (Duration, Duration),
+) -> Result<(), Errno> {
+    let mut b = [0u8; 32];
+    // Linux rounds a running timer's remaining time up to the next microsecond.
+    let usec = |d: Duration| {
+        (
+            d.as_secs() as i64,
+            d.subsec_micros() as i64 + i64::from(!d.subsec_nanos().is_multiple_of(1000)),
+        )
+    };
+    let (is, iu) = usec(interval);
+    let (vs, vu) = usec(value);
+    b[..8].copy_from_slice(&is.to_le_bytes());
+    b[8..16].copy_from_slice(&iu.to_le_bytes());
+    b[16..24].copy_from_slice(&vs.to_le_bytes());
+    b[24..].copy_from_slice(&vu.to_le_bytes());
+    task.mm.copy_out(addr, &b)
+}
+
+fn sys_getitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] != ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    write_itimerval(task, a[1], task.group.itimer.get()).map(|_| 0)
+}
+
+fn sys_setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[0] != ITIMER_REAL {
+        return Err(Errno::EINVAL);
+    }
+    let (interval, value) = if a[1] == 0 {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (read_timeval(task, a[1])?, read_timeval(task, a[1] + 16)?)
+    };
+    let old = crate::kernel::itimer::RealTimer::set(&task.group, value, interval);
+    if a[2] != 0 {
+        write_itimerval(task, a[2], old)?;
+    }
+    Ok(0)
+}
+
+fn sys_alarm(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let secs = a[0] as u32;
+    let (left, _) = crate::kernel::itimer::RealTimer::set(
+        &task.group,
+        Duration::from_secs(secs as u64),
+        Duration::ZERO,
+    );
+    // Linux: the seconds left, rounded to nearest, and at least 1 if the alarm was set.
+    let mut s = left.as_secs() + u64::from(left.subsec_millis() >= 500);
+    if s == 0 && !left.is_zero() {
+        s = 1;
+    }
+    Ok(s)
 }
