@@ -133,6 +133,11 @@ pub fn run(args: KillArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
 /// pod has no sandbox process of its own: its sandbox discards the pending init instead.
 pub fn kill(c: &Container, status: Status, signal: i32, all: bool) -> anyhow::Result<()> {
     if !status.can_kill() {
+        // runc: `kill --all` of a stopped container signals the processes that are
+        // left, none here, and succeeds.
+        if all && status == Status::Stopped {
+            return Ok(());
+        }
         // containerd's shim matches "container not running".
         anyhow::bail!("container not running");
     }
