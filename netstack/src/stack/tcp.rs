@@ -223,7 +223,10 @@ impl Inner {
                         let Some(s) = self.tcp_sock(side, h) else {
                             continue;
                         };
-                        if !allowed || ready.len() >= backlog {
+                        // An IPV6_V6ONLY listener takes no IPv4 connection (on Linux
+                        // the SYN would find no socket and be answered with a RST).
+                        let refused_v4 = opts.v6only && remote.is_ipv4();
+                        if !allowed || refused_v4 || ready.len() >= backlog {
                             s.abort();
                             self.orphans.push((side, h, StdInstant::now()));
                             more = true;

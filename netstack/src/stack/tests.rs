@@ -283,3 +283,29 @@ fn a_host_connection_is_relayed_to_a_guest_port_over_loopback() {
         "data, then end of stream when the guest closes"
     );
 }
+
+#[test]
+fn a_v6only_listener_refuses_ipv4() {
+    let s = stack(Policy::allow_all());
+    let l = s.tcp_socket(true);
+    let mut o = l.options();
+    o.v6only = true;
+    l.set_options(o);
+    l.bind("[::]:7100".parse().expect("addr")).expect("bind");
+    l.listen(4).expect("listen");
+    let c4 = s.tcp_socket(false);
+    assert_eq!(
+        c4.connect("127.0.0.1:7100".parse().expect("addr")),
+        Err(SockError::EINPROGRESS)
+    );
+    assert!(
+        settle(|| c4.connect_status()).is_err(),
+        "v4 must not reach a v6-only listener"
+    );
+    let c6 = s.tcp_socket(true);
+    assert_eq!(
+        c6.connect("[::1]:7100".parse().expect("addr")),
+        Err(SockError::EINPROGRESS)
+    );
+    settle(|| c6.connect_status()).expect("v6 connects");
+}
