@@ -82,6 +82,7 @@ fn podman_exec_stop_and_rm() {
     let image = image();
     let name = format!("nv-podman-{}", std::process::id());
     let _ = podman_cmd(&["rm", "-f", &name]);
+    let _cleanup = RemoveOnDrop(name.clone());
     let mut args = vec!["run", "-d", "--name", &name];
     args.extend(ULIMITS);
     args.extend([image.as_str(), "node", "-e", "setInterval(() => {}, 1000)"]);
@@ -100,4 +101,17 @@ fn podman_exec_stop_and_rm() {
     assert!(exec_ok, "podman exec failed");
     assert!(stop.status.success(), "podman stop failed");
     assert!(rm.status.success(), "podman rm failed");
+}
+
+/// `podman rm -f NAME` when the test ends, passed or not.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new(podman())
+            .arg("--runtime")
+            .arg(runsc())
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
 }
