@@ -35,5 +35,8 @@ int main(void) {
     printf("alarm(5) returns %u\n", alarm(5));
     printf("alarm(0) returns %u\n", alarm(0));
     printf("bad which: %d\n", setitimer(7, &it, NULL));
+    struct itimerval huge = {.it_value = {.tv_sec = 0x7fffffffffffffffL / 2}};
+    printf("huge value: %d\n", setitimer(ITIMER_REAL, &huge, NULL));
+    printf("disarm: %d\n", setitimer(ITIMER_REAL, &off, NULL));
     return 0;
 }

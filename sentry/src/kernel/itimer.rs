@@ -49,7 +49,10 @@ impl RealTimer {
         let timer = &group.itimer;
         let old = timer.get();
         let mut s = timer.lock();
-        s.deadline = (!value.is_zero()).then(|| Instant::now() + value);
+        // A value past what the host clock can hold (the guest chose it) never expires.
+        s.deadline = (!value.is_zero())
+            .then(|| Instant::now().checked_add(value))
+            .flatten();
         s.interval = interval;
         if s.deadline.is_some() && !s.thread {
             let weak = Arc::downgrade(group);
@@ -76,7 +79,9 @@ fn run(group: Weak<ThreadGroup>) {
         let now = Instant::now();
         match s.deadline {
             Some(d) if now >= d => {
-                s.deadline = (!s.interval.is_zero()).then(|| d.max(now) + s.interval);
+                s.deadline = (!s.interval.is_zero())
+                    .then(|| d.max(now).checked_add(s.interval))
+                    .flatten();
                 drop(s);
                 g.signal_group(SIGALRM);
             }

@@ -373,9 +373,9 @@ fn do_recvmsg(t: &mut Task, fd: u64, msg: u64, flags: i32) -> Result<usize, Errn
         (Some(from), name) if name != 0 => {
             let n = (h.namelen as usize).min(from.len());
             t.mm.copy_out(name, &from[..n])?;
-            t.mm.write_u32(msg + 8, from.len() as u32)?;
+            t.mm.write_u32(msg.wrapping_add(8), from.len() as u32)?;
         }
-        _ => t.mm.write_u32(msg + 8, 0)?,
+        _ => t.mm.write_u32(msg.wrapping_add(8), 0)?,
     }
     // MSG_TRUNC in msg_flags when a datagram was cut; files as SCM_RIGHTS.
     let mut out_flags = if r.full_len > r.len { MSG_TRUNC } else { 0 };
@@ -384,8 +384,8 @@ fn do_recvmsg(t: &mut Task, fd: u64, msg: u64, flags: i32) -> Result<usize, Errn
     } else {
         put_rights(t, h.control, h.controllen, rights, flags, &mut out_flags)?
     };
-    t.mm.write_u64(msg + 40, used)?;
-    t.mm.write_u32(msg + 48, out_flags as u32)?;
+    t.mm.write_u64(msg.wrapping_add(40), used)?;
+    t.mm.write_u32(msg.wrapping_add(48), out_flags as u32)?;
     Ok(if flags & MSG_TRUNC != 0 {
         r.full_len
     } else {
@@ -410,7 +410,8 @@ fn batch(
     let (fd, vec, n, flags) = (a[0], a[1], a[2].min(MAX_BATCH), a[3] as i32);
     let mut done = 0u64;
     while done < n {
-        let hdr = vec + done * MMSGHDR;
+        // Guest addresses: wrap rather than overflow; copy_in/out refuse bad ones.
+        let hdr = vec.wrapping_add(done * MMSGHDR);
         // After the first message, do not block for more (Linux's MSG_WAITFORONE
         // behaviour is what programs rely on; plain recvmmsg would wait for all).
         let f = if done > 0 {
@@ -420,7 +421,7 @@ fn batch(
         };
         match one(t, fd, hdr, f) {
             Ok(len) => {
-                t.mm.write_u32(hdr + MSGHDR, len as u32)?;
+                t.mm.write_u32(hdr.wrapping_add(MSGHDR), len as u32)?;
                 done += 1;
             }
             Err(e) if done == 0 => return Err(e),

@@ -122,17 +122,18 @@ fn sys_time(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 /// Sleep for `d` on the task's waiter, so a signal (or the sandbox ending) cuts it
 /// short. The time left, when interrupted.
 fn sleep(task: &Task, d: Duration) -> Option<Duration> {
-    let deadline = std::time::Instant::now() + d;
+    let start = std::time::Instant::now();
+    // A duration past what the host clock can represent (the guest chose it) is
+    // "forever": only a signal ends it.
+    let deadline = start.checked_add(d);
     task.waiter.reset();
     loop {
-        match task.waiter.wait(Some(deadline)) {
+        match task.waiter.wait(deadline) {
             crate::waiter::Wake::TimedOut => return None,
-            crate::waiter::Wake::Interrupted => {
-                return Some(deadline.saturating_duration_since(std::time::Instant::now()))
-            }
+            crate::waiter::Wake::Interrupted => return Some(d.saturating_sub(start.elapsed())),
             // Someone notified this thread for another reason: keep sleeping.
             crate::waiter::Wake::Notified => {
-                if std::time::Instant::now() >= deadline {
+                if deadline.is_some_and(|dl| std::time::Instant::now() >= dl) {
                     return None;
                 }
             }
@@ -242,7 +243,10 @@ fn sys_setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (interval, value) = if a[1] == 0 {
         (Duration::ZERO, Duration::ZERO)
     } else {
-        (read_timeval(task, a[1])?, read_timeval(task, a[1] + 16)?)
+        (
+            read_timeval(task, a[1])?,
+            read_timeval(task, a[1].wrapping_add(16))?,
+        )
     };
     let old = crate::kernel::itimer::RealTimer::set(&task.group, value, interval);
     if a[2] != 0 {
