@@ -40,13 +40,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context as _};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+use super::ns_thread::NsThread;
 
 /// A network namespace whose interface's addresses now belong to a sandbox. Dropping it lets the
 /// thread inside go; the namespace stays as its owner left it (minus the addresses).
@@ -80,7 +80,20 @@ impl AdoptedNetns {
         let thread_file = ns_file
             .try_clone()
             .with_context(|| format!("duplicating the handle of {}", path.display()))?;
-        let inside = NsThread::enter(thread_file, path)?;
+        let inside = NsThread::spawn("netns-adopted", move || {
+            // SAFETY: plain syscall on an fd `thread_file` owns; it moves only this
+            // thread into the network namespace.
+            if unsafe { libc::setns(thread_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .with_context(|| {
+            format!(
+                "setns({}, CLONE_NEWNET) (not a network namespace, or no CAP_SYS_ADMIN?)",
+                path.display()
+            )
+        })?;
         let place = Place::Inside(path.to_owned());
 
         let wanted = ifname.map(str::to_owned);
@@ -506,89 +519,6 @@ fn parse_nsid_reply(buf: &[u8]) -> io::Result<Option<i32>> {
             Err(bad("no NETNSA_NSID in the reply"))
         }
         t => Err(bad(&format!("unexpected message type {t}"))),
-    }
-}
-
-/// A job for the namespace thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The thread that lives in the adopted namespace and runs jobs there.
-struct NsThread {
-    jobs: Option<mpsc::Sender<Job>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl NsThread {
-    /// Start a thread that `setns`es into `ns` (a handle of the namespace at `path`).
-    fn enter(ns: File, path: &Path) -> anyhow::Result<NsThread> {
-        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let handle = std::thread::Builder::new()
-            .name("netns-adopted".to_owned())
-            .spawn(move || {
-                // SAFETY: plain syscall on an fd `ns` owns; it moves only this thread into the
-                // network namespace.
-                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                drop(ns);
-                if rc != 0 {
-                    let _ = ready_tx.send(Err(io::Error::last_os_error()));
-                    return;
-                }
-                if ready_tx.send(Ok(())).is_err() {
-                    return;
-                }
-                drop(ready_tx);
-                for job in jobs_rx {
-                    // A panicking job drops its result sender, which `run` reports; the
-                    // thread lives on.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            })
-            .context("spawning the network namespace thread")?;
-        let mut thread = NsThread {
-            jobs: Some(jobs_tx),
-            handle: Some(handle),
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(thread),
-            Ok(Err(e)) => {
-                thread.stop();
-                Err(e).with_context(|| {
-                    format!(
-                        "setns({}, CLONE_NEWNET) (not a network namespace, or no CAP_SYS_ADMIN?)",
-                        path.display()
-                    )
-                })
-            }
-            Err(_) => {
-                thread.stop();
-                bail!("the thread entering {} died while starting", path.display());
-            }
-        }
-    }
-
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| anyhow!("the adopted network namespace's thread is gone"))?
-            .send(job)
-            .map_err(|_| anyhow!("the adopted network namespace's thread is gone"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("the job run inside the adopted network namespace panicked"))
-    }
-
-    /// Let the thread finish and wait for it.
-    fn stop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::warn!("the adopted network namespace's thread panicked");
-            }
-        }
     }
 }
 

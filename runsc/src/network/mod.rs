@@ -7,3 +7,4 @@ pub mod ethtool;
 pub mod forward;
 pub mod loopback_forward;
 pub mod netns;
+pub mod ns_thread;

@@ -26,10 +26,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context as _};
+
+use super::ns_thread::NsThread;
 use serde_json::Value;
 
 /// The lock that serializes subnet choice and veth creation between runsc processes.
@@ -84,7 +84,14 @@ impl SandboxNetns {
         })?;
         let host_if = pick_host_if(sandbox_id, &links);
 
-        let inside = NsThread::spawn(sandbox_id)?;
+        let inside = NsThread::spawn(&format!("netns-{sandbox_id}"), || {
+            // SAFETY: plain syscall; it moves only this thread into a new network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .context("unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)")?;
         let mut netns = SandboxNetns {
             host_addr: Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], octet, 1),
             guest_addr: Ipv4Addr::new(SUBNET_PREFIX[0], SUBNET_PREFIX[1], octet, 2),
@@ -184,87 +191,6 @@ impl Drop for SandboxNetns {
             }
         }
         self.inside.stop();
-    }
-}
-
-/// A job for the namespace thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The thread that lives in the sandbox's network namespace and runs jobs there.
-struct NsThread {
-    jobs: Option<mpsc::Sender<Job>>,
-    handle: Option<JoinHandle<()>>,
-    tid: libc::pid_t,
-}
-
-impl NsThread {
-    fn spawn(sandbox_id: &str) -> anyhow::Result<NsThread> {
-        let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<libc::pid_t>>();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let name: String = format!("netns-{sandbox_id}").chars().take(15).collect();
-        let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                // SAFETY: plain syscall; it moves only this thread into a new network namespace.
-                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                    let _ = ready_tx.send(Err(std::io::Error::last_os_error()));
-                    return;
-                }
-                // SAFETY: gettid has no preconditions.
-                let tid = unsafe { libc::gettid() };
-                if ready_tx.send(Ok(tid)).is_err() {
-                    return;
-                }
-                drop(ready_tx);
-                for job in jobs_rx {
-                    // A panicking job drops its result sender, which `run` reports; the
-                    // thread, and with it the namespace, lives on.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            })
-            .context("spawning the sandbox network namespace thread")?;
-        let mut thread = NsThread {
-            jobs: Some(jobs_tx),
-            handle: Some(handle),
-            tid: 0,
-        };
-        match ready_rx.recv() {
-            Ok(Ok(tid)) => thread.tid = tid,
-            Ok(Err(e)) => {
-                thread.stop();
-                return Err(e).context("unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)");
-            }
-            Err(_) => {
-                thread.stop();
-                bail!("the sandbox network namespace thread died while starting");
-            }
-        }
-        Ok(thread)
-    }
-
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| anyhow!("the sandbox network namespace is gone"))?
-            .send(job)
-            .map_err(|_| anyhow!("the sandbox network namespace thread is gone"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("the job run inside the sandbox network namespace panicked"))
-    }
-
-    /// Let the thread finish and wait for it; the namespace goes with it unless sockets opened
-    /// inside still hold it.
-    fn stop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::warn!("the sandbox network namespace thread panicked");
-            }
-        }
     }
 }
 
