@@ -91,6 +91,21 @@ impl CniNetns {
         format!("/var/run/netns/{}", self.name)
     }
 
+    /// The addresses the namespace's kernel holds on `eth0`.
+    pub fn kernel_addrs(&self) -> Vec<String> {
+        let json = self.ip_inside(&["-j", "addr", "show", "dev", "eth0"]);
+        let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j addr");
+        links[0]["addr_info"]
+            .as_array()
+            .map(|infos| {
+                infos
+                    .iter()
+                    .filter_map(|a| a["local"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn ip_inside(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);

@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nanovisor_tests::cni::CniNetns;
 use nanovisor_tests::{node_script, runsc, CLEAN_ENV, NODE};
 
 extern "C" {
@@ -26,128 +27,6 @@ fn require_root() {
         euid, 0,
         "the --netns tests create network namespaces and veth pairs and need root"
     );
-}
-
-/// Run `ip ARGS`; its stdout, or a panic naming the command.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running `ip {}`: {e} (install iproute2)", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A namespace set up as the CNI bridge plugin leaves a pod's: `eth0` (a veth) with
-/// `10.203.X.2/24`, up, and a default route via the host end's `10.203.X.1`. Dropping it deletes
-/// the veth pair and the namespace, whatever happened in between.
-struct CniNetns {
-    name: String,
-    host_if: String,
-    subnet: u8,
-    veth: bool,
-}
-
-impl CniNetns {
-    fn create() -> CniNetns {
-        require_root();
-        let pid = std::process::id();
-        let used = format!(
-            "{}{}",
-            ip(&["-j", "-4", "addr"]),
-            ip(&["-j", "-4", "route", "show", "table", "all"])
-        );
-        let subnet = (0..250u32)
-            .map(|i| ((pid + i) % 250 + 1) as u8)
-            .find(|x| !used.contains(&format!("\"10.203.{x}.")))
-            .expect("a free /24 in 10.203.0.0/16");
-        let mut ns = CniNetns {
-            name: format!("nvadopt-{pid}"),
-            host_if: format!("nvah{pid}"),
-            subnet,
-            veth: false,
-        };
-        ip(&["netns", "add", &ns.name]);
-        ip(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns.name,
-        ]);
-        ns.veth = true;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", ns.host()),
-            "dev",
-            &ns.host_if,
-        ]);
-        ip(&["link", "set", &ns.host_if, "up"]);
-        let guest = format!("{}/24", ns.guest());
-        ns.ip_inside(&["addr", "add", &guest, "dev", "eth0"]);
-        ns.ip_inside(&["link", "set", "lo", "up"]);
-        ns.ip_inside(&["link", "set", "eth0", "up"]);
-        ns.ip_inside(&["route", "add", "default", "via", &ns.host().to_string()]);
-        ns
-    }
-
-    fn host(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 203, self.subnet, 1)
-    }
-
-    fn guest(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 203, self.subnet, 2)
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
-    }
-
-    fn ip_inside(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    /// The addresses the namespace's kernel holds on `eth0`.
-    fn kernel_addrs(&self) -> Vec<String> {
-        let json = self.ip_inside(&["-j", "addr", "show", "dev", "eth0"]);
-        let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j addr");
-        links[0]["addr_info"]
-            .as_array()
-            .map(|infos| {
-                infos
-                    .iter()
-                    .filter_map(|a| a["local"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for CniNetns {
-    fn drop(&mut self) {
-        // The pair would go with the namespace, but the kernel deletes namespaces lazily.
-        if self.veth {
-            let _ = Command::new("ip")
-                .args(["link", "del", &self.host_if])
-                .output();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
 }
 
 /// A running `runsc do --netns PATH … -- node net_server.js 8080`.
@@ -294,7 +173,8 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_sandbox_adopts_a_cni_namespace_and_serves_from_its_address() {
-    let ns = CniNetns::create();
+    require_root();
+    let ns = CniNetns::create("nvadopt", 203);
     let before = ns.kernel_addrs();
     assert!(
         before.contains(&ns.guest().to_string()),
