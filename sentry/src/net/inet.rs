@@ -57,8 +57,6 @@ const IP_STORED: &[i32] = &[1, 2, 11, 10, 33, 34];
 const IPV6_STORED: &[i32] = &[16, 18, 19, 23, 25, 67];
 
 const FIONREAD: u32 = 0x541b;
-/// st_dev of sockets (sockfs).
-const SOCKFS_DEV: u64 = 8;
 static NEXT_INO: AtomicU64 = AtomicU64::new(1 << 20);
 
 enum Proto {
@@ -175,14 +173,7 @@ impl FileDescription for InetSocket {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            dev: SOCKFS_DEV,
-            ino: self.ino,
-            nlink: 1,
-            mode: libc::S_IFSOCK | 0o777,
-            blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(super::socket_stat(self.ino))
     }
 
     fn ioctl(&self, cmd: u32, arg: u64, mm: &crate::mm::MemoryManager) -> Result<u64, Errno> {

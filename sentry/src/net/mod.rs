@@ -6,3 +6,17 @@ pub mod inet;
 pub mod link;
 pub mod sockaddr;
 pub mod unix;
+
+/// What fstat(2) shows of a socket: an inode of sockfs (an anonymous device, as on Linux).
+pub fn socket_stat(ino: u64) -> crate::vfs::Stat {
+    /// st_dev of sockfs.
+    const SOCKFS_DEV: u64 = 8;
+    crate::vfs::Stat {
+        dev: SOCKFS_DEV,
+        ino,
+        nlink: 1,
+        mode: libc::S_IFSOCK | 0o777,
+        blksize: 4096,
+        ..Default::default()
+    }
+}

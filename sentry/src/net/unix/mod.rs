@@ -73,8 +73,6 @@ const SOMAXCONN: usize = 4096;
 
 const FIONREAD: u32 = 0x541b;
 const TIOCOUTQ: u32 = 0x5411;
-/// st_dev of sockets (sockfs).
-const SOCKFS_DEV: u64 = 8;
 
 /// What AF_UNIX sockets of one sandbox share: the file system paths name sockets in,
 /// and the abstract namespace.
@@ -324,14 +322,7 @@ impl FileDescription for UnixSocket {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            dev: SOCKFS_DEV,
-            ino: self.ep.ino,
-            nlink: 1,
-            mode: libc::S_IFSOCK | 0o777,
-            blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(crate::net::socket_stat(self.ep.ino))
     }
 
     fn ioctl(&self, cmd: u32, arg: u64, mm: &crate::mm::MemoryManager) -> Result<u64, Errno> {
