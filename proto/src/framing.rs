@@ -16,8 +16,10 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 /// The largest message body a frame may carry, in either direction.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
-/// The most file descriptors one frame may carry.
-pub const MAX_FDS: usize = 8;
+/// The most file descriptors one frame may carry: a pod container's stdio, root and bind
+/// sources (Kubernetes gives each a handful of binds; volumes add more). The kernel's own
+/// limit per message is 253 (SCM_MAX_FD).
+pub const MAX_FDS: usize = 64;
 
 /// The length prefix.
 const HEADER: usize = 4;

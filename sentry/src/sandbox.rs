@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,6 +27,7 @@ use crate::loader::LoadError;
 use crate::mm::MemoryManager;
 use crate::platform::kvm::KvmPlatform;
 use crate::platform::{Platform, PlatformError};
+pub use crate::vfs::host_source::{HostSource, SourceKind};
 use crate::vfs::{FdTable, FsContext, Mount, MountError, Vfs, VfsError};
 use crate::waiter::Waiter;
 
@@ -47,7 +48,7 @@ pub struct SandboxConfig {
 const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
 /// One of a container's mounts (from the OCI spec's `mounts`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct MountSpec {
     /// The absolute guest path of the mount point.
     pub destination: Vec<u8>,
@@ -55,11 +56,11 @@ pub struct MountSpec {
 }
 
 /// What a container mount is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum MountKind {
-    /// A host directory or regular file. Writable binds take the guest's writes (a
-    /// volume); read-only ones refuse them with EROFS.
-    Bind { source: PathBuf, readonly: bool },
+    /// A host directory or regular file, opened by the caller. Writable binds take the
+    /// guest's writes (a volume); read-only ones refuse them with EROFS.
+    Bind { source: HostSource, readonly: bool },
     /// An empty in-memory file system (`size=` in bytes, `mode=`).
     Tmpfs {
         size: Option<u64>,
@@ -80,12 +81,8 @@ pub enum SandboxError {
     Platform(#[from] PlatformError),
     #[error(transparent)]
     Vfs(#[from] VfsError),
-    #[error("bind mount source {source_path} for {destination}: {error}")]
-    BindSource {
-        source_path: String,
-        destination: String,
-        error: std::io::Error,
-    },
+    #[error("root file system {path}: {error}")]
+    OpenRoot { path: String, error: std::io::Error },
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error("setting up stdio: {0}")]
@@ -141,6 +138,8 @@ pub struct SandboxStats {
     pub memory_bytes: u64,
     /// Processes in the container asked about.
     pub pids: u32,
+    /// Processes of the sandbox killed for want of guest memory, since it started.
+    pub oom_kills: u64,
 }
 
 struct Container {
@@ -182,26 +181,27 @@ impl Sandbox {
         self.started.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Add container `id` whose root is the host directory `rootfs` (read-only, under an
-    /// in-memory overlay), with the sandbox's /etc/resolv.conf, and `mounts` in order.
+    /// Add container `id` whose root is the opened host directory `rootfs` (read-only,
+    /// under an in-memory overlay), with the sandbox's /etc/resolv.conf, and `mounts` in
+    /// order.
     ///
-    /// Bind sources are opened here, so call this before the sandbox process gives up
-    /// the host's file tree. A bind or tmpfs that cannot be made fails the container;
-    /// the kinds the sandbox provides itself (/proc, /dev, sysfs, …) never do.
+    /// Everything from the host arrives open (see `vfs::host_source`): the sandbox
+    /// process may have given up the host's file tree. A bind or tmpfs that cannot be
+    /// made fails the container; the kinds the sandbox provides itself (/proc, /dev,
+    /// sysfs, …) never do.
     pub fn add_container(
         &self,
         id: &str,
-        rootfs: &Path,
-        mounts: &[MountSpec],
+        rootfs: HostSource,
+        mounts: Vec<MountSpec>,
     ) -> Result<(), SandboxError> {
         if self.containers().contains_key(id) {
             return Err(SandboxError::ContainerExists(id.to_string()));
         }
+        let shown = rootfs.shown().display().to_string();
         let vfs = Vfs::new(rootfs)?;
-        let fs = FsContext::new(vfs.clone(), b"/").map_err(|errno| SandboxError::Exec {
-            path: rootfs.display().to_string(),
-            errno,
-        })?;
+        let fs = FsContext::new(vfs.clone(), b"/")
+            .map_err(|errno| SandboxError::Exec { path: shown, errno })?;
         // Before the mounts, so that a writable bind of a host /etc is never written to. A
         // bind at /etc/resolv.conf itself is not applied (see `apply_mount`).
         if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
@@ -350,6 +350,7 @@ impl Sandbox {
                 .name(format!("init-{pid}"))
                 .spawn(move || {
                     g.wait_all_gone();
+                    sb.log_init_end(&id, pid);
                     sb.kill_container_rest(&id, pid);
                 });
         }
@@ -478,6 +479,29 @@ impl Sandbox {
         SandboxStats {
             memory_bytes: self.platform.memory().frames_in_use() * crate::arch::PAGE_SIZE,
             pids: self.processes(id).len() as u32,
+            oom_kills: self.kernel.oom.kills(),
+        }
+    }
+
+    /// Let guests call the Nanovisor-private debug hooks (`syscalls::debug`), one of
+    /// which makes the sentry break its own seccomp policy. Only for the operator's
+    /// security tests: `runsc boot` calls it when `NANOVISOR_DEBUG_HOOKS=1`.
+    pub fn enable_debug_hooks(&self) {
+        tracing::warn!(
+            "debug hooks enabled: guests may make the sentry call a host syscall outside its seccomp policy"
+        );
+        self.kernel.enable_debug_hooks();
+    }
+
+    /// Say on the log how a container's init ended when the OOM killer ended it (a
+    /// plain SIGKILL would not tell the operator why).
+    fn log_init_end(&self, id: &str, pid: i32) {
+        if self.kernel.oom.killed(pid) {
+            tracing::warn!(
+                container = id,
+                pid,
+                "the container's init was killed by the out-of-memory killer (guest memory exhausted)"
+            );
         }
     }
 
@@ -495,7 +519,11 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .unwrap_or_default();
     let sandbox = Sandbox::new(config.memory, &config.hostname, config.net)?;
-    sandbox.add_container("", &config.rootfs, &[])?;
+    let rootfs = HostSource::open_root(&config.rootfs).map_err(|error| SandboxError::OpenRoot {
+        path: config.rootfs.display().to_string(),
+        error,
+    })?;
+    sandbox.add_container("", rootfs, Vec::new())?;
     let pid = sandbox.spawn(
         "",
         ProcessSpec {
@@ -519,7 +547,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
 }
 
 /// Make one container mount. Binds and tmpfs must succeed; the rest are best effort.
-fn apply_mount(vfs: &Vfs, m: &MountSpec) -> Result<(), SandboxError> {
+fn apply_mount(vfs: &Vfs, m: MountSpec) -> Result<(), SandboxError> {
     let dest = String::from_utf8_lossy(&m.destination).into_owned();
     if crate::vfs::path::normalize(&m.destination) == b"/etc/resolv.conf" {
         // Runtimes bind the pod's resolv.conf there; the guest's resolver must keep
@@ -527,18 +555,10 @@ fn apply_mount(vfs: &Vfs, m: &MountSpec) -> Result<(), SandboxError> {
         tracing::debug!("mount at {dest} not applied: the sandbox's DNS proxy serves it");
         return Ok(());
     }
-    let what = match &m.kind {
-        MountKind::Bind { source, readonly } => {
-            Mount::bind(source, *readonly).map_err(|error| SandboxError::BindSource {
-                source_path: source.display().to_string(),
-                destination: dest.clone(),
-                error,
-            })?
-        }
-        MountKind::Tmpfs { size, mode } => Mount::Tmpfs {
-            size: *size,
-            mode: *mode,
-        },
+    let required = matches!(m.kind, MountKind::Bind { .. } | MountKind::Tmpfs { .. });
+    let what = match m.kind {
+        MountKind::Bind { source, readonly } => Mount::bind(source, readonly),
+        MountKind::Tmpfs { size, mode } => Mount::Tmpfs { size, mode },
         MountKind::Proc => Mount::Proc,
         MountKind::EmptyReadOnly => Mount::EmptyReadOnly,
         MountKind::Ignored(why) => {
@@ -546,7 +566,6 @@ fn apply_mount(vfs: &Vfs, m: &MountSpec) -> Result<(), SandboxError> {
             return Ok(());
         }
     };
-    let required = matches!(m.kind, MountKind::Bind { .. } | MountKind::Tmpfs { .. });
     match vfs.mount(&m.destination, what) {
         Ok(()) => Ok(()),
         // The sandbox's own /dev and /proc stay (a tmpfs or devtmpfs at /dev, proc at /proc).

@@ -13,22 +13,22 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nanovisor_proto::control::{
-    request, response, AclAddResponse, AuditLine, ContainerStatus, CreateContainerRequest, Empty,
-    ErrorCode, ExecResponse, ProcessEntry as ProtoProcess, ProcessesResponse, Request, Response,
-    SignalRequest, StartResponse, StateResponse, StatsResponse, WaitResponse,
+    mount, request, response, AclAddResponse, AuditLine, ContainerStatus, CreateContainerRequest,
+    Empty, ErrorCode, ExecResponse, ProcessEntry as ProtoProcess, ProcessesResponse, Request,
+    Response, SignalRequest, StartResponse, StateResponse, StatsResponse, WaitResponse,
 };
 use nanovisor_proto::{error, Responder};
 use netstack::acl::Acl;
 use sentry::kernel::exit::ExitStatus;
-use sentry::sandbox::{ProcessSpec, Sandbox, Stdio};
+use sentry::sandbox::{HostSource, ProcessSpec, Sandbox, Stdio};
 
 use crate::acl_convert;
-use crate::boot::mounts::mount_specs;
+use crate::boot::mounts;
 use crate::commands::kill::terminates_by_default;
 
 /// What the status of an init that could not be started is reported as (a shell's
@@ -67,7 +67,10 @@ pub struct Controller {
     /// Notified whenever an init changes state (started, killed, failed) and on shutdown.
     changed: Condvar,
     acl: Arc<Acl>,
-    audit_path: PathBuf,
+    /// The audit log, open for reading: the sandbox process cannot open it by path
+    /// once it has given up the host's tree. Readers use positioned reads, each at its
+    /// own offset. `None`: there is no audit log.
+    audit: Option<Arc<std::fs::File>>,
     /// Wait requests being answered: the sandbox process stays until they are.
     pub waiting: std::sync::atomic::AtomicUsize,
 }
@@ -168,7 +171,7 @@ impl Controller {
         id: &str,
         init: ProcessSpec,
         acl: Arc<Acl>,
-        audit_path: PathBuf,
+        audit: Option<std::fs::File>,
     ) -> Controller {
         let mut containers = Containers::default();
         containers.inits.insert(id.to_string(), Init::Pending(init));
@@ -178,7 +181,7 @@ impl Controller {
             containers: Mutex::new(containers),
             changed: Condvar::new(),
             acl,
-            audit_path,
+            audit: audit.map(Arc::new),
             waiting: Default::default(),
         }
     }
@@ -232,29 +235,45 @@ impl Controller {
         if r.container_id.is_empty() {
             return Err(error(ErrorCode::InvalidArgument, "no container id"));
         }
-        let rootfs = Path::new(&r.rootfs);
-        if !rootfs.is_absolute() {
-            return Err(error(
-                ErrorCode::InvalidArgument,
-                format!("rootfs {:?} is not an absolute path", r.rootfs),
-            ));
-        }
         let p = r
             .process
             .ok_or_else(|| error(ErrorCode::InvalidArgument, "a container without a process"))?;
-        let mounts = if r.bundle.is_empty() {
-            Vec::new()
-        } else {
-            let bundle = Path::new(&r.bundle);
-            let config = bundle.join("config.json");
-            let oci = oci_spec::runtime::Spec::load(&config).map_err(|e| {
-                error(
-                    ErrorCode::InvalidArgument,
-                    format!("{}: {e}", config.display()),
-                )
+        // The fds: stdio, the root, one per bind (see control.proto).
+        let stdio_fds = if p.terminal { 1 } else { 3 };
+        let binds = r
+            .mounts
+            .iter()
+            .filter(|m| matches!(m.kind, Some(mount::Kind::Bind(_))))
+            .count();
+        if fds.len() != stdio_fds + 1 + binds {
+            return Err(error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "CreateContainer carries {} fds; {stdio_fds} for stdio, 1 for the root \
+                     and {binds} for bind mounts were expected",
+                    fds.len()
+                ),
+            ));
+        }
+        let mut fds = fds;
+        let mut rest = fds.split_off(stdio_fds).into_iter();
+        let rootfs = rest
+            .next()
+            .ok_or_else(|| error(ErrorCode::InvalidArgument, "no fd for the root"))
+            .and_then(|fd| {
+                HostSource::from_fd(fd, PathBuf::from(&r.rootfs_path)).map_err(|e| {
+                    error(
+                        ErrorCode::InvalidArgument,
+                        format!("root file system {}: {e}", r.rootfs_path),
+                    )
+                })
             })?;
-            mount_specs(&oci, bundle)
-        };
+        let mounts = r
+            .mounts
+            .into_iter()
+            .map(|m| mounts::from_message(m, &mut rest))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| error(ErrorCode::InvalidArgument, e))?;
         let spec = process_spec(&p, fds)?;
         let mut containers = self.containers();
         if containers.closing {
@@ -267,11 +286,11 @@ impl Controller {
             ));
         }
         self.sandbox
-            .add_container(&r.container_id, rootfs, &mounts)
+            .add_container(&r.container_id, rootfs, mounts)
             .map_err(|e| {
                 error(
                     ErrorCode::InvalidArgument,
-                    format!("root file system {}: {e}", rootfs.display()),
+                    format!("root file system {}: {e}", r.rootfs_path),
                 )
             })?;
         if !r.hostname.is_empty() {
@@ -611,11 +630,11 @@ impl Controller {
     /// Send the audit log, a line per response; with `follow`, keep sending new lines
     /// until the client goes away.
     fn stream_audit(&self, follow: bool, out: &mut Responder) {
-        let Ok(file) = std::fs::File::open(&self.audit_path) else {
+        let Some(file) = self.audit.clone() else {
             let _ = out.send(error(ErrorCode::NotFound, "no audit log"));
             return;
         };
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::new(PositionedReader { file, offset: 0 });
         let mut line = String::new();
         loop {
             line.clear();
@@ -640,6 +659,22 @@ impl Controller {
             }
         }
         let _ = out.send(empty());
+    }
+}
+
+/// Reads a shared file from an offset of its own (pread), so that concurrent readers of
+/// the audit log do not move each other's position.
+struct PositionedReader {
+    file: Arc<std::fs::File>,
+    offset: u64,
+}
+
+impl std::io::Read for PositionedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 

@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context as _};
 use clap::Args;
 use netstack::acl::Acl;
 use oci_spec::runtime::Spec;
-use sentry::sandbox::Sandbox;
+use sentry::sandbox::{HostSource, Sandbox};
 
 use crate::boot::control::{self, Controller};
 use crate::boot::network;
@@ -106,14 +106,8 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     let spec = Spec::load(&config).map_err(|e| anyhow!("{}: {e}", config.display()))?;
     // Confinement, part one, while this process still has a single thread: its own
     // mount, IPC and UTS namespaces and the pod's network namespace; a host cgroup with
-    // the spec's limits.
-    // No mount namespace of its own yet: the roots of a pod's later containers are
-    // mounted by the host after the sandbox starts, and a private mount namespace would
-    // not see them. It comes with pivot_root, once those roots arrive as fds.
-    let namespaces = confine::namespaces::NamespaceSet {
-        mount: false,
-        ..confine::namespaces::NamespaceSet::from_oci(&spec)
-    };
+    // the spec's limits. (Its PID namespace comes from `runsc create`.)
+    let namespaces = confine::namespaces::NamespaceSet::from_oci(&spec);
     confine::namespaces::unshare(&namespaces).context("entering the sandbox's namespaces")?;
     let cgroup = sandbox_cgroup(&spec, &args.id)?;
     let rootfs = spec
@@ -131,8 +125,19 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .as_ref()
         .ok_or_else(|| anyhow!("{}: no process", config.display()))?;
 
+    // Everything this process needs from the host's file tree is opened from here on,
+    // before it gives the tree up below. A pod's later containers arrive as fds.
+    let root_source = HostSource::open_root(&rootfs)
+        .with_context(|| format!("root file system {}", rootfs.display()))?;
+    let mounts = crate::boot::mounts::plan(&spec, &args.bundle)
+        .into_iter()
+        .filter_map(|m| m.open().transpose())
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let policy = network::policy_for(&spec, args.acl.as_deref())?;
     let audit = network::audit_log(&args.id, &state_dir)?;
+    let audit_path = state_dir.join("audit.log");
+    let audit_reader = File::open(&audit_path)
+        .with_context(|| format!("opening {} for reading", audit_path.display()))?;
     let acl = Arc::new(Acl::new(policy, audit));
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
     let hostname = spec
@@ -141,11 +146,7 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .unwrap_or_else(|| "nanovisor".into());
     let sandbox = Sandbox::new(memory_limit(&spec), hostname.as_bytes(), stack)?;
     sandbox
-        .add_container(
-            &args.id,
-            &rootfs,
-            &crate::boot::mounts::mount_specs(&spec, &args.bundle),
-        )
+        .add_container(&args.id, root_source, mounts)
         .with_context(|| format!("root file system {}", rootfs.display()))?;
 
     let init = crate::oci::process_spec(process);
@@ -170,14 +171,17 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         &args.id,
         init,
         acl,
-        state_dir.join("audit.log"),
+        Some(audit_reader),
     ));
+    // Confinement, part two, before any guest code runs and before the control socket
+    // takes requests: the host's file tree goes (an empty read-only root; what the
+    // sandbox needs is open already), then every capability but reading the rootfs as
+    // its owner would, no new privileges, and the reviewed seccomp allowlist
+    // (runsc/src/confine/seccomp_policy.json) on every thread.
+    confine::namespaces::pivot_to_empty(&[]).context("giving up the host's file tree")?;
     let c = controller.clone();
     nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
         .context("serving the control socket")?;
-    // Confinement, part two, before any guest code runs: no capabilities but reading
-    // the rootfs as its owner would, no new privileges, and the reviewed seccomp
-    // allowlist (runsc/src/confine/seccomp_policy.json) on every thread.
     confine::caps::drop_all_but(&[confine::caps::Capability::DacReadSearch])
         .context("dropping capabilities")?;
     confine::seccomp::install().context("installing the seccomp filter")?;

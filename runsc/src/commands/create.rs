@@ -27,7 +27,10 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use oci_spec::runtime::Spec;
+use sentry::sandbox::HostSource;
 
+use crate::boot::mounts;
 use crate::commands::GlobalOpts;
 use crate::console;
 use crate::container::control::Endpoint;
@@ -181,13 +184,7 @@ pub fn create(global: &GlobalOpts, opts: &CreateOpts<'_>) -> anyhow::Result<Crea
         terminal,
     };
     let started = match (&host, &sandbox_id) {
-        (Some(host), Some(pod)) => setup.join(
-            host,
-            pod,
-            &process,
-            &rootfs,
-            spec.hostname().as_deref().unwrap_or_default(),
-        ),
+        (Some(host), Some(pod)) => setup.join(host, pod, &spec, &process, &rootfs),
         _ => setup.boot(),
     };
     match started {
@@ -331,17 +328,18 @@ impl Setup<'_> {
         &self,
         host: &Host,
         pod: &str,
+        spec: &Spec,
         process: &oci_spec::runtime::Process,
         rootfs: &Path,
-        hostname: &str,
     ) -> anyhow::Result<(Child, Option<OwnedFd>)> {
-        let (Some(rootfs_str), Some(bundle)) = (rootfs.to_str(), self.bundle.to_str()) else {
-            bail!(
-                "root file system {} or bundle {}: not UTF-8",
-                rootfs.display(),
-                self.bundle.display()
-            );
-        };
+        // The sandbox cannot see the host's tree: open the root and bind sources here.
+        let root = HostSource::open_root(rootfs)
+            .with_context(|| format!("root file system {}", rootfs.display()))?;
+        let mounts = mounts::plan(spec, self.bundle)
+            .iter()
+            .filter_map(|m| m.to_message().transpose())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let hostname = spec.hostname().as_deref().unwrap_or_default();
         let to = Endpoint {
             socket: host.socket.clone(),
             container_id: self.opts.id.to_string(),
@@ -360,21 +358,17 @@ impl Setup<'_> {
         };
         let mut control = to.connect()?;
         match &pty {
-            Some(pty) => control.create_container(
-                rootfs_str,
-                bundle,
-                spec,
-                hostname,
-                &[pty.slave.as_fd()],
-            )?,
+            Some(pty) => {
+                control.create_container(spec, hostname, &root, &mounts, &[pty.slave.as_fd()])?
+            }
             None => {
                 let (stdin, stdout, stderr) =
                     (std::io::stdin(), std::io::stdout(), std::io::stderr());
                 control.create_container(
-                    rootfs_str,
-                    bundle,
                     spec,
                     hostname,
+                    &root,
+                    &mounts,
                     &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
                 )?
             }
@@ -486,7 +480,8 @@ impl Setup<'_> {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().context("starting the sandbox process")?;
+        let mut child = crate::confine::namespaces::spawn_in_new_pid_namespace(&mut cmd)
+            .context("starting the sandbox process")?;
         drop(ready_w);
         drop(slave);
 

@@ -13,17 +13,13 @@
 //! - network: joined (`setns`) when the spec names a path; otherwise the process stays in
 //!   the namespace it was started in (its creator may have made one for it).
 //! - PID: not here. `unshare(CLONE_NEWPID)` puts only later *children* in a new
-//!   namespace, and the sandbox makes no children (its seccomp policy forbids them); a
-//!   PID namespace for the sandbox itself has to come from its parent (`runsc create`
-//!   cloning it with `CLONE_NEWPID`). Without one, the policy still limits signals to the
-//!   process itself (`tgkill` on its own pid) and forbids `ptrace`.
+//!   namespace, and the sandbox makes no children (its seccomp policy forbids them); the
+//!   PID namespace of the sandbox itself comes from its parent: `runsc create` starts it
+//!   as pid 1 of a new one ([`spawn_in_new_pid_namespace`]).
 //! - user: none; the sandbox runs as host root with almost no capabilities (see `caps`).
 //!
 //! Namespaces belong to threads: [`unshare`] must run while the process has one thread,
 //! else threads started earlier would stay in the host's namespaces.
-// pivot_to_empty and its helpers are not wired yet: boot cannot pivot until pod
-// containers' roots and the audit log arrive as fds (issue 5 notes).
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -127,6 +123,29 @@ pub fn unshare(spec: &NamespaceSet) -> anyhow::Result<()> {
         UNSHARED_MOUNT_PID.store(std::process::id(), Ordering::SeqCst);
     }
     Ok(())
+}
+
+/// Spawn `cmd` as pid 1 of a new PID namespace, so the sandbox process sees no other
+/// host process (and none can be reached by pid from it). `unshare(CLONE_NEWPID)` applies
+/// to the calling thread's later children, so it runs on a thread of its own that ends
+/// with the spawn: the caller's other children stay where they were.
+///
+/// Being pid 1 changes one thing for the sandbox process: signals it has no handler for
+/// are not delivered from its own namespace, and from outside only SIGKILL and SIGSTOP
+/// are forced. runsc stops a sandbox with SIGKILL and talks to it over its socket.
+pub fn spawn_in_new_pid_namespace(
+    cmd: &mut std::process::Command,
+) -> anyhow::Result<std::process::Child> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(CloneFlags::CLONE_NEWPID)
+                    .context("unshare(CLONE_NEWPID) for the sandbox process")?;
+                cmd.spawn().map_err(anyhow::Error::from)
+            })
+            .join()
+            .map_err(|_| anyhow!("the thread spawning the sandbox process panicked"))?
+    })
 }
 
 /// Replace the process's file tree by an empty, read-only tmpfs: mount it, bind the

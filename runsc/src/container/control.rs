@@ -9,10 +9,12 @@ use std::time::Duration;
 use nanovisor_proto::control::{
     request, response, wait_response, AclAddRequest, AclAuditRequest, AclGetRequest, AclPolicy,
     AclRemoveRequest, AclReplaceRequest, AclRule, ContainerStatus, CreateContainerRequest,
-    ExecRequest, PauseRequest, ProcessEntry, ProcessSpec, ProcessesRequest, Request, ResumeRequest,
-    SignalRequest, StartRequest, StateRequest, StatsRequest, StatsResponse, WaitRequest,
+    ExecRequest, Mount, PauseRequest, ProcessEntry, ProcessSpec, ProcessesRequest, Request,
+    ResumeRequest, SignalRequest, StartRequest, StateRequest, StatsRequest, StatsResponse,
+    WaitRequest,
 };
 use nanovisor_proto::Client;
+use sentry::sandbox::HostSource;
 
 use super::Status;
 
@@ -140,27 +142,36 @@ impl Control {
         }
     }
 
-    /// Adds the container, whose root file system is the absolute host path `rootfs` and
-    /// whose mounts are those of `bundle`'s config.json, to the sandbox (a further
-    /// container of its pod), with `fds` as
-    /// its init's stdio (three fds, or the pty's slave when `process.terminal`). The init
-    /// waits for [`Control::start`].
+    /// Adds the container to the sandbox (a further container of its pod): its root file
+    /// system and mounts, opened here because the sandbox has no view of the host's
+    /// tree, and `stdio` as its init's stdio (three fds, or the pty's slave when
+    /// `process.terminal`). The init waits for [`Control::start`].
     pub fn create_container(
         &mut self,
-        rootfs: &str,
-        bundle: &str,
         process: ProcessSpec,
         hostname: &str,
-        fds: &[BorrowedFd<'_>],
+        rootfs: &HostSource,
+        mounts: &[(Mount, Option<HostSource>)],
+        stdio: &[BorrowedFd<'_>],
     ) -> Result<(), ControlError> {
         let req = request::Kind::CreateContainer(CreateContainerRequest {
             container_id: self.id.clone(),
-            rootfs: rootfs.to_string(),
             process: Some(process),
             hostname: hostname.to_string(),
-            bundle: bundle.to_string(),
+            mounts: mounts.iter().map(|(m, _)| m.clone()).collect(),
+            rootfs_path: rootfs.shown().display().to_string(),
         });
-        match self.call(req, fds)? {
+        let fds: Vec<BorrowedFd<'_>> = stdio
+            .iter()
+            .copied()
+            .chain(std::iter::once(rootfs.as_fd()))
+            .chain(
+                mounts
+                    .iter()
+                    .filter_map(|(_, s)| s.as_ref().map(|s| s.as_fd())),
+            )
+            .collect();
+        match self.call(req, &fds)? {
             response::Kind::Empty(_) => Ok(()),
             _ => Err(ControlError::Unexpected("an empty response")),
         }

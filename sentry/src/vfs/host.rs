@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::file::{DirEntry, Stat};
+use super::host_source::{HostSource, SourceKind};
 use crate::abi::Errno;
 
 /// What one host lookup found (without following a final symbolic link).
@@ -54,56 +55,22 @@ impl std::fmt::Debug for HostRoot {
 /// Largest host file copied into the overlay (copy-up), in bytes.
 pub const MAX_COPY_UP: u64 = 1 << 30;
 
-/// open(2) of a host path given by the sandbox's configuration (never by the guest).
-fn open_path(path: &Path, flags: i32) -> std::io::Result<OwnedFd> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `c` is a valid NUL-terminated string; the result is checked.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 impl HostRoot {
-    /// The container's root directory: read-only (writes go to the overlay).
-    pub fn open(path: &Path) -> std::io::Result<Arc<HostRoot>> {
-        let root = open_path(path, libc::O_PATH | libc::O_DIRECTORY)?;
-        Ok(Arc::new(HostRoot {
-            kind: RootKind::Dir(root),
-            writable: false,
-        }))
+    /// A root over an opened host directory or file: the container's rootfs (not
+    /// `writable`: writes go to the overlay) or a bind source (`writable` unless the bind
+    /// is read-only; a file opened read-only makes a read-only bind whatever is asked).
+    pub fn from_source(source: HostSource, writable: bool) -> Arc<HostRoot> {
+        let (fd, kind, _) = source.into_parts();
+        let (kind, writable) = match kind {
+            SourceKind::Dir => (RootKind::Dir(fd), writable),
+            SourceKind::File { writable: w } => (RootKind::File(Arc::new(fd)), writable && w),
+        };
+        Arc::new(HostRoot { kind, writable })
     }
 
-    /// A bind mount's source: a directory, or a regular file (opened for reading and,
-    /// when `writable`, for writing: a file the host will not let us write, on a
-    /// read-only host file system say, is bound read-only). Symbolic links in `path` are
-    /// followed: it comes from the sandbox's configuration, like a mount(2) source.
-    pub fn open_bind(path: &Path, mut writable: bool) -> std::io::Result<Arc<HostRoot>> {
-        let probe = open_path(path, libc::O_PATH)?;
-        let st = fstat(&probe).map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
-        let kind = match st.mode & libc::S_IFMT {
-            libc::S_IFDIR => RootKind::Dir(open_path(path, libc::O_PATH | libc::O_DIRECTORY)?),
-            libc::S_IFREG => {
-                let flags = libc::O_NOCTTY | libc::O_NONBLOCK;
-                let rw = match writable {
-                    true => open_path(path, libc::O_RDWR | flags).ok(),
-                    false => None,
-                };
-                writable = rw.is_some();
-                let fd = match rw {
-                    Some(fd) => fd,
-                    None => open_path(path, libc::O_RDONLY | flags)?,
-                };
-                RootKind::File(Arc::new(fd))
-            }
-            // Devices, sockets and FIFOs of the host are never handed to the guest.
-            _ => return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
-        };
-        Ok(Arc::new(HostRoot { kind, writable }))
+    /// The directory at `path` as a read-only root (tests and tools).
+    pub fn open(path: &Path) -> std::io::Result<Arc<HostRoot>> {
+        Ok(HostRoot::from_source(HostSource::open_root(path)?, false))
     }
 
     /// Whether this root is a single file (a file bind mount).

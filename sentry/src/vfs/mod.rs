@@ -23,6 +23,7 @@ pub mod eventfd;
 pub mod fdtable;
 pub mod file;
 pub mod host;
+pub mod host_source;
 pub mod hostfd;
 pub mod hostfile;
 mod hostrw;
@@ -43,7 +44,6 @@ mod walk;
 use std::any::Any;
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::abi::Errno;
@@ -58,11 +58,6 @@ pub use walk::{Found, Resolved};
 /// Host-side failures building the file system.
 #[derive(Debug, thiserror::Error)]
 pub enum VfsError {
-    #[error("opening the root file system {path}")]
-    OpenRoot {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("reading the root file system {path}: {errno}")]
     StatRoot { path: String, errno: Errno },
 }
@@ -83,19 +78,21 @@ pub struct Vfs {
 }
 
 impl Vfs {
-    pub fn new(rootfs: &Path) -> Result<Arc<Vfs>, VfsError> {
-        let shown = || rootfs.display().to_string();
-        let host = host::HostRoot::open(rootfs).map_err(|source| VfsError::OpenRoot {
-            path: shown(),
-            source,
-        })?;
+    /// A container's file system over the opened host directory `rootfs`: read-only,
+    /// under an in-memory overlay that takes the guest's writes.
+    pub fn new(rootfs: host_source::HostSource) -> Result<Arc<Vfs>, VfsError> {
+        let path = rootfs.shown().display().to_string();
+        if rootfs.kind() != host_source::SourceKind::Dir {
+            return Err(VfsError::StatRoot {
+                path,
+                errno: Errno::ENOTDIR,
+            });
+        }
+        let host = host::HostRoot::from_source(rootfs, false);
         let top = host
             .lookup(b"")
             .and_then(|n| n.ok_or(Errno::ENOENT))
-            .map_err(|errno| VfsError::StatRoot {
-                path: shown(),
-                errno,
-            })?;
+            .map_err(|errno| VfsError::StatRoot { path, errno })?;
         let root = tmpfs::Inode::new_dir(tmpfs::Meta::from_stat(&top.stat), Some(Vec::new()));
         Ok(Arc::new(Vfs {
             host,

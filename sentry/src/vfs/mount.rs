@@ -17,11 +17,11 @@
 //! walk takes a snapshot (an `Arc`) per path.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::file::DirEntry;
 use super::host::HostRoot;
+use super::host_source::HostSource;
 use super::node::Node;
 use super::path;
 use super::proc::ProcNode;
@@ -47,10 +47,9 @@ pub enum Mount {
 }
 
 impl Mount {
-    /// Open a bind mount's host source now (the sandbox process may lose the host's file
-    /// tree later): a directory, or a regular file.
-    pub fn bind(source: &Path, readonly: bool) -> std::io::Result<Mount> {
-        HostRoot::open_bind(source, !readonly).map(Mount::Bind)
+    /// A bind mount of an opened host directory or file (see `host_source`).
+    pub fn bind(source: HostSource, readonly: bool) -> Mount {
+        Mount::Bind(HostRoot::from_source(source, !readonly))
     }
 }
 

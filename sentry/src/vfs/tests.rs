@@ -30,7 +30,8 @@ fn fixture(name: &str) -> Fixture {
     std::os::unix::fs::symlink("../etc", dir.join("bin/up")).expect("symlink");
     std::os::unix::fs::symlink("loop", dir.join("loop")).expect("symlink");
     std::os::unix::fs::symlink("/../../../../etc/hosts", dir.join("escape")).expect("symlink");
-    let vfs = Vfs::new(&dir).expect("vfs");
+    let vfs =
+        Vfs::new(super::host_source::HostSource::open_root(&dir).expect("rootfs")).expect("vfs");
     Fixture { dir, vfs }
 }
 

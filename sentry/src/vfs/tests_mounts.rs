@@ -40,7 +40,8 @@ fn fixture(name: &str) -> Fixture {
     std::os::unix::fs::symlink("/etc/hosts", src.join("abs")).expect("symlink");
     std::os::unix::fs::symlink("../../../../../etc/hosts", src.join("up")).expect("symlink");
     std::fs::write(dir.join("single"), b"one file\n").expect("write");
-    let vfs = Vfs::new(&root).expect("vfs");
+    let vfs =
+        Vfs::new(super::host_source::HostSource::open_root(&root).expect("rootfs")).expect("vfs");
     Fixture { dir, vfs }
 }
 
@@ -56,7 +57,10 @@ fn lk() -> Lookup<'static> {
 }
 
 fn bind(p: &Path, readonly: bool) -> Mount {
-    Mount::bind(p, readonly).expect("bind source")
+    Mount::bind(
+        super::host_source::HostSource::open_bind(p, readonly).expect("bind source"),
+        readonly,
+    )
 }
 
 fn tmpfs() -> Mount {
