@@ -341,6 +341,8 @@ impl Sandbox {
             if let Some(c) = self.containers().get_mut(id) {
                 c.init = Some(group.clone());
             }
+            // So that an OOM kill of it is logged as the end of the container.
+            self.kernel.oom.note_init(pid, id);
         }
         spawn_thread(task, ctx).map_err(|_| SandboxError::TooManyThreads)?;
         if is_init {
@@ -350,7 +352,6 @@ impl Sandbox {
                 .name(format!("init-{pid}"))
                 .spawn(move || {
                     g.wait_all_gone();
-                    sb.log_init_end(&id, pid);
                     sb.kill_container_rest(&id, pid);
                 });
         }
@@ -491,18 +492,6 @@ impl Sandbox {
             "debug hooks enabled: guests may make the sentry call a host syscall outside its seccomp policy"
         );
         self.kernel.enable_debug_hooks();
-    }
-
-    /// Say on the log how a container's init ended when the OOM killer ended it (a
-    /// plain SIGKILL would not tell the operator why).
-    fn log_init_end(&self, id: &str, pid: i32) {
-        if self.kernel.oom.killed(pid) {
-            tracing::warn!(
-                container = id,
-                pid,
-                "the container's init was killed by the out-of-memory killer (guest memory exhausted)"
-            );
-        }
     }
 
     pub fn kernel(&self) -> &Arc<Kernel> {

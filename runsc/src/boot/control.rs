@@ -556,6 +556,7 @@ impl Controller {
                     pids: s.pids,
                     net_rx_bytes: 0,
                     net_tx_bytes: 0,
+                    oom_kills: s.oom_kills,
                 }))
             }
             request::Kind::Pause(r) => {

@@ -96,7 +96,7 @@ fn memory_limit(spec: &Spec) -> u64 {
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit())
         .filter(|l| *l > 0)
-        .map(|l| (l as u64).clamp(256 << 20, 64 << 30))
+        .map(|l| (l as u64).clamp(confine::cgroup::MIN_GUEST_MEMORY, 64 << 30))
         .unwrap_or(DEFAULT_MEMORY)
 }
 
@@ -145,6 +145,9 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .clone()
         .unwrap_or_else(|| "nanovisor".into());
     let sandbox = Sandbox::new(memory_limit(&spec), hostname.as_bytes(), stack)?;
+    if confine::seccomp::debug_hooks_requested() {
+        sandbox.enable_debug_hooks();
+    }
     sandbox
         .add_container(&args.id, root_source, mounts)
         .with_context(|| format!("root file system {}", rootfs.display()))?;

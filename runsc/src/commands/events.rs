@@ -1,10 +1,15 @@
 //! `runsc events [--stats] [--interval D] ID`: resource use as runc's `events` prints it,
 //! one JSON line per event (`{"type":"stats","id":…,"data":{…}}`). With `--stats`, one
 //! event and exit (containerd's shim reads that); without, one every interval until the
-//! container stops.
+//! container stops, each preceded by an `{"type":"oom","id":…}` event for every process
+//! the sandbox's out-of-memory killer ended since the previous one. runc learns of OOM
+//! kills from the cgroup as they happen; here they are counted by the sentry and polled,
+//! so the first poll also reports the kills that came before `events` started.
 
+use std::io::Write as _;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
@@ -86,6 +91,31 @@ pub fn stats_event(id: &str, s: &nanovisor_proto::control::StatsResponse) -> ser
     })
 }
 
+/// An OOM event in runc's format (no data).
+pub fn oom_event(id: &str) -> serde_json::Value {
+    json!({"type": "oom", "id": id})
+}
+
+/// Most OOM events printed for one poll: a sandbox whose processes are killed by the
+/// thousand needs no thousand lines to say so.
+const MAX_OOM_EVENTS_PER_POLL: u64 = 16;
+
+/// The events to print for one poll: `oom` for each kill since `seen` (which is
+/// advanced), then the stats.
+fn poll_events(
+    id: &str,
+    stats: &nanovisor_proto::control::StatsResponse,
+    seen: &mut u64,
+) -> Vec<serde_json::Value> {
+    let new = stats.oom_kills.saturating_sub(*seen);
+    *seen = (*seen).max(stats.oom_kills);
+    let mut out: Vec<_> = (0..new.min(MAX_OOM_EVENTS_PER_POLL))
+        .map(|_| oom_event(id))
+        .collect();
+    out.push(stats_event(id, stats));
+    out
+}
+
 pub fn run(args: EventsArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     let (c, _) = load_live(global, &args.id)?;
     if args.stats {
@@ -93,6 +123,7 @@ pub fn run(args: EventsArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
         println!("{}", stats_event(&args.id, &stats));
         return Ok(0);
     }
+    let mut ooms_seen = 0;
     loop {
         let c = match load(global, &args.id) {
             Ok(c) => c,
@@ -102,7 +133,17 @@ pub fn run(args: EventsArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             return Ok(0);
         }
         match c.control().and_then(|mut ctl| ctl.stats()) {
-            Ok(stats) => println!("{}", stats_event(&args.id, &stats)),
+            Ok(stats) => {
+                // One write per poll, flushed, so a reader sees whole lines at once.
+                let mut text = String::new();
+                for event in poll_events(&args.id, &stats, &mut ooms_seen) {
+                    text.push_str(&format!("{event}\n"));
+                }
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .context("writing events")?;
+            }
             Err(e) => tracing::debug!("stats: {e}"),
         }
         std::thread::sleep(args.interval);
@@ -133,6 +174,7 @@ mod tests {
             pids: 3,
             net_rx_bytes: 1,
             net_tx_bytes: 2,
+            oom_kills: 0,
         };
         let e = stats_event("c1", &s);
         assert_eq!(e["type"], "stats");
@@ -141,5 +183,30 @@ mod tests {
         assert_eq!(e["data"]["memory"]["usage"]["usage"], 4096);
         assert_eq!(e["data"]["pids"]["current"], 3);
         assert_eq!(e["data"]["network_interfaces"][0]["tx_bytes"], 2);
+    }
+
+    #[test]
+    fn each_new_oom_kill_is_an_event_before_the_stats() {
+        let mut s = nanovisor_proto::control::StatsResponse {
+            oom_kills: 2,
+            ..Default::default()
+        };
+        let mut seen = 0;
+        let types = |events: Vec<serde_json::Value>| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        };
+        assert_eq!(
+            types(poll_events("c1", &s, &mut seen)),
+            ["oom", "oom", "stats"]
+        );
+        assert_eq!(types(poll_events("c1", &s, &mut seen)), ["stats"]);
+        s.oom_kills = 1000;
+        let events = poll_events("c1", &s, &mut seen);
+        assert_eq!(events.len() as u64, MAX_OOM_EVENTS_PER_POLL + 1);
+        assert_eq!(events[0], json!({"type": "oom", "id": "c1"}));
+        assert_eq!(seen, 1000);
     }
 }

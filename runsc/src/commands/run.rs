@@ -100,6 +100,11 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     if let Some(relay) = relay {
         relay.finish();
     }
+    if let Some(sig) = status.signal() {
+        // The sandbox process itself died (its exit code is the init's otherwise): say
+        // so, since the container's own output cannot.
+        report_sandbox_death(&args.id, sig, global);
+    }
     let code = status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
@@ -108,6 +113,26 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
         remove(&container)?;
     }
     Ok(code)
+}
+
+/// Tell the user (stderr, and the `--log` file) that the sandbox process of container
+/// `id` was killed by `sig`, and what that signal usually means here.
+fn report_sandbox_death(id: &str, sig: i32, global: &GlobalOpts) {
+    let name = Signal::try_from(sig).map_or("unknown signal", |s| s.as_str());
+    let why = match sig {
+        libc::SIGSYS => {
+            ": it made a host system call outside its seccomp policy (the kernel's audit log \
+             has a type=1326 line naming it; NANOVISOR_SECCOMP=log logs instead of killing)"
+        }
+        libc::SIGKILL => ": killed from outside, or by the host's OOM killer",
+        _ => "",
+    };
+    let message =
+        format!("the sandbox process of container {id:?} was killed by signal {sig} ({name}){why}");
+    eprintln!("runsc: {message}");
+    if global.log.is_some() {
+        tracing::error!("{message}");
+    }
 }
 
 fn remove(c: &Container) -> anyhow::Result<()> {

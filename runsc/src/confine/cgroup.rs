@@ -17,6 +17,13 @@
 //! keep working in the sandbox after the pivot. `delete` and `open` (from `runsc delete`,
 //! another process) work by path.
 //!
+//! Memory: the spec's limit sizes the guest's memory (`runsc boot`), and the sentry
+//! runs out of guest frames first, OOM-killing a guest process the way a memory cgroup
+//! would, while the sandbox lives on. The host cgroup holds the sandbox process, which is
+//! that guest memory *plus* the sentry itself, so its limit is the guest's memory plus
+//! [`SENTRY_OVERHEAD`] (see [`host_memory_limit`]): a guest filling its memory must meet
+//! the guest's OOM killer, not the host's, which would kill the whole pod's sandbox.
+//!
 //! Not applied (yet): swap, kernel memory, cpusets, realtime, block I/O, hugetlb,
 //! devices (the sentry opens no devices but `/dev/kvm`), `unified`.
 // Stats and the other accessors serve tests now, and `runsc events` once its stats
@@ -42,6 +49,31 @@ const OUR_PARENT: &str = "nanovisor";
 
 /// The v2 controllers we enable on the way down.
 const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
+
+/// The least guest memory a sandbox gets, whatever the spec's limit: `runsc boot`'s
+/// `memory_limit` raises smaller limits to this, and so does [`host_memory_limit`].
+pub const MIN_GUEST_MEMORY: u64 = 256 << 20;
+
+/// Host memory the sandbox process uses besides guest memory, allowed on top of it in
+/// the host cgroup: the sentry's code and heap (kernel objects, the overlay's tmpfs
+/// files), one host thread stack per guest thread, netstack's socket buffers, and I/O
+/// staged through sentry buffers (a read or write moves up to 64 MiB at once). Measured
+/// with Node serving HTTP over loopback: about 5 MiB of sentry heap and 16 MiB of host
+/// kernel memory, besides the page cache of rootfs files (which the host reclaims before
+/// it OOM-kills); 128 MiB leaves room for I/O bursts. Host kernel memory that grows with
+/// guest memory (KVM's shadow page tables on kvm_pvm, the memfd's bookkeeping) is
+/// covered by [`host_memory_limit`]'s 1/32.
+pub const SENTRY_OVERHEAD: u64 = 128 << 20;
+
+/// The host cgroup's memory limit for a spec's memory limit of `limit` bytes: the guest
+/// memory that limit gives (at least [`MIN_GUEST_MEMORY`]), plus [`SENTRY_OVERHEAD`],
+/// plus 1/32 of the guest memory for host kernel memory that scales with it.
+pub fn host_memory_limit(limit: u64) -> u64 {
+    let guest = limit.max(MIN_GUEST_MEMORY);
+    guest
+        .saturating_add(SENTRY_OVERHEAD)
+        .saturating_add(guest / 32)
+}
 
 /// Usage figures of a sandbox's cgroup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -438,7 +470,7 @@ fn settings(version: Version, r: &LinuxResources) -> anyhow::Result<Vec<Setting>
     };
     if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
         let value = match (limit, version) {
-            (l, _) if l > 0 => l.to_string(),
+            (l, _) if l > 0 => host_memory_limit(l as u64).to_string(),
             (-1, Version::V1) => "-1".to_owned(),
             (-1, Version::V2) => "max".to_owned(),
             (l, _) => bail!("linux.resources.memory.limit {l}: expected a positive size or -1"),
@@ -735,10 +767,12 @@ pub(crate) mod tests {
                 .map(|s| (s.file, s.value))
                 .collect::<Vec<_>>()
         };
+        // The guest's 256 MiB, the sentry's 128 MiB and 8 MiB (1/32) for the host kernel.
+        let memory = ((256 + 128 + 8) << 20).to_string();
         assert_eq!(
             files(Version::V1),
             [
-                ("memory.limit_in_bytes", "268435456".to_owned()),
+                ("memory.limit_in_bytes", memory.clone()),
                 ("cpu.cfs_period_us", "100000".to_owned()),
                 ("cpu.cfs_quota_us", "20000".to_owned()),
                 ("cpu.shares", "1024".to_owned()),
@@ -748,7 +782,7 @@ pub(crate) mod tests {
         assert_eq!(
             files(Version::V2),
             [
-                ("memory.max", "268435456".to_owned()),
+                ("memory.max", memory),
                 ("cpu.max", "20000 100000".to_owned()),
                 ("cpu.weight", "39".to_owned()),
                 ("pids.max", "512".to_owned()),
@@ -766,6 +800,18 @@ pub(crate) mod tests {
         assert!(settings(Version::V2, &LinuxResources::default())
             .expect("empty")
             .is_empty());
+    }
+
+    #[test]
+    fn the_host_limit_leaves_room_for_the_sentry() {
+        let mib = |n: u64| n << 20;
+        assert_eq!(host_memory_limit(mib(1024)), mib(1024 + 128 + 32));
+        // Below the guest's minimum the guest still gets the minimum, and room for it.
+        assert_eq!(host_memory_limit(mib(64)), mib(256 + 128 + 8));
+        assert_eq!(host_memory_limit(u64::MAX), u64::MAX);
+        for limit in [mib(1), mib(256), mib(300), 64 << 30] {
+            assert!(host_memory_limit(limit) >= limit.max(MIN_GUEST_MEMORY) + SENTRY_OVERHEAD);
+        }
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //! that, step 6) closes it.
 //!
 //! After step 4 no host path resolves: whatever the sandbox reads later by path must be
-//! opened (or snapshotted) before — the sentry's `/proc/meminfo` and `/proc/cpuinfo`
-//! pass-through (`sentry/src/vfs/proc.rs`), `acl audit` reading `audit.log` by path, a
+//! opened (or snapshotted) before — the guest's `/proc/cpuinfo` (copied from the
+//! host's when the kernel is made), `acl audit` reading `audit.log` by path, a
 //! second container's rootfs (pass it as an fd). `std::thread::available_parallelism`
 //! falls back from the cgroup quota to the affinity mask.
 

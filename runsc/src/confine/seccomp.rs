@@ -31,6 +31,18 @@ const POLICY_JSON: &str = include_str!("seccomp_policy.json");
 /// The environment variable that turns kills into log lines.
 pub const MODE_ENV: &str = "NANOVISOR_SECCOMP";
 
+/// The environment variable that enables the sentry's debug hooks
+/// (`sentry/src/syscalls/debug.rs`), one of which has the sentry make a host syscall
+/// this policy forbids: `NANOVISOR_DEBUG_HOOKS=1` in the environment of `runsc create`
+/// or `run`, which the sandbox process inherits. For security tests, never production.
+pub const DEBUG_HOOKS_ENV: &str = "NANOVISOR_DEBUG_HOOKS";
+
+/// Whether the operator asked for the debug hooks. Only the sandbox process's own
+/// environment counts: the container's `process.env` is the guest's, not ours.
+pub fn debug_hooks_requested() -> bool {
+    std::env::var_os(DEBUG_HOOKS_ENV).is_some_and(|v| v == "1")
+}
+
 /// What a syscall outside the allowlist does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mismatch {
@@ -480,6 +492,7 @@ pub(crate) mod tests {
                     p as i64
                 }
                 "tiocsti" => libc::ioctl(0, libc::TIOCSTI, c"x".as_ptr()) as i64,
+                "personality" => libc::personality(0xffff_ffff) as i64,
                 "kill_other" => libc::syscall(libc::SYS_tgkill, 1, 1, 0),
                 _ => 0,
             }
@@ -511,9 +524,31 @@ pub(crate) mod tests {
             "exec_mmap",
             "tiocsti",
             "kill_other",
+            "personality",
         ] {
             expect_sigsys(forbidden);
         }
+    }
+
+    /// The sentry's debug hook (`syscalls::debug`) proves that a sentry breaking the
+    /// policy kills its sandbox; that only holds while the host syscall it makes stays
+    /// out of the policy.
+    #[test]
+    fn the_debug_hooks_host_syscall_is_not_allowed() {
+        let name = sentry::syscalls::debug::FORBIDDEN_HOST_SYSCALL;
+        let policy = Policy::parse(POLICY_JSON).expect("parse");
+        assert!(
+            policy.allow.iter().all(|r| r.syscall != name),
+            "seccomp_policy.json allows {name}, which the debug hook relies on being forbidden"
+        );
+        // A real syscall name (a typo would make the check above pass vacuously).
+        let text = policy_with(&format!(r#"{{ "syscall": "{name}", "why": "t" }}"#));
+        let json = Policy::parse(&text)
+            .expect("parses")
+            .to_seccompiler(Mismatch::KillProcess, 1)
+            .expect("json");
+        seccompiler::compile_from_json(json.to_string().as_bytes(), TargetArch::x86_64)
+            .expect("a syscall seccompiler knows");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod exit;
 pub mod freeze;
 pub mod futex;
 pub mod itimer;
+pub mod oom;
 pub mod process;
 pub mod run;
 pub mod signal;

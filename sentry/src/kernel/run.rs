@@ -205,7 +205,11 @@ pub fn handle_fault(
                 Ok(()) => return,
                 Err(AccessError::Unmapped) => (signal::SIGSEGV, SEGV_MAPERR, fault.address),
                 Err(AccessError::Forbidden) => (signal::SIGSEGV, SEGV_ACCERR, fault.address),
-                Err(AccessError::NoMemory) => (signal::SIGBUS, BUS_ADRERR, fault.address),
+                Err(AccessError::BeyondFile) => (signal::SIGBUS, BUS_ADRERR, fault.address),
+                Err(AccessError::NoMemory) => {
+                    oom_kill(task, fault.address);
+                    return;
+                }
             }
         }
         Fault::DIVIDE => (signal::SIGFPE, FPE_INTDIV, task.regs.rip),
@@ -245,6 +249,27 @@ pub fn handle_fault(
         Delivery::Handler | Delivery::Ignored => {}
         Delivery::Fatal(sig) => task.exit_status = Some(ExitStatus::Signaled(sig)),
     }
+}
+
+/// A page fault found no free guest frame: the guest has used all the memory its
+/// container's limit gave it. Linux's memcg OOM killer would SIGKILL a process of the
+/// cgroup; here it is the faulting one (see `kernel::oom`). SIGKILL cannot be caught,
+/// so the whole process ends now and its frames go back when its address space does.
+fn oom_kill(task: &mut Task, addr: u64) {
+    let (pid, oom) = (task.group.tgid, &task.kernel.oom);
+    if oom.record(pid) {
+        let comm = String::from_utf8_lossy(&task.process.comm);
+        let what = match oom.init_of(pid) {
+            Some(id) => format!("container {id}: init"),
+            None => format!("container {}: process", task.group.container()),
+        };
+        tracing::warn!(
+            tid = task.tid,
+            addr = format_args!("{addr:#x}"),
+            "{what} {pid} ({comm}) killed by the out-of-memory killer: guest memory exhausted"
+        );
+    }
+    task.exit_status = Some(ExitStatus::Signaled(SIGKILL));
 }
 
 /// Start `task` as a new thread on its own host thread and vCPU.

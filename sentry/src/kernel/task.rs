@@ -60,6 +60,14 @@ pub struct Kernel {
     pub freezer: super::freeze::Freezer,
     /// The sandbox's abstract AF_UNIX socket names.
     pub unix_names: Arc<crate::net::unix::AbstractNamespace>,
+    /// Processes killed for want of guest memory.
+    pub oom: super::oom::OomKiller,
+    /// The guest's /proc/cpuinfo, captured from the host's when the kernel is made: the
+    /// sandbox process gives up the host's file tree before guests read it.
+    pub cpuinfo: Arc<[u8]>,
+    /// Whether the operator enabled the debug hooks (`syscalls::debug`); never settable
+    /// from inside the sandbox.
+    debug_hooks: std::sync::atomic::AtomicBool,
 }
 
 impl Kernel {
@@ -82,7 +90,20 @@ impl Kernel {
             net,
             freezer: Default::default(),
             unix_names: Default::default(),
+            oom: Default::default(),
+            cpuinfo: crate::vfs::proc::host_cpuinfo(guest_cpus()).into(),
+            debug_hooks: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Let guests call the debug hooks (`syscalls::debug`). For the operator's tests only.
+    pub fn enable_debug_hooks(&self) {
+        self.debug_hooks.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the debug hooks answer (else they are ENOSYS like any unknown number).
+    pub fn debug_hooks_enabled(&self) -> bool {
+        self.debug_hooks.load(Ordering::SeqCst)
     }
 
     pub fn register_process(&self, g: &Arc<super::thread_group::ThreadGroup>) {
@@ -143,6 +164,14 @@ impl Kernel {
             .unwrap_or_else(|e| e.into_inner())
             .insert(nr)
     }
+}
+
+/// CPUs the guest is told it has (what sched_getaffinity reports).
+pub fn guest_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(64)
 }
 
 /// Credentials of a task.

@@ -35,17 +35,29 @@ pub enum AccessError {
     Unmapped,
     /// The area forbids this access (SEGV_ACCERR).
     Forbidden,
-    /// Out of guest memory (SIGBUS / ENOMEM).
+    /// No free guest frame: the OOM killer's case for a fault, ENOMEM for a syscall.
     NoMemory,
+    /// A file-backed page wholly past the end of its file, or one that cannot be read
+    /// (SIGBUS with BUS_ADRERR; EFAULT for a syscall, as Linux's copy routines report).
+    BeyondFile,
 }
 
 impl From<AccessError> for Errno {
     fn from(e: AccessError) -> Errno {
         match e {
             AccessError::NoMemory => Errno::ENOMEM,
-            _ => Errno::EFAULT,
+            AccessError::Unmapped | AccessError::Forbidden | AccessError::BeyondFile => {
+                Errno::EFAULT
+            }
         }
     }
+}
+
+/// Bytes of guest memory no frame is allocated from (MemFree, sysinfo's freeram).
+pub fn free_bytes(memory: &GuestMemory) -> u64 {
+    memory
+        .size()
+        .saturating_sub(memory.frames_in_use().saturating_mul(PAGE_SIZE))
 }
 
 /// The kind of access being made.
@@ -214,7 +226,7 @@ impl MemoryManager {
             // cannot be read; a partial last page reads as zeros past the end.
             if !matches!(file.read_at(at, &mut buf), Ok(n) if n > 0) {
                 self.memory.free_frame(frame);
-                return Err(AccessError::NoMemory);
+                return Err(AccessError::BeyondFile);
             }
             self.memory.write(frame, &buf);
         }
@@ -456,3 +468,6 @@ impl MemoryManager {
         result.map(|_| child)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -99,12 +99,20 @@ impl MemoryManager {
         if fixed && !req.addr.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
+        let shared = kind != MAP_PRIVATE;
+        let committed = if shared {
+            req.file.is_none()
+        } else {
+            req.prot & PROT_WRITE != 0
+        };
+        if committed && req.flags & MAP_NORESERVE == 0 {
+            self.check_commit(len)?;
+        }
         let backing = match req.file {
             Some((file, offset)) => Backing::File { file, offset },
             None => Backing::Anonymous,
         };
         let perms = Perms::from_prot(req.prot);
-        let shared = kind != MAP_PRIVATE;
 
         let mut st = self.state();
         let start = if fixed {
@@ -160,6 +168,19 @@ impl MemoryManager {
         Ok(start)
     }
 
+    /// Linux's heuristic overcommit (`vm.overcommit_memory = 0`, `__vm_enough_memory`):
+    /// memory a mapping may dirty is promised freely, except that one request for more
+    /// than all of RAM (and swap: none here) is refused with ENOMEM. RAM is the guest's
+    /// memory, sized from the container's limit, so `malloc(2 × limit)` gets NULL as on a
+    /// machine of that size. Called for what Linux accounts: private writable mappings,
+    /// shared anonymous ones and heap growth, unless MAP_NORESERVE.
+    fn check_commit(&self, len: u64) -> Result<(), Errno> {
+        if len > self.memory.size() {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
     /// munmap(2).
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), Errno> {
         if !addr.is_multiple_of(PAGE_SIZE) {
@@ -210,7 +231,10 @@ impl MemoryManager {
             return cur;
         };
         if new_top > old_top {
-            if new_top > MMAP_BASE || st.vmas.overlaps(old_top, new_top) {
+            if new_top > MMAP_BASE
+                || st.vmas.overlaps(old_top, new_top)
+                || self.check_commit(new_top - old_top).is_err()
+            {
                 return cur;
             }
             // Extend the heap area (merged into one [heap] for /proc/self/maps).

@@ -80,6 +80,7 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         }
         o
     };
+    let memory = t.mm.guest_memory();
     ProcSnapshot {
         pid: t.process.pid,
         ppid: t.process.ppid,
@@ -106,6 +107,9 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         release: super::misc::RELEASE.to_vec(),
         version: super::misc::VERSION.to_vec(),
         uptime: t.kernel.boot.elapsed(),
+        mem_total: memory.size(),
+        mem_free: crate::mm::free_bytes(memory),
+        cpuinfo: t.kernel.cpuinfo.clone(),
     }
 }
 

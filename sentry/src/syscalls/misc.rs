@@ -84,26 +84,24 @@ fn sys_uname(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 fn sys_sysinfo(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    // SAFETY: sysinfo fills the zeroed struct we pass.
-    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: `si` is a valid, writable struct sysinfo.
-    if unsafe { libc::sysinfo(&mut si) } != 0 {
-        return Err(Errno::EIO);
-    }
+    // The guest's own memory, as /proc/meminfo shows it: the host's figures would tell
+    // the guest about the machine and disagree with what it can allocate.
+    let memory = t.mm.guest_memory();
+    let procs = t.kernel.processes.all().len().min(u16::MAX as usize) as u16;
     let mut b = [0u8; 112];
     let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
     put(0, &(t.kernel.boot.elapsed().as_secs() as i64).to_le_bytes());
-    // Load averages: the sandbox does not expose the host's.
-    put(32, &(si.totalram as u64).to_le_bytes());
-    put(40, &(si.freeram as u64).to_le_bytes());
-    put(48, &0u64.to_le_bytes());
-    put(56, &0u64.to_le_bytes());
-    put(64, &0u64.to_le_bytes());
-    put(72, &0u64.to_le_bytes());
-    put(80, &1u16.to_le_bytes());
-    put(88, &0u64.to_le_bytes());
-    put(96, &0u64.to_le_bytes());
-    put(104, &si.mem_unit.to_le_bytes());
+    // Load averages (8..32): the sandbox does not expose the host's.
+    put(32, &memory.size().to_le_bytes());
+    put(40, &crate::mm::free_bytes(memory).to_le_bytes());
+    put(48, &0u64.to_le_bytes()); // sharedram
+    put(56, &0u64.to_le_bytes()); // bufferram
+    put(64, &0u64.to_le_bytes()); // totalswap
+    put(72, &0u64.to_le_bytes()); // freeswap
+    put(80, &procs.max(1).to_le_bytes());
+    put(88, &0u64.to_le_bytes()); // totalhigh
+    put(96, &0u64.to_le_bytes()); // freehigh
+    put(104, &1u32.to_le_bytes()); // mem_unit: the figures are in bytes
     t.mm.copy_out(a[0], &b).map(|_| 0)
 }
 

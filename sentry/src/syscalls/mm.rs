@@ -11,12 +11,18 @@ pub const SYSCALLS: &[SyscallDef] = &[
         9,
         mmap,
         Partial,
-        "MAP_SHARED file mappings are private copies (no write-back); MAP_HUGETLB → ENOMEM",
+        "MAP_SHARED file mappings are private copies (no write-back); MAP_HUGETLB → ENOMEM; heuristic overcommit: one accounted mapping larger than guest memory → ENOMEM (mprotect and mremap do not check)",
         sys_mmap
     ),
     syscall!(10, mprotect, Full, "", sys_mprotect),
     syscall!(11, munmap, Full, "", sys_munmap),
-    syscall!(12, brk, Full, "", sys_brk),
+    syscall!(
+        12,
+        brk,
+        Full,
+        "growth by more than guest memory at once is refused, as Linux's heuristic overcommit does",
+        sys_brk
+    ),
     syscall!(
         25,
         mremap,

@@ -332,10 +332,7 @@ fn sys_sched_getaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(64);
+    let ncpu = crate::kernel::task::guest_cpus();
     let mask: u64 = if ncpu == 64 {
         u64::MAX
     } else {

@@ -39,6 +39,11 @@ pub struct ProcSnapshot {
     pub release: Vec<u8>,
     pub version: Vec<u8>,
     pub uptime: Duration,
+    /// Bytes of guest memory, and how many of them are free (/proc/meminfo).
+    pub mem_total: u64,
+    pub mem_free: u64,
+    /// The text of /proc/cpuinfo (captured when the sandbox was made).
+    pub cpuinfo: Arc<[u8]>,
 }
 
 /// A /proc entry: `rel` is the path under /proc with the process directory spelled "pid".
@@ -269,8 +274,8 @@ impl ProcNode {
         let s = &self.snap;
         let text = |t: String| t.into_bytes();
         match self.rel.as_slice() {
-            b"cpuinfo" => std::fs::read("/proc/cpuinfo").unwrap_or_default(),
-            b"meminfo" => std::fs::read("/proc/meminfo").unwrap_or_default(),
+            b"cpuinfo" => s.cpuinfo.to_vec(),
+            b"meminfo" => meminfo(s.mem_total, s.mem_free),
             b"version" => {
                 let mut v = b"Linux version ".to_vec();
                 v.extend_from_slice(&s.release);
@@ -366,6 +371,86 @@ impl ProcNode {
     }
 }
 
+/// /proc/meminfo for a guest with `total` bytes of memory of which `free` are free.
+///
+/// Linux's lines, in Linux's order and format (`%-16s%8lu kB`), with what the sandbox
+/// can know: every used frame is anonymous memory (there is no page cache, swap or
+/// kernel memory of the guest's own), so MemAvailable is MemFree. Node (libuv's
+/// `uv_get_total_memory`/`uv_get_available_memory`), `free` and JVMs read these.
+pub fn meminfo(total: u64, free: u64) -> Vec<u8> {
+    let kb = |bytes: u64| bytes / 1024;
+    let (total, free) = (kb(total), kb(free.min(total)));
+    let used = total - free;
+    let lines: [(&str, u64); 24] = [
+        ("MemTotal", total),
+        ("MemFree", free),
+        ("MemAvailable", free),
+        ("Buffers", 0),
+        ("Cached", 0),
+        ("SwapCached", 0),
+        ("Active", used),
+        ("Inactive", 0),
+        ("Active(anon)", used),
+        ("Inactive(anon)", 0),
+        ("Active(file)", 0),
+        ("Inactive(file)", 0),
+        ("Unevictable", 0),
+        ("Mlocked", 0),
+        ("SwapTotal", 0),
+        ("SwapFree", 0),
+        ("Dirty", 0),
+        ("Writeback", 0),
+        ("AnonPages", used),
+        ("Mapped", 0),
+        ("Shmem", 0),
+        ("Slab", 0),
+        ("SReclaimable", 0),
+        ("SUnreclaim", 0),
+    ];
+    let mut out = String::new();
+    for (name, value) in lines {
+        out.push_str(&format!("{:<16}{value:>8} kB\n", format!("{name}:")));
+    }
+    // Heuristic overcommit (vm.overcommit_memory = 0): CommitLimit is what
+    // overcommit_memory = 2 would allow, RAM × 50% with no swap.
+    out.push_str(&format!("{:<16}{:>8} kB\n", "CommitLimit:", total / 2));
+    out.push_str(&format!("{:<16}{used:>8} kB\n", "Committed_AS:"));
+    for (name, value) in [("HugePages_Total", 0), ("HugePages_Free", 0)] {
+        out.push_str(&format!("{:<16}{value:>8}\n", format!("{name}:")));
+    }
+    out.push_str(&format!("{:<16}{:>8} kB\n", "Hugepagesize:", 2048));
+    out.into_bytes()
+}
+
+/// The host's /proc/cpuinfo, with only the first `cpus` processors: read once when a
+/// sandbox is made (the sandbox process later gives up the host's file tree), and cut
+/// to the CPUs the guest is told it has. Empty if the host's cannot be read.
+pub fn host_cpuinfo(cpus: usize) -> Vec<u8> {
+    match std::fs::read("/proc/cpuinfo") {
+        Ok(text) => first_processors(&text, cpus.max(1)),
+        Err(e) => {
+            tracing::warn!("reading /proc/cpuinfo: {e}; the guest's will be empty");
+            Vec::new()
+        }
+    }
+}
+
+/// The first `n` processor stanzas of a cpuinfo text (stanzas end with a blank line).
+fn first_processors(text: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut kept = 0;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"processor") {
+            if kept == n {
+                break;
+            }
+            kept += 1;
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
 trait RsplitSlash {
     fn rsplit_once_slash(&self) -> Option<&[u8]>;
 }
@@ -455,6 +540,35 @@ mod tests {
             cmdline: b"true\0x\0".to_vec(),
             ..ProcSnapshot::default()
         })
+    }
+
+    #[test]
+    fn meminfo_is_the_guests() {
+        let text = String::from_utf8(meminfo(256 << 20, 200 << 20)).expect("utf-8");
+        let value = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        };
+        assert_eq!(value("MemTotal"), 262_144);
+        assert_eq!(value("MemFree"), 204_800);
+        assert_eq!(value("MemAvailable"), 204_800);
+        assert_eq!(value("AnonPages"), 262_144 - 204_800);
+        assert_eq!(value("SwapTotal"), 0);
+        assert!(text.starts_with("MemTotal:         262144 kB\n"), "{text}");
+        // More free than total (a racing reader) never underflows.
+        let odd = String::from_utf8(meminfo(8192, 16384)).expect("utf-8");
+        assert!(odd.contains("MemFree:               8 kB"), "{odd}");
+    }
+
+    #[test]
+    fn cpuinfo_keeps_the_guests_processors() {
+        let host =
+            b"processor\t: 0\nflags\t: a\n\nprocessor\t: 1\nflags\t: a\n\nprocessor\t: 2\n\n";
+        let one = first_processors(host, 1);
+        assert_eq!(one, b"processor\t: 0\nflags\t: a\n\n");
+        assert_eq!(first_processors(host, 8), host.to_vec());
     }
 
     #[test]
