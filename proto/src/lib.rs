@@ -64,6 +64,7 @@ impl Request {
             Some(Kind::AclAudit(_)) => "acl_audit",
             Some(Kind::CreateContainer(_)) => "create_container",
             Some(Kind::RemoveContainer(_)) => "remove_container",
+            Some(Kind::Checkpoint(_)) => "checkpoint",
         }
     }
 }

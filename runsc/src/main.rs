@@ -99,6 +99,10 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Suspend every process of a container.
     Pause(commands::pause::PauseArgs),
+    /// Save a running container's whole sandbox as a checkpoint image.
+    Checkpoint(commands::checkpoint::CheckpointArgs),
+    /// Create and start a container from a checkpoint image.
+    Restore(commands::restore::RestoreArgs),
     /// Resume a paused container.
     Resume(commands::resume::ResumeArgs),
     /// Wait for a container's init to exit and print its status.
@@ -243,6 +247,8 @@ fn main() -> ExitCode {
         Command::List(args) => commands::list::run(args, &global),
         Command::Events(args) => commands::events::run(args, &global),
         Command::Pause(args) => commands::pause::run(args, &global),
+        Command::Checkpoint(args) => commands::checkpoint::run(args, &global),
+        Command::Restore(args) => commands::restore::run(args, &global),
         Command::Resume(args) => commands::resume::run(args, &global),
         Command::Wait(args) => commands::wait::run(args, &global),
         Command::Spec(args) => commands::spec::run(args, &global),

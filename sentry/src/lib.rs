@@ -3,6 +3,10 @@
 //!
 //! Dependency direction: `abi ← arch ← platform ← mm ← vfs ← kernel ← syscalls`.
 
+/// This sentry's version: a checkpoint image records the version that wrote it, and
+/// only the same version restores it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod abi;
 pub mod arch;
 pub mod kernel;
@@ -11,6 +15,7 @@ pub mod mm;
 pub mod net;
 pub mod platform;
 pub mod sandbox;
+pub mod state;
 pub mod syscalls;
 pub mod vdso;
 pub mod vfs;

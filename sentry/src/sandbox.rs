@@ -84,6 +84,8 @@ pub enum SandboxError {
     #[error("root file system {path}: {error}")]
     OpenRoot { path: String, error: std::io::Error },
     #[error(transparent)]
+    Checkpoint(#[from] crate::state::StateError),
+    #[error(transparent)]
     Mount(#[from] MountError),
     #[error("setting up stdio: {0}")]
     Stdio(std::io::Error),
@@ -142,18 +144,18 @@ pub struct SandboxStats {
     pub oom_kills: u64,
 }
 
-struct Container {
-    vfs: Arc<Vfs>,
-    init: Option<Arc<ThreadGroup>>,
+pub(crate) struct Container {
+    pub(crate) vfs: Arc<Vfs>,
+    pub(crate) init: Option<Arc<ThreadGroup>>,
 }
 
 /// A running sandbox.
 pub struct Sandbox {
-    platform: Arc<KvmPlatform>,
-    kernel: Arc<Kernel>,
-    containers: Mutex<HashMap<String, Container>>,
+    pub(crate) platform: Arc<KvmPlatform>,
+    pub(crate) kernel: Arc<Kernel>,
+    pub(crate) containers: Mutex<HashMap<String, Container>>,
     /// Processes started by `spawn`, for `wait` and `signal`.
-    started: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    pub(crate) started: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
 }
 
 impl Sandbox {
@@ -173,11 +175,11 @@ impl Sandbox {
         }))
     }
 
-    fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+    pub(crate) fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
         self.containers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn started(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
+    pub(crate) fn started(&self) -> MutexGuard<'_, HashMap<i32, Arc<ThreadGroup>>> {
         self.started.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -237,6 +239,10 @@ impl Sandbox {
             Stdio::Fds(fds) => FdTable::with_host_fds(fds),
         }
         .map_err(SandboxError::Stdio)?;
+        if is_init {
+            // A restore gives the container's stdio anew: mark whose these are.
+            files.set_stdio_owner(id);
+        }
         let kernel = self.kernel.clone();
         kernel
             .reserve_thread()
@@ -346,19 +352,23 @@ impl Sandbox {
         }
         spawn_thread(task, ctx).map_err(|_| SandboxError::TooManyThreads)?;
         if is_init {
-            // When init ends, the container's other processes go too.
-            let (sb, id, g) = (self.clone(), id.to_string(), group);
-            let _ = std::thread::Builder::new()
-                .name(format!("init-{pid}"))
-                .spawn(move || {
-                    g.wait_all_gone();
-                    sb.kill_container_rest(&id, pid);
-                });
+            self.watch_init(id.to_string(), pid, group);
         }
         Ok(pid)
     }
 
-    fn kill_container_rest(&self, id: &str, init: i32) {
+    /// When container `id`'s init (`pid`) ends, the container's other processes go too.
+    pub(crate) fn watch_init(self: &Arc<Self>, id: String, pid: i32, group: Arc<ThreadGroup>) {
+        let sb = self.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("init-{pid}"))
+            .spawn(move || {
+                group.wait_all_gone();
+                sb.kill_container_rest(&id, pid);
+            });
+    }
+
+    pub(crate) fn kill_container_rest(&self, id: &str, init: i32) {
         for g in self.kernel.processes.all() {
             if g.tgid != init && &*g.container() == id {
                 g.exit_group(ExitStatus::Signaled(signal::SIGKILL), 0);

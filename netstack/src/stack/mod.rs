@@ -14,6 +14,7 @@
 //! Lock order: the stack's one mutex (`Shared::inner`) is taken by guest threads and by
 //! the stack thread; nothing else is locked while it is held except inside smoltcp.
 
+pub mod checkpoint;
 mod device;
 mod dns_service;
 mod error;

@@ -415,9 +415,9 @@ impl Inner {
 
 /// A guest TCP socket. Dropping it closes it (the connection shuts down gracefully).
 pub struct TcpSocket {
-    shared: Arc<Shared>,
-    id: u64,
-    v6: bool,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: u64,
+    pub(crate) v6: bool,
 }
 
 impl TcpSocket {
@@ -770,6 +770,17 @@ impl TcpSocket {
             }
             Err(SockError::EAGAIN)
         })
+    }
+
+    /// Put the socket in the failed state with `error` pending (a restored connection:
+    /// reset).
+    pub(crate) fn fail(&self, error: Option<SockError>) {
+        let mut g = self.shared.lock();
+        if let Some(e) = g.tcp.get_mut(&self.id) {
+            e.state = TcpState::Failed;
+            e.error = error;
+        }
+        self.shared.finish(g);
     }
 
     /// Bytes waiting to be read (FIONREAD).

@@ -309,3 +309,49 @@ fn a_v6only_listener_refuses_ipv4() {
     );
     settle(|| c6.connect_status()).expect("v6 connects");
 }
+
+#[test]
+fn a_checkpointed_listener_listens_again_and_a_connection_comes_back_reset() {
+    let old = stack(Policy::allow_all());
+    let l = old.tcp_socket(false);
+    l.bind(any_port("127.0.0.1")).expect("bind");
+    l.listen(16).expect("listen");
+    let addr = l.local_addr();
+    let c = old.tcp_socket(false);
+    assert_eq!(c.connect(addr), Err(SockError::EINPROGRESS));
+    settle(|| c.connect_status()).expect("connected");
+    let u = old.udp_socket(false);
+    u.bind(any_port("127.0.0.1")).expect("udp bind");
+
+    let (ls, cs, us) = (l.checkpoint(), c.checkpoint(), u.checkpoint());
+    assert_eq!(
+        ls.phase,
+        checkpoint::TcpPhase::Listening {
+            bound: addr,
+            backlog: 16
+        }
+    );
+    assert_eq!(cs.phase, checkpoint::TcpPhase::Connection);
+    // Through the serialized form, into a fresh stack.
+    let ls: checkpoint::TcpSocketState =
+        serde_json::from_str(&serde_json::to_string(&ls).expect("encode")).expect("decode");
+
+    let new = stack(Policy::allow_all());
+    let l2 = new.restore_tcp(&ls).expect("listener");
+    assert_eq!(l2.local_addr(), addr);
+    let c2 = new.restore_tcp(&cs).expect("connection");
+    let u2 = new.restore_udp(&us).expect("udp");
+    assert_eq!(u2.local_addr(), u.local_addr());
+    let mut buf = [0u8; 8];
+    assert_ne!(
+        c2.poll() & pollbits::ERR,
+        0,
+        "a reset connection polls POLLERR"
+    );
+    assert_eq!(c2.recv(&mut buf, false), Err(SockError::ECONNRESET));
+    // And the restored listener takes connections.
+    let d = new.tcp_socket(false);
+    assert_eq!(d.connect(addr), Err(SockError::EINPROGRESS));
+    settle(|| d.connect_status()).expect("connected to the restored listener");
+    settle(|| l2.accept()).expect("accepted");
+}

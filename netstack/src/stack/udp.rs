@@ -22,7 +22,7 @@ const QUEUE_BYTES: usize = 256 * 1024;
 const MAX_DATAGRAM: usize = 65507;
 
 pub(crate) struct UdpEntry {
-    bound: Option<SocketAddr>,
+    pub(crate) bound: Option<SocketAddr>,
     holds_port: bool,
     handles: Vec<(Side, SocketHandle)>,
     peer: Option<SocketAddr>,
@@ -120,9 +120,9 @@ impl Inner {
 
 /// A guest UDP socket.
 pub struct UdpSocket {
-    shared: Arc<Shared>,
-    id: u64,
-    v6: bool,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: u64,
+    pub(crate) v6: bool,
 }
 
 /// A received datagram's size and sender.

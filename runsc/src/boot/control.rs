@@ -18,9 +18,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nanovisor_proto::control::{
-    mount, request, response, AclAddResponse, AuditLine, ContainerStatus, CreateContainerRequest,
-    Empty, ErrorCode, ExecResponse, ProcessEntry as ProtoProcess, ProcessesResponse, Request,
-    Response, SignalRequest, StartResponse, StateResponse, StatsResponse, WaitResponse,
+    mount, request, response, AclAddResponse, AuditLine, CheckpointResponse, ContainerStatus,
+    CreateContainerRequest, Empty, ErrorCode, ExecResponse, ProcessEntry as ProtoProcess,
+    ProcessesResponse, Request, Response, SignalRequest, StartResponse, StateResponse,
+    StatsResponse, WaitResponse,
 };
 use nanovisor_proto::{error, Responder};
 use netstack::acl::Acl;
@@ -73,6 +74,8 @@ pub struct Controller {
     audit: Option<Arc<std::fs::File>>,
     /// Wait requests being answered: the sandbox process stays until they are.
     pub waiting: std::sync::atomic::AtomicUsize,
+    /// A sandbox restored from a checkpoint, held paused until its `Start`.
+    restored: std::sync::atomic::AtomicBool,
 }
 
 fn ok(kind: response::Kind) -> Response {
@@ -183,7 +186,35 @@ impl Controller {
             acl,
             audit: audit.map(Arc::new),
             waiting: Default::default(),
+            restored: Default::default(),
         }
+    }
+
+    /// A controller for a sandbox restored from a checkpoint (held paused): container
+    /// `id`'s init is `pid` already; `Start` lets the sandbox run.
+    pub fn restored(
+        sandbox: Arc<Sandbox>,
+        id: &str,
+        pid: i32,
+        acl: Arc<Acl>,
+        audit: Option<std::fs::File>,
+    ) -> Controller {
+        let mut containers = Containers::default();
+        containers.inits.insert(id.to_string(), Init::Started(pid));
+        Controller {
+            sandbox,
+            sandbox_id: id.to_string(),
+            containers: Mutex::new(containers),
+            changed: Condvar::new(),
+            acl,
+            audit: audit.map(Arc::new),
+            waiting: Default::default(),
+            restored: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn restore_pending(&self) -> bool {
+        self.restored.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn containers(&self) -> MutexGuard<'_, Containers> {
@@ -221,6 +252,7 @@ impl Controller {
             Init::Started(pid) if self.sandbox.status(*pid).is_some() => {
                 (ContainerStatus::Stopped, *pid)
             }
+            Init::Started(pid) if self.restore_pending() => (ContainerStatus::Created, *pid),
             Init::Started(pid) if self.sandbox.is_paused() => (ContainerStatus::Paused, *pid),
             Init::Started(pid) => (ContainerStatus::Running, *pid),
         })
@@ -308,6 +340,50 @@ impl Controller {
         Ok(())
     }
 
+    /// Checkpoint the sandbox into the two files in `fds` (see control.proto).
+    fn checkpoint(
+        &self,
+        leave_running: bool,
+        fds: Vec<OwnedFd>,
+    ) -> Result<CheckpointResponse, Response> {
+        use std::os::unix::fs::FileExt as _;
+        let [memory, state]: [OwnedFd; 2] = fds.try_into().map_err(|fds: Vec<OwnedFd>| {
+            error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "a checkpoint needs 2 fds (memory, state), got {}",
+                    fds.len()
+                ),
+            )
+        })?;
+        let (memory, state) = (std::fs::File::from(memory), std::fs::File::from(state));
+        let taken = self
+            .sandbox
+            .checkpoint(&memory)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                state
+                    .write_all_at(&c.state, 0)
+                    .map_err(|e| format!("writing the kernel state: {e}"))
+                    .map(|()| c)
+            });
+        // A failed checkpoint leaves the sandbox running, whatever was asked: nothing
+        // was saved.
+        self.sandbox
+            .finish_checkpoint(leave_running || taken.is_err());
+        let c = taken.map_err(|e| error(ErrorCode::Internal, format!("checkpoint: {e}")))?;
+        tracing::info!(
+            memory = c.memory_bytes_written,
+            state = c.state.len(),
+            "checkpoint taken"
+        );
+        Ok(CheckpointResponse {
+            guest_memory_bytes: c.guest_memory_bytes,
+            memory_bytes_written: c.memory_bytes_written,
+            state_bytes: c.state.len() as u64,
+        })
+    }
+
     /// Starts container `id`'s init; its pid.
     fn start(&self, id: &str) -> Result<i32, Response> {
         let spec = {
@@ -316,6 +392,17 @@ impl Controller {
                 .inits
                 .get_mut(id)
                 .ok_or_else(|| not_found(id, &self.sandbox_id))?;
+            if let Init::Started(pid) = init {
+                if self
+                    .restored
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    // A restored sandbox: its threads wait at the gate.
+                    let pid = *pid;
+                    self.sandbox.resume();
+                    return Ok(pid);
+                }
+            }
             match std::mem::replace(init, Init::Starting) {
                 Init::Pending(spec) => spec,
                 other => {
@@ -461,6 +548,13 @@ impl Controller {
     /// Handle one request (and stream further responses for a followed audit log).
     pub fn handle(&self, req: Request, fds: Vec<OwnedFd>, out: &mut Responder) {
         tracing::debug!(request = req.name(), "control");
+        // The sandbox process stays until these are answered, though what they wait
+        // for (or do: a checkpoint without --leave-running) ends the container.
+        let _answering = matches!(
+            req.kind,
+            Some(request::Kind::Wait(_) | request::Kind::Checkpoint(_))
+        )
+        .then(|| WaitGuard::new(&self.waiting));
         let resp = match self.dispatch(req, fds, out) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -485,6 +579,9 @@ impl Controller {
                 self.create_container(r, fds)?;
                 empty()
             }
+            request::Kind::Checkpoint(r) => ok(response::Kind::Checkpoint(
+                self.checkpoint(r.leave_running, fds)?,
+            )),
             request::Kind::RemoveContainer(r) => {
                 if r.container_id.is_empty() || r.container_id == self.sandbox_id {
                     return Err(error(
@@ -529,7 +626,6 @@ impl Controller {
             request::Kind::Wait(r) => {
                 let id = self.resolve(&r.container_id);
                 self.check_container(id)?;
-                let _waiting = WaitGuard::new(&self.waiting);
                 let status = match r.pid {
                     0 => self.wait_init(id)?,
                     p => self

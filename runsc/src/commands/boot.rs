@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,10 @@ pub struct BootArgs {
     /// A network policy file (else the bundle's annotations decide).
     #[arg(long)]
     pub acl: Option<PathBuf>,
+    /// Restore the sandbox from this checkpoint image instead of starting the bundle's
+    /// process (`runsc restore`).
+    #[arg(long, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
     /// The container id.
     pub id: String,
 }
@@ -140,11 +144,65 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .with_context(|| format!("opening {} for reading", audit_path.display()))?;
     let acl = Arc::new(Acl::new(policy, audit));
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
+    let built = match &args.restore {
+        Some(image) => restore_sandbox(args, image, stack, root_source, mounts)?,
+        None => new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?,
+    };
+
+    let sock_path = state_dir.join("control.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path)
+        .with_context(|| format!("binding {}", sock_path.display()))?;
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod {}", sock_path.display()))?;
+    let controller = Arc::new(match built {
+        Built::New(sandbox, init) => {
+            Controller::new(sandbox, &args.id, init, acl, Some(audit_reader))
+        }
+        Built::Restored(sandbox, pid) => {
+            Controller::restored(sandbox, &args.id, pid, acl, Some(audit_reader))
+        }
+    });
+    // Confinement, part two, before any guest code runs and before the control socket
+    // takes requests: the host's file tree goes (an empty read-only root; what the
+    // sandbox needs is open already), then every capability but reading the rootfs as
+    // its owner would, no new privileges, and the reviewed seccomp allowlist
+    // (runsc/src/confine/seccomp_policy.json) on every thread.
+    confine::namespaces::pivot_to_empty(&[]).context("giving up the host's file tree")?;
+    let c = controller.clone();
+    nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
+        .context("serving the control socket")?;
+    confine::caps::drop_all_but(&[confine::caps::Capability::DacReadSearch])
+        .context("dropping capabilities")?;
+    confine::seccomp::install().context("installing the seccomp filter")?;
+    Ok(Booted {
+        _cgroup: cgroup,
+        controller,
+        _netns: netns,
+    })
+}
+
+/// A sandbox just built: a new one with its init to start, or a restored one (held
+/// paused) with its init's pid.
+enum Built {
+    New(Arc<Sandbox>, sentry::sandbox::ProcessSpec),
+    Restored(Arc<Sandbox>, i32),
+}
+
+fn new_sandbox(
+    args: &BootArgs,
+    spec: &Spec,
+    process: &oci_spec::runtime::Process,
+    stack: Arc<netstack::stack::Stack>,
+    root_source: HostSource,
+    mounts: Vec<sentry::sandbox::MountSpec>,
+    rootfs: &Path,
+) -> anyhow::Result<Built> {
     let hostname = spec
         .hostname()
         .clone()
         .unwrap_or_else(|| "nanovisor".into());
-    let sandbox = Sandbox::new(memory_limit(&spec), hostname.as_bytes(), stack)?;
+    let sandbox = Sandbox::new(memory_limit(spec), hostname.as_bytes(), stack)?;
     if confine::seccomp::debug_hooks_requested() {
         sandbox.enable_debug_hooks();
     }
@@ -163,36 +221,60 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     let init = control::process_spec(&init_spec, fds)
         .map_err(|r| anyhow!("the container's process: {r:?}"))?;
 
-    let sock_path = state_dir.join("control.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path)
-        .with_context(|| format!("binding {}", sock_path.display()))?;
-    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod {}", sock_path.display()))?;
-    let controller = Arc::new(Controller::new(
-        sandbox,
-        &args.id,
-        init,
-        acl,
-        Some(audit_reader),
-    ));
-    // Confinement, part two, before any guest code runs and before the control socket
-    // takes requests: the host's file tree goes (an empty read-only root; what the
-    // sandbox needs is open already), then every capability but reading the rootfs as
-    // its owner would, no new privileges, and the reviewed seccomp allowlist
-    // (runsc/src/confine/seccomp_policy.json) on every thread.
-    confine::namespaces::pivot_to_empty(&[]).context("giving up the host's file tree")?;
-    let c = controller.clone();
-    nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
-        .context("serving the control socket")?;
-    confine::caps::drop_all_but(&[confine::caps::Capability::DacReadSearch])
-        .context("dropping capabilities")?;
-    confine::seccomp::install().context("installing the seccomp filter")?;
-    Ok(Booted {
-        _cgroup: cgroup,
-        controller,
-        _netns: netns,
+    Ok(Built::New(sandbox, init))
+}
+
+/// The sandbox of checkpoint image `image`, over this bundle's root and mounts.
+fn restore_sandbox(
+    args: &BootArgs,
+    image: &Path,
+    stack: Arc<netstack::stack::Stack>,
+    root_source: HostSource,
+    mounts: Vec<sentry::sandbox::MountSpec>,
+) -> anyhow::Result<Built> {
+    let opened = checkpoints::Image::open(image, sentry::VERSION)
+        .with_context(|| format!("checkpoint image {}", image.display()))?;
+    let memory_image = opened
+        .checked_memory_file()
+        .with_context(|| format!("checkpoint image {}", image.display()))?
+        .try_clone()
+        .with_context(|| format!("checkpoint image {}: memory.img", image.display()))?;
+    let mut containers = std::collections::HashMap::new();
+    containers.insert(args.id.clone(), (root_source, mounts));
+    // The container's stdio now: the terminal `create` made, or this process's own.
+    let stdio = match args.console_fd {
+        Some(fd) => {
+            // SAFETY: `runsc create` passes the pty's slave end as --console-fd; we own it.
+            let tty = unsafe { OwnedFd::from_raw_fd(fd) };
+            [tty.try_clone()?, tty.try_clone()?, tty]
+        }
+        None => [
+            std::io::stdin().as_fd().try_clone_to_owned()?,
+            std::io::stdout().as_fd().try_clone_to_owned()?,
+            std::io::stderr().as_fd().try_clone_to_owned()?,
+        ],
+    };
+    let mut stdio_by_id = std::collections::HashMap::new();
+    stdio_by_id.insert(args.id.clone(), stdio);
+    let sandbox = Sandbox::restore(sentry::state::sandbox::RestoreInput {
+        memory_image,
+        state: opened.kernel_state().to_vec(),
+        net: stack,
+        containers,
+        stdio: stdio_by_id,
     })
+    .with_context(|| format!("restoring {}", image.display()))?;
+    if confine::seccomp::debug_hooks_requested() {
+        sandbox.enable_debug_hooks();
+    }
+    let pid = sandbox.init_pid(&args.id).ok_or_else(|| {
+        anyhow!(
+            "checkpoint image {}: its container has no init process",
+            image.display()
+        )
+    })?;
+    tracing::info!(image = %opened.digest(), pid, "restored from a checkpoint");
+    Ok(Built::Restored(sandbox, pid))
 }
 
 /// The sandbox's host cgroup: `linux.cgroupsPath` (or `nanovisor/ID`) with the spec's

@@ -90,6 +90,8 @@ pub struct CreateOpts<'a> {
     pub acl: Option<&'a Path>,
     /// `run` in the foreground: a terminal is relayed by us, not sent to a socket.
     pub foreground: bool,
+    /// `restore`: the sandbox comes from this checkpoint image, not the bundle's process.
+    pub restore: Option<&'a Path>,
 }
 
 /// A created container.
@@ -112,6 +114,7 @@ pub fn run(args: CreateArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             preserve_fds: args.preserve_fds,
             acl: args.acl.as_deref(),
             foreground: false,
+            restore: None,
         },
     )?;
     Ok(0)
@@ -167,6 +170,9 @@ pub fn create(global: &GlobalOpts, opts: &CreateOpts<'_>) -> anyhow::Result<Crea
         (ContainerType::Container, Some(pod)) => Some(pod_sandbox(&root, opts.id, pod)?),
         _ => None,
     };
+    if opts.restore.is_some() && host.is_some() {
+        bail!("a container that joins its pod's sandbox cannot be restored on its own: restore the pod's sandbox container");
+    }
     let socket = root.path().join(opts.id).join(control::SOCKET);
     if host.is_none() && socket.as_os_str().len() > MAX_SOCKET_PATH {
         bail!(
@@ -457,6 +463,9 @@ impl Setup<'_> {
         }
         if let Some(acl) = self.opts.acl {
             cmd.arg("--acl").arg(acl);
+        }
+        if let Some(image) = self.opts.restore {
+            cmd.arg("--restore").arg(image);
         }
         cmd.arg(self.opts.id);
         let moves: Vec<(RawFd, RawFd)> = std::iter::once((ready_w.as_raw_fd(), READY_FD))

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod boot;
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod kill;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod restore;
 pub mod resume;
 pub mod run;
 pub mod run_do;

@@ -61,6 +61,15 @@ pub const FORWARDED: [Signal; 6] = [
 ];
 
 pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
+    run_from(args, global, None)
+}
+
+/// `run`, or with `restore` (`runsc restore`) the same from a checkpoint image.
+pub fn run_from(
+    args: RunArgs,
+    global: &GlobalOpts,
+    restore: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
     let Created {
         container,
         mut child,
@@ -75,6 +84,7 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             preserve_fds: args.preserve_fds,
             acl: args.acl.as_deref(),
             foreground: !args.detach,
+            restore,
         },
     )?;
     let started = {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use nanovisor_proto::control::{
     request, response, wait_response, AclAddRequest, AclAuditRequest, AclGetRequest, AclPolicy,
-    AclRemoveRequest, AclReplaceRequest, AclRule, ContainerStatus, CreateContainerRequest,
-    ExecRequest, Mount, PauseRequest, ProcessEntry, ProcessSpec, ProcessesRequest, Request,
-    ResumeRequest, SignalRequest, StartRequest, StateRequest, StatsRequest, StatsResponse,
-    WaitRequest,
+    AclRemoveRequest, AclReplaceRequest, AclRule, CheckpointRequest, CheckpointResponse,
+    ContainerStatus, CreateContainerRequest, ExecRequest, Mount, PauseRequest, ProcessEntry,
+    ProcessSpec, ProcessesRequest, Request, ResumeRequest, SignalRequest, StartRequest,
+    StateRequest, StatsRequest, StatsResponse, WaitRequest,
 };
 use nanovisor_proto::Client;
 use sentry::sandbox::HostSource;
@@ -269,6 +269,21 @@ impl Control {
         match self.call(req, &[])? {
             response::Kind::Stats(r) => Ok(r),
             _ => Err(ControlError::Unexpected("Stats")),
+        }
+    }
+
+    /// Checkpoints the whole sandbox: guest memory into `memory` and the kernel state
+    /// into `state` (files the sandbox writes at offsets); see control.proto.
+    pub fn checkpoint(
+        &mut self,
+        leave_running: bool,
+        memory: BorrowedFd<'_>,
+        state: BorrowedFd<'_>,
+    ) -> Result<CheckpointResponse, ControlError> {
+        let req = request::Kind::Checkpoint(CheckpointRequest { leave_running });
+        match self.call(req, &[memory, state])? {
+            response::Kind::Checkpoint(r) => Ok(r),
+            _ => Err(ControlError::Unexpected("Checkpoint")),
         }
     }
 

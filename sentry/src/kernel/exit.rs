@@ -1,7 +1,7 @@
 //! How a guest process ended, and the exit status `runsc do` reports for it.
 
 /// The end of a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitStatus {
     /// exit(2)/exit_group(2) with this code (low 8 bits).
     Exited(u8),

@@ -53,7 +53,10 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
     loop {
         // The address space can change under a task (execve), so it is looked up each time.
         let mm = task.mm.clone();
-        task.kernel.freezer.pass();
+        let kernel = task.kernel.clone();
+        kernel
+            .freezer
+            .pass(task.tid, &mut || snapshot(task, &mut *ctx));
         let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;
         match trap {
             Trap::Syscall => syscalls::dispatch(task),
@@ -84,6 +87,30 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
         if task.exit_status.is_some() || task.thread_exit.is_some() {
             return Ok(());
         }
+    }
+}
+
+/// The thread as a checkpoint keeps it (at the gate: no syscall in flight).
+fn snapshot(task: &Task, ctx: &mut dyn Context) -> super::freeze::ThreadSnapshot {
+    super::freeze::ThreadSnapshot {
+        tid: task.tid,
+        regs: task.regs,
+        fpu: ctx.fpu_state().ok(),
+        mm: task.mm.clone(),
+        files: task.files.clone(),
+        vfs: task.fs.vfs.clone(),
+        cwd: task.fs.cwd.clone(),
+        umask: task.fs.umask,
+        process: task.process.clone(),
+        creds: task.creds,
+        rlimits: task.rlimits,
+        mask: task.signals.mask,
+        altstack: task.signals.altstack,
+        saved_mask: task.signals.saved_mask,
+        clear_child_tid: task.clear_child_tid,
+        robust_list: task.robust_list,
+        group: task.group.clone(),
+        pending: task.pending.load(Ordering::SeqCst),
     }
 }
 

@@ -45,7 +45,7 @@ const SIGINFO_OFFSET: u64 = 312;
 const RED_ZONE: u64 = 128;
 
 /// One signal's disposition (`struct sigaction` as the kernel sees it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SigAction {
     pub handler: u64,
     pub flags: u64,
@@ -54,7 +54,7 @@ pub struct SigAction {
 }
 
 /// The alternate signal stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AltStack {
     pub sp: u64,
     pub flags: u32,

@@ -17,6 +17,10 @@ use crate::platform::{AddressSpace, Context, PlatformError};
 /// (execve) and execution contexts (new threads).
 pub trait AddressSpaceFactory: Send + Sync {
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError>;
+    fn restore_address_space(
+        &self,
+        root: crate::platform::memory::Gpa,
+    ) -> Result<Arc<dyn AddressSpace>, PlatformError>;
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory>;
     fn new_context(&self) -> Result<Box<dyn Context>, PlatformError>;
 }
@@ -27,6 +31,12 @@ where
 {
     fn new_address_space(&self) -> Result<Arc<dyn AddressSpace>, PlatformError> {
         crate::platform::Platform::new_address_space(self)
+    }
+    fn restore_address_space(
+        &self,
+        root: crate::platform::memory::Gpa,
+    ) -> Result<Arc<dyn AddressSpace>, PlatformError> {
+        crate::platform::Platform::restore_address_space(self, root)
     }
     fn memory(&self) -> Arc<crate::platform::memory::GuestMemory> {
         crate::platform::Platform::memory(self).clone()
@@ -76,7 +86,40 @@ impl Kernel {
         hostname: &[u8],
         net: Arc<netstack::stack::Stack>,
     ) -> Arc<Kernel> {
-        Arc::new(Kernel {
+        Arc::new(Kernel::build(platform, hostname, net))
+    }
+
+    /// A kernel restored from a checkpoint: it has been up for `uptime` already, and
+    /// hands out thread ids from `next_tid`.
+    pub fn restored(
+        platform: Arc<dyn AddressSpaceFactory>,
+        hostname: &[u8],
+        net: Arc<netstack::stack::Stack>,
+        uptime: std::time::Duration,
+        next_tid: i32,
+    ) -> Arc<Kernel> {
+        let mut k = Kernel::build(platform, hostname, net);
+        k.boot = Instant::now().checked_sub(uptime).unwrap_or(k.boot);
+        k.next_tid = std::sync::atomic::AtomicI32::new(next_tid.max(2));
+        Arc::new(k)
+    }
+
+    /// The next thread id to be handed out (for a checkpoint).
+    pub fn next_tid(&self) -> i32 {
+        self.next_tid.load(Ordering::SeqCst)
+    }
+
+    /// Threads alive now (for a checkpoint to know it has them all).
+    pub fn live_threads(&self) -> usize {
+        self.live_threads.load(Ordering::SeqCst)
+    }
+
+    fn build(
+        platform: Arc<dyn AddressSpaceFactory>,
+        hostname: &[u8],
+        net: Arc<netstack::stack::Stack>,
+    ) -> Kernel {
+        Kernel {
             platform,
             hostname: Mutex::new(hostname.to_vec()),
             boot: Instant::now(),
@@ -93,7 +136,7 @@ impl Kernel {
             oom: Default::default(),
             cpuinfo: crate::vfs::proc::host_cpuinfo(guest_cpus()).into(),
             debug_hooks: std::sync::atomic::AtomicBool::new(false),
-        })
+        }
     }
 
     /// Let guests call the debug hooks (`syscalls::debug`). For the operator's tests only.
@@ -175,7 +218,7 @@ pub fn guest_cpus() -> usize {
 }
 
 /// Credentials of a task.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     pub uid: u32,
     pub euid: u32,
@@ -184,7 +227,7 @@ pub struct Credentials {
 }
 
 /// What /proc and getpid see of the process a task belongs to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     pub pid: i32,
     pub ppid: i32,
@@ -204,7 +247,7 @@ pub struct ProcessInfo {
 }
 
 /// Resource limits (soft, hard), RLIM_INFINITY = u64::MAX.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rlimits(pub [(u64, u64); 16]);
 
 impl Default for Rlimits {

@@ -114,6 +114,24 @@ impl ThreadGroup {
         }
     }
 
+    /// For a checkpoint: how the group ends if decided, the leader's own exit code, and
+    /// the thread running execve (0: none).
+    pub fn checkpoint_end(&self) -> (Option<ExitStatus>, Option<u8>, i32) {
+        let m = self.lock();
+        (
+            m.exit,
+            m.leader_code,
+            self.exec_by.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// A restored group's end, as it was decided before the checkpoint.
+    pub fn restore_end(&self, exit: Option<ExitStatus>, leader_code: Option<u8>) {
+        let mut m = self.lock();
+        m.exit = exit;
+        m.leader_code = leader_code;
+    }
+
     /// How many threads are alive.
     pub fn count(&self) -> usize {
         self.lock().list.len()
@@ -236,6 +254,14 @@ impl ThreadGroup {
             if let Some(k) = x.kicker {
                 k.kick();
             }
+        }
+    }
+
+    /// Interrupt every member: out of the guest, and out of any wait in the sentry (a
+    /// checkpoint's stop; with no signal pending, their syscalls restart).
+    pub fn interrupt_all(&self) {
+        for x in self.lock().list.iter() {
+            Self::kick_member(x);
         }
     }
 

@@ -155,6 +155,20 @@ impl crate::mm::MappedFile for Image {
     fn path(&self) -> String {
         self.0.path()
     }
+    fn save(
+        &self,
+        cx: &mut crate::state::SaveContext,
+    ) -> Result<crate::state::files::MappedFileState, crate::state::StateError> {
+        Ok(crate::state::files::MappedFileState::Image {
+            file: cx.file_id(&self.0)?,
+        })
+    }
+}
+
+/// The mapping source of an image the loader mapped, put back from a checkpoint over
+/// its restored open file.
+pub fn restored_image(file: Arc<dyn FileDescription>) -> Arc<dyn crate::mm::MappedFile> {
+    Arc::new(Image(file))
 }
 
 /// A validated ELF file: its header fields and program headers.

@@ -4,7 +4,7 @@
 mod elf;
 mod stack;
 
-pub use elf::{ElfInfo, LoadError, Opener};
+pub use elf::{restored_image, ElfInfo, LoadError, Opener};
 
 use std::sync::Arc;
 

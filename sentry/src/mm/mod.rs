@@ -104,6 +104,48 @@ impl MemoryManager {
         }
     }
 
+    /// The areas and the heap, for a checkpoint: (areas in address order, brk start,
+    /// brk).
+    pub fn checkpoint_parts(&self) -> (Vec<Vma>, u64, u64) {
+        let st = self.state();
+        (st.vmas.iter().cloned().collect(), st.brk_start, st.brk)
+    }
+
+    /// An address space restored from a checkpoint: its page tables (`space`) are in
+    /// guest memory already; `areas` must be page-aligned, in user space, and disjoint.
+    pub fn restore(
+        space: Arc<dyn AddressSpace>,
+        memory: Arc<GuestMemory>,
+        areas: Vec<Vma>,
+        brk_start: u64,
+        brk: u64,
+    ) -> Result<MemoryManager, String> {
+        let mut vmas = VmaSet::default();
+        for v in areas {
+            let aligned = v.start.is_multiple_of(PAGE_SIZE) && v.end.is_multiple_of(PAGE_SIZE);
+            if !aligned
+                || v.start >= v.end
+                || v.end > USER_ADDR_END
+                || vmas.overlaps(v.start, v.end)
+            {
+                return Err(format!("memory area {:#x}-{:#x}", v.start, v.end));
+            }
+            vmas.insert(v);
+        }
+        if brk < brk_start || brk > USER_ADDR_END {
+            return Err(format!("heap {brk_start:#x}-{brk:#x}"));
+        }
+        Ok(MemoryManager {
+            space,
+            memory,
+            state: Mutex::new(MmState {
+                vmas,
+                brk_start,
+                brk,
+            }),
+        })
+    }
+
     fn state(&self) -> MutexGuard<'_, MmState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -36,6 +36,9 @@ impl AddressSpace for TableSpace {
             }
         }
     }
+    fn checkpoint(&self) -> (Gpa, Vec<Gpa>) {
+        (0, Vec::new())
+    }
     fn free_after_flush(&self, frames: Vec<Gpa>) {
         for f in frames {
             self.memory.free_frame(f);

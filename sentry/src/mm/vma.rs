@@ -15,6 +15,17 @@ pub trait MappedFile: Send + Sync {
     fn identity(&self) -> (u64, u64);
     /// The path shown in /proc/self/maps.
     fn path(&self) -> String;
+    /// Which file it is, for a checkpoint (`crate::state::files`). Kinds a checkpoint
+    /// cannot carry keep this default, which names them.
+    fn save(
+        &self,
+        _cx: &mut crate::state::SaveContext,
+    ) -> Result<crate::state::files::MappedFileState, crate::state::StateError> {
+        Err(crate::state::StateError::unsupported(format!(
+            "mapped file {}",
+            self.path()
+        )))
+    }
 }
 
 /// What backs an area.

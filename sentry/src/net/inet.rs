@@ -132,6 +132,59 @@ impl InetSocket {
         })
     }
 
+    /// This socket as a checkpoint keeps it (see `netstack::stack::checkpoint` for what
+    /// a connection becomes).
+    pub fn checkpoint(&self) -> crate::state::net::InetSocketState {
+        let mut stored: Vec<((i32, i32), Vec<u8>)> = self
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        stored.sort();
+        crate::state::net::InetSocketState {
+            domain: self.domain,
+            flags: self.flags.load(Ordering::SeqCst),
+            stored,
+            broadcast: self.broadcast.load(Ordering::SeqCst) != 0,
+            proto: match &self.proto {
+                Proto::Tcp(t) => crate::state::net::ProtoState::Tcp(t.checkpoint()),
+                Proto::Udp(u) => crate::state::net::ProtoState::Udp(u.checkpoint()),
+            },
+        }
+    }
+
+    /// A socket rebuilt from a checkpoint in `stack`.
+    pub fn restore(
+        stack: &Stack,
+        state: &crate::state::net::InetSocketState,
+    ) -> Result<Arc<InetSocket>, Errno> {
+        if state.domain != AF_INET && state.domain != AF_INET6 {
+            return Err(Errno::EINVAL);
+        }
+        let proto = match &state.proto {
+            crate::state::net::ProtoState::Tcp(t) => {
+                Proto::Tcp(stack.restore_tcp(t).map_err(errno)?)
+            }
+            crate::state::net::ProtoState::Udp(u) => {
+                Proto::Udp(stack.restore_udp(u).map_err(errno)?)
+            }
+        };
+        let sock = Self::wrap(proto, state.domain, 0);
+        let keep = libc::O_RDWR as u32 | libc::O_NONBLOCK as u32;
+        sock.flags
+            .store(state.flags & keep | libc::O_RDWR as u32, Ordering::SeqCst);
+        sock.broadcast
+            .store(u32::from(state.broadcast), Ordering::SeqCst);
+        let mut stored = sock.stored.lock().unwrap_or_else(|e| e.into_inner());
+        for ((level, name), value) in state.stored.iter().take(64) {
+            stored.insert((*level, *name), value[..value.len().min(64)].to_vec());
+        }
+        drop(stored);
+        Ok(sock)
+    }
+
     fn addr(&self, a: &[u8]) -> Result<SocketAddr, Errno> {
         sockaddr::parse(self.domain, a)
     }
@@ -158,6 +211,13 @@ impl InetSocket {
 }
 
 impl FileDescription for InetSocket {
+    fn save(
+        &self,
+        _cx: &mut crate::state::SaveContext,
+    ) -> Result<crate::state::files::FileState, crate::state::StateError> {
+        Ok(crate::state::files::FileState::Inet(self.checkpoint()))
+    }
+
     fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         if offset.is_some() {
             return Err(Errno::ESPIPE);

@@ -21,6 +21,8 @@ pub enum MemoryError {
     Map { size: u64, source: std::io::Error },
     #[error("guest physical memory exhausted ({0} bytes)")]
     Exhausted(u64),
+    #[error("guest memory state from a checkpoint is inconsistent: {0}")]
+    InvalidState(String),
 }
 
 /// A guest physical address of a 4 KiB frame.
@@ -222,6 +224,125 @@ impl GuestMemory {
             },
             _ => panic!("copy_frame out of range: {from:#x} -> {to:#x}"),
         }
+    }
+}
+
+/// The allocator's state, for a checkpoint: which frames are in use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AllocatorState {
+    /// Frames below this have been handed out at least once.
+    pub next: Gpa,
+    /// Frames below `next` that are free.
+    pub free: Vec<Gpa>,
+    /// Frames mapped in more than one place, with their extra references.
+    pub shared: Vec<(Gpa, u32)>,
+}
+
+impl GuestMemory {
+    /// The allocator's state now.
+    pub fn allocator_state(&self) -> AllocatorState {
+        let f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared: Vec<(Gpa, u32)> = f.shared.iter().map(|(g, n)| (*g, *n)).collect();
+        shared.sort_unstable();
+        AllocatorState {
+            next: f.next,
+            free: f.free.clone(),
+            shared,
+        }
+    }
+
+    /// Write every frame in use under `state` into `out` at its guest physical address
+    /// (`pwrite`, so `out` is a file the caller sized; all-zero frames are skipped and
+    /// stay holes). Returns the bytes written. The guest must not run meanwhile.
+    pub fn write_frames(
+        &self,
+        state: &AllocatorState,
+        out: &std::fs::File,
+    ) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt as _;
+        let mut free = vec![false; (state.next / PAGE_SIZE) as usize];
+        for gpa in &state.free {
+            if let Some(slot) = free.get_mut((gpa / PAGE_SIZE) as usize) {
+                *slot = true;
+            }
+        }
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        let mut written = 0;
+        for (index, is_free) in free.iter().enumerate() {
+            if *is_free {
+                continue;
+            }
+            let gpa = index as u64 * PAGE_SIZE;
+            self.read(gpa, &mut page);
+            if page.iter().all(|b| *b == 0) {
+                continue;
+            }
+            out.write_all_at(&page, gpa)?;
+            written += PAGE_SIZE;
+        }
+        Ok(written)
+    }
+
+    /// Guest memory restored from a checkpoint: `image` (memory.img, `size` bytes) mapped
+    /// copy-on-write, so sandboxes restored from one image share its pages until they
+    /// write them, and the allocator as it was. `state` comes from a file: it is checked.
+    pub fn restore(
+        image: &std::fs::File,
+        size: u64,
+        state: &AllocatorState,
+    ) -> Result<GuestMemory, MemoryError> {
+        let invalid = |what: String| MemoryError::InvalidState(what);
+        if !size.is_multiple_of(PAGE_SIZE)
+            || state.next > size
+            || !state.next.is_multiple_of(PAGE_SIZE)
+        {
+            return Err(invalid(format!(
+                "{} bytes of memory, frames handed out up to {:#x}",
+                size, state.next
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for gpa in &state.free {
+            if !gpa.is_multiple_of(PAGE_SIZE) || *gpa >= state.next || !seen.insert(*gpa) {
+                return Err(invalid(format!("free frame {gpa:#x}")));
+            }
+        }
+        for (gpa, _) in &state.shared {
+            if !gpa.is_multiple_of(PAGE_SIZE) || *gpa >= state.next || seen.contains(gpa) {
+                return Err(invalid(format!("shared frame {gpa:#x}")));
+            }
+        }
+        let fd = image.try_clone().map_err(MemoryError::Create)?;
+        // SAFETY: a new private mapping of a file we hold, at an address the kernel
+        // picks; it does not alias any Rust object.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MemoryError::Map {
+                size,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let in_use = state.next / PAGE_SIZE - state.free.len() as u64;
+        Ok(GuestMemory {
+            fd: fd.into(),
+            host_base: ptr.cast(),
+            size,
+            frames: Mutex::new(FrameAllocator {
+                next: state.next,
+                free: state.free.clone(),
+                in_use,
+                shared: state.shared.iter().copied().collect(),
+            }),
+        })
     }
 }
 

@@ -147,6 +147,9 @@ pub enum PlatformError {
     ForeignAddressSpace,
     #[error("too many vCPUs (limit {0})")]
     TooManyContexts(usize),
+    /// A checkpoint's platform state does not fit this host or is inconsistent.
+    #[error("the checkpoint does not fit this platform: {0}")]
+    Incompatible(String),
 }
 
 impl PlatformError {
@@ -183,6 +186,11 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
 
     /// The frame and rights of the page at `addr`, if mapped.
     fn translate(&self, addr: u64) -> Option<(Gpa, Perms)>;
+
+    /// For a checkpoint: the root of the tables (the rest is in guest memory), and the
+    /// frames unmapped but not freed yet for fear of a vCPU's cached translation (free in
+    /// a restored VM, whose vCPUs never saw them).
+    fn checkpoint(&self) -> (Gpa, Vec<Gpa>);
 
     /// Visit every page in `[start, end)` that holds a frame (PROT_NONE pages included,
     /// with empty rights), in address order.
@@ -223,6 +231,13 @@ pub trait Platform: Send + Sync {
 
     /// A new, empty user address space.
     fn new_address_space(&self) -> Result<std::sync::Arc<dyn AddressSpace>, PlatformError>;
+
+    /// An address space whose tables are in guest memory already, rooted at `root` (a
+    /// restored checkpoint's).
+    fn restore_address_space(
+        &self,
+        root: Gpa,
+    ) -> Result<std::sync::Arc<dyn AddressSpace>, PlatformError>;
 
     /// A new execution context for one guest thread.
     fn new_context(&self) -> Result<Self::Context, PlatformError>;

@@ -158,6 +158,12 @@ pub fn dispatch(task: &mut Task) {
             task.restart = Some((nr, false));
             Errno::EINTR.to_return()
         }
+        // A checkpoint interrupted the call: with no signal to deliver, it runs again
+        // after the checkpoint (or the restore), whatever would make a signal's EINTR.
+        Err(Errno::EINTR) if task.kernel.freezer.is_checkpointing() => {
+            task.restart = Some((nr, false));
+            Errno::EINTR.to_return()
+        }
         Err(e) => e.to_return(),
     };
     // A write to a pipe nobody reads also raises SIGPIPE (pipe_write in Linux).

@@ -20,8 +20,8 @@
 //! `getcpu` answers CPU 0, like the sentry's syscall.
 
 mod clock;
-mod image;
-mod vvar;
+pub mod image;
+pub(crate) mod vvar;
 
 use std::sync::Arc;
 

@@ -79,6 +79,40 @@ pub fn frame_for(memory: &Arc<GuestMemory>) -> Result<Gpa, MemoryError> {
     Ok(frame)
 }
 
+/// The vvar frame of `memory`, if it has one (for a checkpoint).
+pub fn frame_of(memory: &Arc<GuestMemory>) -> Option<Gpa> {
+    publisher()
+        .pages
+        .iter()
+        .find(|page| std::ptr::eq(page.memory.as_ptr(), Arc::as_ptr(memory)))
+        .map(|page| page.frame)
+}
+
+/// Make `frame` of restored `memory` its vvar frame (mapped into the restored address
+/// spaces already), kept current from now on like any other.
+pub fn adopt(memory: &Arc<GuestMemory>, frame: Gpa) -> Result<(), MemoryError> {
+    if !frame.is_multiple_of(crate::arch::PAGE_SIZE) || frame >= memory.size() {
+        return Err(MemoryError::InvalidState(format!("vvar frame {frame:#x}")));
+    }
+    {
+        let mut p = publisher();
+        p.pages.retain(|page| page.memory.strong_count() > 0);
+        // No guest thread runs yet: the page is written whole, as for a new one.
+        if let Some(current) = &p.current {
+            write_page(memory, frame, p.seq, current);
+        } else {
+            memory.zero(frame, crate::arch::PAGE_SIZE as usize);
+        }
+        p.pages.push(Page {
+            memory: Arc::downgrade(memory),
+            frame,
+        });
+    }
+    // Starts the updater if this process has none yet.
+    let _ = frame_for(memory)?;
+    Ok(())
+}
+
 /// Write a whole page outside any update (a page no guest has mapped yet).
 fn write_page(memory: &GuestMemory, frame: Gpa, seq: u32, data: &VvarData) {
     memory.write(frame + DATA_OFFSET, &data.encode());

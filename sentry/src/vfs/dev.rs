@@ -8,11 +8,15 @@ use super::file::{DirEntry, FileDescription, Stat};
 use super::node::Node;
 use super::tmpfs::set_flags;
 use crate::abi::Errno;
+use crate::state::files::{FileState, MappedFileState};
+use crate::state::{SaveContext, StateError};
 
 /// st_dev of /dev (devtmpfs is 0:5 on a typical system).
 pub const DEV_DEV: u64 = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A /dev entry. Saved as it is by checkpoints (`crate::state::files`): a new variant
+/// goes at the end, with a bump of the state's version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DevNode {
     Dir,
     Null,
@@ -227,6 +231,13 @@ impl FileDescription for DevFile {
         Some(Node::Dev(self.node))
     }
 
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        Ok(FileState::Dev {
+            node: self.node,
+            flags: self.status_flags(),
+        })
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -245,6 +256,14 @@ impl crate::mm::MappedFile for ZeroMapped {
     fn path(&self) -> String {
         "/dev/zero".to_string()
     }
+    fn save(&self, _cx: &mut SaveContext) -> Result<MappedFileState, StateError> {
+        Ok(MappedFileState::Zero)
+    }
+}
+
+/// The mmap source of /dev/zero, put back from a checkpoint.
+pub fn zero_mapping() -> Arc<dyn crate::mm::MappedFile> {
+    Arc::new(ZeroMapped)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use super::node::Node;
 use super::tmpfs::set_flags;
 use super::Vfs;
 use crate::abi::Errno;
+use crate::state::files::{DirEntryState, DirFileState, FileState, PathFileState};
+use crate::state::{SaveContext, StateError};
 
 struct Cursor {
     /// The listing, taken at the first getdents after open or rewind.
@@ -38,6 +40,25 @@ impl DirFile {
             }),
             flags: AtomicU32::new(flags),
         }
+    }
+
+    /// A directory description put back from a checkpoint, with the listing it had taken
+    /// (None: none yet) and its position in it.
+    pub fn restore(
+        vfs: Arc<Vfs>,
+        node: Node,
+        path: Vec<u8>,
+        parent_ino: u64,
+        flags: u32,
+        listing: Option<Vec<DirEntry>>,
+        pos: usize,
+    ) -> DirFile {
+        let d = DirFile::new(vfs, node, path, parent_ino, flags);
+        *d.cursor.lock().unwrap_or_else(|e| e.into_inner()) = Cursor {
+            entries: listing,
+            pos,
+        };
+        d
     }
 }
 
@@ -106,6 +127,23 @@ impl FileDescription for DirFile {
         Some(self.node.clone())
     }
 
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        let (listing, pos) = {
+            let c = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+            (c.entries.clone(), c.pos)
+        };
+        let vfs = cx.vfs_id(&self.vfs)?;
+        Ok(FileState::Dir(DirFileState {
+            vfs,
+            node: cx.node_state(vfs, &self.node, &self.path)?,
+            path: self.path.clone(),
+            parent_ino: self.parent_ino,
+            listing: listing.map(|l| l.into_iter().map(DirEntryState::from).collect()),
+            pos: pos as u64,
+            flags: self.status_flags(),
+        }))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -113,14 +151,21 @@ impl FileDescription for DirFile {
 
 /// An O_PATH description: a place in the tree, usable as a dirfd and for fstat.
 pub struct PathFile {
+    /// The file system `node` is in (a checkpoint names host nodes by their mount).
+    vfs: Arc<Vfs>,
     node: Node,
     path: Vec<u8>,
     flags: u32,
 }
 
 impl PathFile {
-    pub fn new(node: Node, path: Vec<u8>, flags: u32) -> PathFile {
-        PathFile { node, path, flags }
+    pub fn new(vfs: Arc<Vfs>, node: Node, path: Vec<u8>, flags: u32) -> PathFile {
+        PathFile {
+            vfs,
+            node,
+            path,
+            flags,
+        }
     }
 }
 
@@ -171,6 +216,16 @@ impl FileDescription for PathFile {
 
     fn is_path_only(&self) -> bool {
         true
+    }
+
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        let vfs = cx.vfs_id(&self.vfs)?;
+        Ok(FileState::Path(PathFileState {
+            vfs,
+            node: cx.node_state(vfs, &self.node, &self.path)?,
+            path: self.path.clone(),
+            flags: self.flags,
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

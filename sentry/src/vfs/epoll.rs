@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use super::file::{FileDescription, Stat, POLLIN, POLLRDNORM};
 use crate::abi::Errno;
+use crate::state::files::{EpollEntryState, EpollState, FileState};
+use crate::state::{SaveContext, StateError};
 use crate::waiter::{WaitQueue, Waiter, Wake};
 
 pub const EPOLLIN: u32 = 0x1;
@@ -38,7 +40,7 @@ const EP_PRIVATE_BITS: u32 = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSI
 const EXCLUSIVE_OK_BITS: u32 =
     EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE;
 /// How deep epoll instances may nest (Linux EP_MAX_NESTS).
-const EP_MAX_NESTS: usize = 4;
+pub const EP_MAX_NESTS: usize = 4;
 
 /// Serialises adding an epoll to another, so two threads cannot close a loop together.
 static NEST_LOCK: Mutex<()> = Mutex::new(());
@@ -96,6 +98,16 @@ impl Entry {
         }
         set
     }
+}
+
+/// An interest-list entry as a checkpoint sees it.
+pub struct SavedEntry {
+    pub fd: i32,
+    pub file: Arc<dyn FileDescription>,
+    pub events: u32,
+    pub data: u64,
+    /// An edge-triggered wake-up not reported yet, or a report owed since ADD or MOD.
+    pub edge: bool,
 }
 
 fn key_of(f: &Arc<dyn FileDescription>) -> usize {
@@ -189,6 +201,68 @@ impl Epoll {
         drop(g);
         self.queue.notify_all();
         Ok(())
+    }
+
+    /// The interest list's live entries, for a checkpoint.
+    pub fn saved_entries(&self) -> Vec<SavedEntry> {
+        self.lock()
+            .iter()
+            .filter_map(|e| {
+                Some(SavedEntry {
+                    fd: e.fd,
+                    file: e.file.upgrade()?,
+                    events: e.events,
+                    data: e.data,
+                    edge: e.peek_edge(),
+                })
+            })
+            .collect()
+    }
+
+    /// Put back an entry saved by [`Epoll::saved_entries`] (EEXIST if it is there
+    /// already). Its `events` are as they were saved (EPOLLERR and EPOLLHUP included, a
+    /// fired one-shot entry disarmed); `edge` says whether an edge-triggered entry
+    /// reports its readiness once more.
+    pub fn restore_entry(
+        &self,
+        fd: i32,
+        file: &Arc<dyn FileDescription>,
+        events: u32,
+        data: u64,
+        edge: bool,
+    ) -> Result<(), Errno> {
+        let key = key_of(file);
+        let mut g = self.lock();
+        if g.iter().any(|e| e.fd == fd && e.key == key) {
+            return Err(Errno::EEXIST);
+        }
+        let entry = Entry {
+            fd,
+            key,
+            file: Arc::downgrade(file),
+            events,
+            data,
+            edge: Waiter::new(),
+            pending: edge,
+        };
+        file.register_waiter(&entry.edge, entry.readiness_bits());
+        g.push(entry);
+        Ok(())
+    }
+
+    /// How deeply epoll instances nest below this one (0: it watches none).
+    pub fn nesting(&self) -> usize {
+        let files: Vec<_> = self
+            .lock()
+            .iter()
+            .filter_map(|e| e.file.upgrade())
+            .collect();
+        files
+            .iter()
+            .filter_map(|f| f.as_any().downcast_ref::<Epoll>())
+            .map(|inner| 1 + inner.nesting())
+            .max()
+            .unwrap_or(0)
     }
 
     /// ELOOP if `target` is reachable from this instance or nesting gets too deep.
@@ -317,6 +391,21 @@ impl FileDescription for Epoll {
 
     fn status_flags(&self) -> u32 {
         libc::O_RDWR as u32
+    }
+
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        // The targets are saved without holding the interest list's lock.
+        let mut entries = Vec::new();
+        for e in self.saved_entries() {
+            entries.push(EpollEntryState {
+                file: cx.file_id(&e.file)?,
+                fd: e.fd,
+                events: e.events,
+                data: e.data,
+                edge: e.edge,
+            });
+        }
+        Ok(FileState::Epoll(EpollState { entries }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

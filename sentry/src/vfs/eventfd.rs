@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use super::file::{FileDescription, Stat, POLLERR, POLLIN, POLLOUT};
 use crate::abi::Errno;
+use crate::state::files::{EventFdState, FileState};
+use crate::state::{SaveContext, StateError};
 use crate::waiter::{WaitQueue, Waiter};
 
 pub const EFD_SEMAPHORE: u32 = 1;
@@ -34,6 +36,20 @@ impl EventFd {
             readers: WaitQueue::new(),
             writers: WaitQueue::new(),
         })
+    }
+
+    /// An eventfd put back from a checkpoint. None if `count` is more than a counter holds.
+    pub fn restore(count: u64, semaphore: bool, flags: u32) -> Option<Arc<EventFd>> {
+        if count > MAX_COUNT {
+            return None;
+        }
+        Some(Arc::new(EventFd {
+            count: Mutex::new(count),
+            semaphore,
+            flags: AtomicU32::new(flags),
+            readers: WaitQueue::new(),
+            writers: WaitQueue::new(),
+        }))
     }
 
     fn count(&self) -> std::sync::MutexGuard<'_, u64> {
@@ -130,6 +146,14 @@ impl FileDescription for EventFd {
 
     fn set_status_flags(&self, flags: u32) {
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        Ok(FileState::EventFd(EventFdState {
+            count: *self.count(),
+            semaphore: self.semaphore,
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -38,7 +38,7 @@ impl FdTable {
     pub fn with_stdio() -> Result<FdTable, std::io::Error> {
         let t = FdTable::new();
         for fd in 0..3 {
-            let f: Arc<dyn FileDescription> = Arc::new(HostFd::dup_of(fd)?);
+            let f: Arc<dyn FileDescription> = Arc::new(HostFd::dup_of(fd)?.as_stdio(fd as u8));
             t.lock().push(Some(Slot {
                 file: f,
                 cloexec: false,
@@ -50,14 +50,38 @@ impl FdTable {
     /// A table whose fds 0, 1 and 2 are the given host descriptors.
     pub fn with_host_fds(fds: [std::os::fd::OwnedFd; 3]) -> Result<FdTable, std::io::Error> {
         let t = FdTable::new();
-        for fd in fds {
-            let f: Arc<dyn FileDescription> = Arc::new(HostFd::from_owned(fd)?);
+        for (slot, fd) in (0u8..).zip(fds) {
+            let f: Arc<dyn FileDescription> = Arc::new(HostFd::from_owned(fd)?.as_stdio(slot));
             t.lock().push(Some(Slot {
                 file: f,
                 cloexec: false,
             }));
         }
         Ok(t)
+    }
+
+    /// Say that this table's stdio (fds 0-2 as `with_stdio` or `with_host_fds` made them)
+    /// is container `container`'s init's: a restored sandbox gives that container new
+    /// stdio, and these descriptions become it. Stdio of other processes (an exec's) is
+    /// not replaced on restore: it reads as end of file and swallows writes (/dev/null).
+    pub fn set_stdio_owner(&self, container: &str) {
+        for fd in 0..3 {
+            if let Ok(f) = self.get(fd) {
+                if let Some(h) = f.as_any().downcast_ref::<HostFd>() {
+                    h.set_owner(container);
+                }
+            }
+        }
+    }
+
+    /// Every open fd with its description and close-on-exec flag, in order (for a
+    /// checkpoint).
+    pub fn slots(&self) -> Vec<(i32, Arc<dyn FileDescription>, bool)> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as i32, s.file.clone(), s.cloexec)))
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Option<Slot>>> {

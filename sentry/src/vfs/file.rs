@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::abi::Errno;
+use crate::state::files::FileState;
+use crate::state::{SaveContext, StateError};
 use crate::waiter::{WaitQueue, Waiter};
 
 /// `struct stat` as Linux x86-64 lays it out (the fields the guest sees).
@@ -205,6 +207,19 @@ pub trait FileDescription: Send + Sync + Any {
     /// The socket operations, for sockets (None: the socket syscalls give ENOTSOCK).
     fn as_socket(&self) -> Option<&dyn super::socket::SocketOps> {
         None
+    }
+
+    /// Its saved form, for a checkpoint (`crate::state::files`): shared objects it refers
+    /// to (a pipe's buffer, an inode, an epoll's targets) are saved through `cx` once.
+    /// Kinds a checkpoint cannot carry keep this default, which names the file, so the
+    /// checkpoint fails saying what stopped it.
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        let what = if self.as_socket().is_some() {
+            "socket"
+        } else {
+            "open file"
+        };
+        Err(StateError::unsupported(format!("{what} {}", self.path())))
     }
 
     /// Downcasting (directories for *at calls, pipes, …).

@@ -7,6 +7,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::file::{
@@ -14,6 +15,8 @@ use super::file::{
 };
 use super::host::fstat;
 use crate::abi::Errno;
+use crate::state::files::{FileState, StdioState};
+use crate::state::{SaveContext, StateError};
 
 const TCGETS: u32 = 0x5401;
 const TIOCGWINSZ: u32 = 0x5413;
@@ -28,6 +31,11 @@ pub struct HostFd {
     tty: bool,
     stat: Stat,
     flags: AtomicU32,
+    /// Which of a new process's standard streams (0, 1, 2) this was made for, if it was.
+    slot: Option<u8>,
+    /// The container whose init's stdio this is (set by the sandbox): a restore gives
+    /// that container's new stdio in its place. Other host fds have no owner.
+    owner: OnceLock<Arc<str>>,
 }
 
 impl HostFd {
@@ -60,7 +68,32 @@ impl HostFd {
             tty,
             stat,
             flags: AtomicU32::new(flags as u32),
+            slot: None,
+            owner: OnceLock::new(),
         })
+    }
+
+    /// Mark it as a new process's standard stream `slot` (0, 1 or 2).
+    pub fn as_stdio(mut self, slot: u8) -> HostFd {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// Say whose init's stdio this is (see `FdTable::set_stdio_owner`); the first owner
+    /// stays.
+    pub fn set_owner(&self, container: &str) {
+        if self.slot.is_some() {
+            let _ = self.owner.set(Arc::from(container));
+        }
+    }
+
+    /// A stdio description put back from a checkpoint over the container's new host
+    /// descriptor `fd`, keeping the guest's view of its status flags.
+    pub fn restore(fd: OwnedFd, slot: u8, owner: &str, flags: u32) -> std::io::Result<HostFd> {
+        let f = HostFd::from_owned(fd)?.as_stdio(slot);
+        f.set_owner(owner);
+        f.flags.store(flags, Ordering::Relaxed);
+        Ok(f)
     }
 
     fn nonblock(&self) -> bool {
@@ -231,6 +264,16 @@ impl FileDescription for HostFd {
     fn set_status_flags(&self, flags: u32) {
         // Only the guest's view changes; the host fd is shared with the sentry itself.
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        // The descriptor itself cannot be saved: the restore gives the container new
+        // stdio, and this says which of it to use.
+        Ok(FileState::Stdio(StdioState {
+            container: self.owner.get().map(|o| o.to_string()),
+            slot: self.slot,
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

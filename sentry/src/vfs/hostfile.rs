@@ -10,9 +10,14 @@ use super::file::{FileDescription, Stat};
 use super::host::{fstat, pread, pwrite, HostNode};
 use super::node::Node;
 use super::tmpfs::{seek_regular, set_flags};
+use super::Vfs;
 use crate::abi::Errno;
+use crate::state::files::{FileState, HostFileState, MappedFileState};
+use crate::state::{SaveContext, StateError};
 
 pub struct HostFile {
+    /// The file system it was opened in (a checkpoint names the file by its mount).
+    vfs: Arc<Vfs>,
     fd: Arc<OwnedFd>,
     /// Whether `fd` is this description's own (opened for it, with the guest's O_APPEND),
     /// rather than a file bind's shared descriptor.
@@ -26,12 +31,19 @@ pub struct HostFile {
 impl HostFile {
     /// `flags` are the guest's; a description open for writing must have been given a
     /// descriptor open for writing.
-    pub fn new(fd: Arc<OwnedFd>, node: Arc<HostNode>, path: Vec<u8>, flags: u32) -> HostFile {
+    pub fn new(
+        vfs: Arc<Vfs>,
+        fd: Arc<OwnedFd>,
+        node: Arc<HostNode>,
+        path: Vec<u8>,
+        flags: u32,
+    ) -> HostFile {
         let own = node
             .fs
             .file_fd()
             .is_none_or(|shared| !Arc::ptr_eq(shared, &fd));
         HostFile {
+            vfs,
             fd,
             own,
             node,
@@ -39,6 +51,21 @@ impl HostFile {
             pos: Mutex::new(0),
             flags: AtomicU32::new(flags),
         }
+    }
+
+    /// A description put back from a checkpoint: `fd` reopened by the restore (for
+    /// writing if `flags` say so), at offset `pos`.
+    pub fn restore(
+        vfs: Arc<Vfs>,
+        fd: Arc<OwnedFd>,
+        node: Arc<HostNode>,
+        path: Vec<u8>,
+        flags: u32,
+        pos: u64,
+    ) -> HostFile {
+        let f = HostFile::new(vfs, fd, node, path, flags);
+        *f.pos.lock().unwrap_or_else(|e| e.into_inner()) = pos;
+        f
     }
 
     fn writes(&self) -> bool {
@@ -147,6 +174,8 @@ impl FileDescription for HostFile {
     fn mappable(&self) -> Option<Arc<dyn crate::mm::MappedFile>> {
         let st = self.node.stat;
         Some(Arc::new(HostMapped {
+            vfs: self.vfs.clone(),
+            node: self.node.clone(),
             fd: self.fd.clone(),
             dev: st.dev,
             ino: st.ino,
@@ -158,6 +187,18 @@ impl FileDescription for HostFile {
         Some(Node::Host(self.node.clone()))
     }
 
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        let vfs = cx.vfs_id(&self.vfs)?;
+        Ok(FileState::Host(HostFileState {
+            vfs,
+            root: cx.vfs.host_root_ref(vfs, &self.node.fs, &self.path)?,
+            rel: self.node.rel.clone(),
+            path: self.path.clone(),
+            pos: *self.pos.lock().unwrap_or_else(|e| e.into_inner()),
+            flags: self.status_flags(),
+        }))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -165,6 +206,9 @@ impl FileDescription for HostFile {
 
 /// mmap source for a host file: pages are read into private frames at fault time.
 struct HostMapped {
+    /// Where the file is, for a checkpoint.
+    vfs: Arc<Vfs>,
+    node: Arc<HostNode>,
     fd: Arc<OwnedFd>,
     dev: u64,
     ino: u64,
@@ -190,6 +234,36 @@ impl crate::mm::MappedFile for HostMapped {
     fn path(&self) -> String {
         self.path.clone()
     }
+    fn save(&self, cx: &mut SaveContext) -> Result<MappedFileState, StateError> {
+        let vfs = cx.vfs_id(&self.vfs)?;
+        Ok(MappedFileState::Host {
+            vfs,
+            root: cx
+                .vfs
+                .host_root_ref(vfs, &self.node.fs, self.path.as_bytes())?,
+            rel: self.node.rel.clone(),
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// The mmap source of a host file, put back from a checkpoint over `fd` (reopened for
+/// reading).
+pub fn restored_mapping(
+    vfs: Arc<Vfs>,
+    fd: Arc<OwnedFd>,
+    node: Arc<HostNode>,
+    path: String,
+) -> Arc<dyn crate::mm::MappedFile> {
+    let st = node.stat;
+    Arc::new(HostMapped {
+        vfs,
+        node,
+        fd,
+        dev: st.dev,
+        ino: st.ino,
+        path,
+    })
 }
 
 impl std::fmt::Debug for HostFile {

@@ -32,6 +32,7 @@ pub mod node;
 mod open;
 mod ops;
 pub mod path;
+pub mod persist;
 pub mod pipe;
 pub mod proc;
 pub mod signalfd;

@@ -64,7 +64,12 @@ pub enum MountError {
 
 /// The root of a mount.
 pub(super) enum MountRoot {
-    Host(Arc<HostRoot>),
+    /// A bind, with its destination as the container's spec gave it (normalized): a
+    /// restore rebinds it from the new spec's mount of that destination.
+    Host {
+        root: Arc<HostRoot>,
+        dest: Vec<u8>,
+    },
     Tmp(Arc<Inode>),
     Proc,
 }
@@ -73,7 +78,7 @@ impl MountRoot {
     /// The node the walk stands on when it enters the mount.
     pub(super) fn node(&self, lk: &Lookup) -> Result<Node, Errno> {
         match self {
-            MountRoot::Host(h) => h
+            MountRoot::Host { root: h, .. } => h
                 .lookup(b"")?
                 .map(|n| Node::Host(Arc::new(n)))
                 .ok_or(Errno::ENOENT),
@@ -85,7 +90,9 @@ impl MountRoot {
     /// The line /proc/self/mounts shows for this mount at `point`.
     fn mounts_line(&self, point: &[u8]) -> Vec<u8> {
         let (source, typ, opts) = match self {
-            MountRoot::Host(h) => ("none", "bind", if h.writable { "rw" } else { "ro" }),
+            MountRoot::Host { root: h, .. } => {
+                ("none", "bind", if h.writable { "rw" } else { "ro" })
+            }
             MountRoot::Tmp(i) => match i.fs() {
                 Some(fs) if fs.readonly => ("none", "sysfs", "ro"),
                 _ => ("tmpfs", "tmpfs", "rw"),
@@ -229,7 +236,10 @@ impl Vfs {
             Found::Magic(_) => return Err(fail(Errno::EINVAL)),
         }
         let root = match what {
-            Mount::Bind(h) => MountRoot::Host(h),
+            Mount::Bind(h) => MountRoot::Host {
+                root: h,
+                dest: dest.clone(),
+            },
             Mount::Tmpfs { size, mode } => {
                 let fs = TmpFs::new(size, false);
                 let mode = libc::S_IFDIR | (mode.unwrap_or(0o1777) & 0o7777);

@@ -78,7 +78,13 @@ impl Vfs {
                     let fd = h.create_file(&rel, flags, mode, lk.uid, lk.gid)?;
                     let node = h.lookup(&rel)?.ok_or(Errno::ENOENT)?;
                     let kept = kept_flags(flags);
-                    return Ok(Arc::new(HostFile::new(fd, Arc::new(node), r.path(), kept)));
+                    return Ok(Arc::new(HostFile::new(
+                        self.clone(),
+                        fd,
+                        Arc::new(node),
+                        r.path(),
+                        kept,
+                    )));
                 }
                 let m = Meta::new(libc::S_IFREG | mode, lk.uid, lk.gid);
                 Node::Tmp(self.create(
@@ -105,7 +111,7 @@ impl Vfs {
                 return Err(Errno::ENOTDIR);
             }
             let kept = kept & (O_PATH | O_DIRECTORY | O_NOFOLLOW | libc::O_LARGEFILE as u32);
-            return Ok(Arc::new(PathFile::new(node, r.path(), kept)));
+            return Ok(Arc::new(PathFile::new(self.clone(), node, r.path(), kept)));
         }
         if node.is_symlink() {
             // O_NOFOLLOW on a link.
@@ -142,7 +148,7 @@ impl Vfs {
                 if writes {
                     if let Some((hr, rel)) = self.host_target(&r)? {
                         let fd = hr.open_rw(&rel, flags)?;
-                        return Ok(Arc::new(HostFile::new(fd, h, r.path(), kept)));
+                        return Ok(Arc::new(HostFile::new(self.clone(), fd, h, r.path(), kept)));
                     }
                     let inode = self.copy_up_in_place(&r, flags & O_TRUNC == 0)?;
                     if flags & O_TRUNC != 0 {
@@ -151,7 +157,7 @@ impl Vfs {
                     return Ok(Arc::new(TmpFile::new(inode, r.path(), kept)));
                 }
                 let fd = h.fs.open_file(&h.rel)?;
-                Ok(Arc::new(HostFile::new(fd, h, r.path(), kept)))
+                Ok(Arc::new(HostFile::new(self.clone(), fd, h, r.path(), kept)))
             }
             Node::Tmp(inode) => {
                 if flags & O_TRUNC != 0 && !created {
@@ -234,7 +240,13 @@ impl Vfs {
         match node {
             Node::Host(h) => {
                 let fd = h.fs.open_file(&h.rel)?;
-                Ok(Arc::new(HostFile::new(fd, h, r.path(), flags)))
+                Ok(Arc::new(HostFile::new(
+                    self.clone(),
+                    fd,
+                    h,
+                    r.path(),
+                    flags,
+                )))
             }
             Node::Tmp(inode) => Ok(Arc::new(TmpFile::new(inode, r.path(), flags))),
             _ => Err(Errno::EACCES),

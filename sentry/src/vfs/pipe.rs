@@ -15,6 +15,8 @@ use super::file::{
     FileDescription, Stat, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
 };
 use crate::abi::Errno;
+use crate::state::files::{FileState, PipeEndState};
+use crate::state::{SaveContext, StateError};
 use crate::waiter::WaitQueue;
 
 /// Capacity of a pipe (Linux's default, 16 pages).
@@ -98,6 +100,31 @@ impl PipeBuffer {
     pub fn available(&self) -> usize {
         self.lock().data.len()
     }
+
+    /// Its inode number and buffered bytes, for a checkpoint.
+    pub fn saved(&self) -> (u64, Vec<u8>) {
+        (self.ino, self.lock().data.iter().copied().collect())
+    }
+
+    /// A buffer put back from a checkpoint, with no ends yet ([`PipeEnd::restore`] adds
+    /// them). None if `data` is more than a pipe holds.
+    pub fn restore(ino: u64, data: Vec<u8>) -> Option<Arc<PipeBuffer>> {
+        if data.len() > PIPE_CAPACITY {
+            return None;
+        }
+        // New pipes get numbers no restored one has.
+        NEXT_PIPE_INO.fetch_max(ino.saturating_add(1), Ordering::Relaxed);
+        Some(Arc::new(PipeBuffer {
+            ino,
+            state: Mutex::new(State {
+                data: data.into(),
+                readers: 0,
+                writers: 0,
+            }),
+            readable: WaitQueue::new(),
+            writable: WaitQueue::new(),
+        }))
+    }
 }
 
 /// One end of a pipe.
@@ -136,6 +163,23 @@ pub fn new_pipe(flags: u32) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
 impl PipeEnd {
     pub fn is_write_end(&self) -> bool {
         self.write_end
+    }
+
+    /// An end put back from a checkpoint over the restored `buf`.
+    pub fn restore(buf: Arc<PipeBuffer>, write_end: bool, flags: u32) -> Arc<PipeEnd> {
+        {
+            let mut g = buf.lock();
+            if write_end {
+                g.writers += 1;
+            } else {
+                g.readers += 1;
+            }
+        }
+        Arc::new(PipeEnd {
+            buf,
+            write_end,
+            flags: AtomicU32::new(flags),
+        })
     }
 }
 
@@ -243,6 +287,14 @@ impl FileDescription for PipeEnd {
 
     fn set_status_flags(&self, flags: u32) {
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        Ok(FileState::Pipe(PipeEndState {
+            pipe: cx.vfs.pipe_id(&self.buf),
+            write_end: self.write_end,
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

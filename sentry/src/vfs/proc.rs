@@ -9,6 +9,8 @@ use super::file::{DirEntry, FileDescription, Stat};
 use super::node::LinkTarget;
 use super::tmpfs::{now, seek_regular};
 use crate::abi::Errno;
+use crate::state::files::{ContentFileState, FileState, StatState};
+use crate::state::{SaveContext, StateError};
 
 /// st_dev of /proc (0:22, as on a typical system).
 pub const PROC_DEV: u64 = 22;
@@ -487,6 +489,14 @@ impl ContentFile {
             flags: AtomicU32::new(flags),
         }
     }
+
+    /// A description put back from a checkpoint: the content it was opened with, at
+    /// offset `pos`.
+    pub fn restore(data: Vec<u8>, path: Vec<u8>, stat: Stat, flags: u32, pos: u64) -> ContentFile {
+        let f = ContentFile::new(data, path, stat, flags);
+        *f.pos.lock().unwrap_or_else(|e| e.into_inner()) = pos;
+        f
+    }
 }
 
 impl FileDescription for ContentFile {
@@ -521,6 +531,18 @@ impl FileDescription for ContentFile {
 
     fn set_status_flags(&self, flags: u32) {
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        // The content is what the guest reads from this description: it stays as it was
+        // generated at open, as it would have without the checkpoint.
+        Ok(FileState::Content(ContentFileState {
+            data: self.data.clone(),
+            pos: *self.pos.lock().unwrap_or_else(|e| e.into_inner()),
+            path: self.path.clone(),
+            stat: StatState::from(&self.stat),
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

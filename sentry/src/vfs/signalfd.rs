@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::file::{FileDescription, Stat};
 use crate::abi::Errno;
+use crate::state::files::{FileState, SignalFdState};
+use crate::state::{SaveContext, StateError};
 use crate::waiter::WaitQueue;
 
 /// sizeof(struct signalfd_siginfo): reads shorter than this are EINVAL.
@@ -83,6 +85,13 @@ impl FileDescription for SignalFd {
 
     fn set_status_flags(&self, flags: u32) {
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        Ok(FileState::SignalFd(SignalFdState {
+            mask: self.mask(),
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

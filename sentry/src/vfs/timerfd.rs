@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::file::{FileDescription, Stat, POLLIN};
 use crate::abi::Errno;
+use crate::state::files::{FileState, TimerFdState};
+use crate::state::{SaveContext, StateError};
 use crate::waiter::WaitQueue;
 
 pub const CLOCK_REALTIME: i32 = 0;
@@ -68,6 +70,11 @@ impl State {
             .map(|n| n.saturating_duration_since(now))
             .unwrap_or_default()
     }
+}
+
+/// A duration in nanoseconds, saturating (584 years).
+fn nanos_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn nanos(n: u128) -> Duration {
@@ -154,6 +161,39 @@ impl TimerFd {
         old
     }
 
+    /// A timer put back from a checkpoint: `remaining` until the next expiry (None:
+    /// disarmed), counted from now, so time the sandbox spent checkpointed does not
+    /// count; `ticks` expirations not yet read.
+    pub fn restore(
+        clock: i32,
+        flags: u32,
+        remaining: Option<Duration>,
+        interval: Duration,
+        ticks: u64,
+    ) -> TimerFd {
+        let t = TimerFd::new(clock, 0);
+        t.flags.store(flags, Ordering::Relaxed);
+        let mut g = t.lock();
+        g.next = remaining.and_then(|r| Instant::now().checked_add(r));
+        g.interval = interval;
+        g.ticks = ticks;
+        drop(g);
+        t
+    }
+
+    /// For a checkpoint: the clock, the time to the next expiry (None: disarmed), the
+    /// interval and the expirations not yet read, brought up to date now.
+    pub fn saved(&self) -> (i32, Option<Duration>, Duration, u64) {
+        let g = self.refresh();
+        let now = Instant::now();
+        (
+            self.clock,
+            g.next.map(|n| n.saturating_duration_since(now)),
+            g.interval,
+            g.ticks,
+        )
+    }
+
     /// timerfd_gettime: (time left, interval).
     pub fn get(&self) -> (Duration, Duration) {
         let g = self.refresh();
@@ -210,6 +250,17 @@ impl FileDescription for TimerFd {
 
     fn set_status_flags(&self, flags: u32) {
         super::tmpfs::set_flags(&self.flags, flags);
+    }
+
+    fn save(&self, _cx: &mut SaveContext) -> Result<FileState, StateError> {
+        let (clock, remaining, interval, ticks) = self.saved();
+        Ok(FileState::TimerFd(TimerFdState {
+            clock,
+            remaining_ns: remaining.map(nanos_u64),
+            interval_ns: nanos_u64(interval),
+            ticks,
+            flags: self.status_flags(),
+        }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

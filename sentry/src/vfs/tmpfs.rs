@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use super::file::{FileDescription, Stat};
 use super::node::Node;
 use crate::abi::Errno;
+use crate::state::files::{FileState, MappedFileState, TmpFileState};
+use crate::state::{SaveContext, StateError};
 
 /// st_dev of every overlay inode (0:42, an anonymous device number).
 pub const OVERLAY_DEV: u64 = 42;
@@ -46,6 +48,24 @@ impl TmpFs {
             limit: limit.unwrap_or(OVERLAY_BUDGET).min(OVERLAY_BUDGET),
             used: AtomicU64::new(0),
         })
+    }
+
+    /// A tmpfs put back from a checkpoint, with its device number and size limit as they
+    /// were (its bytes are charged again as its inodes are restored).
+    pub fn restore(dev: u64, limit: u64, readonly: bool) -> Arc<TmpFs> {
+        // Later mounts get numbers of their own.
+        NEXT_DEV.fetch_max(dev.saturating_add(1), Ordering::Relaxed);
+        Arc::new(TmpFs {
+            dev,
+            readonly,
+            limit: limit.min(OVERLAY_BUDGET),
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes its files may hold together.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Take `n` bytes of this file system's budget (ENOSPC past `size=`).
@@ -162,6 +182,42 @@ impl Inode {
             fs: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
         })
+    }
+
+    /// An inode put back from a checkpoint: its number, file system and contents as they
+    /// were. Its bytes are charged to `fs` and to the overlay's budget; ENOSPC past either
+    /// (a state no sandbox could have reached).
+    pub fn restore(
+        ino: u64,
+        fs: Option<Arc<TmpFs>>,
+        meta: Meta,
+        kind: Kind,
+    ) -> Result<Arc<Inode>, Errno> {
+        let held = match &kind {
+            Kind::File { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        };
+        if let Some(fs) = &fs {
+            fs.charge(held)?;
+        }
+        if USED_BYTES.fetch_add(held, Ordering::Relaxed) + held > OVERLAY_BUDGET {
+            USED_BYTES.fetch_sub(held, Ordering::Relaxed);
+            if let Some(fs) = &fs {
+                fs.release(held);
+            }
+            return Err(Errno::ENOSPC);
+        }
+        // New inodes get numbers no restored one has.
+        NEXT_INO.fetch_max(ino.saturating_add(1), Ordering::Relaxed);
+        let cell = OnceLock::new();
+        if let Some(fs) = fs {
+            let _ = cell.set(fs);
+        }
+        Ok(Arc::new(Inode {
+            ino,
+            fs: cell,
+            data: Mutex::new(InodeData { meta, kind }),
+        }))
     }
 
     /// The mounted tmpfs this inode is in (None: the root overlay).
@@ -361,6 +417,13 @@ impl TmpFile {
         }
     }
 
+    /// A description put back from a checkpoint, at offset `pos`.
+    pub fn restore(inode: Arc<Inode>, path: Vec<u8>, flags: u32, pos: u64) -> TmpFile {
+        let f = TmpFile::new(inode, path, flags);
+        *f.pos() = pos;
+        f
+    }
+
     fn pos(&self) -> MutexGuard<'_, u64> {
         self.pos.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -462,6 +525,15 @@ impl FileDescription for TmpFile {
         Some(Node::Tmp(self.inode.clone()))
     }
 
+    fn save(&self, cx: &mut SaveContext) -> Result<FileState, StateError> {
+        Ok(FileState::Tmp(TmpFileState {
+            inode: cx.vfs.inode_id(&self.inode),
+            path: self.path.clone(),
+            pos: *self.pos(),
+            flags: self.status_flags(),
+        }))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -482,6 +554,11 @@ struct TmpMapped {
     path: String,
 }
 
+/// The mmap source of an overlay file, put back from a checkpoint.
+pub fn restored_mapping(inode: Arc<Inode>, path: String) -> Arc<dyn crate::mm::MappedFile> {
+    Arc::new(TmpMapped { inode, path })
+}
+
 impl crate::mm::MappedFile for TmpMapped {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let n = self.inode.read_at(buf, offset)?;
@@ -493,6 +570,12 @@ impl crate::mm::MappedFile for TmpMapped {
     }
     fn path(&self) -> String {
         self.path.clone()
+    }
+    fn save(&self, cx: &mut SaveContext) -> Result<MappedFileState, StateError> {
+        Ok(MappedFileState::Tmp {
+            inode: cx.vfs.inode_id(&self.inode),
+            path: self.path.clone(),
+        })
     }
 }
 

@@ -82,6 +82,24 @@ impl KvmAddressSpace {
         })
     }
 
+    /// Tables restored from a checkpoint, in guest memory already: `root` must be an
+    /// allocated frame whose kernel-half entry points at `kernel_pdpt`, as every address
+    /// space's does.
+    pub(super) fn restore(
+        memory: Arc<GuestMemory>,
+        root: u64,
+        kernel_pdpt: Gpa,
+    ) -> Result<KvmAddressSpace, PlatformError> {
+        let tables = PageTables::restore(&memory, root, kernel_pdpt)?;
+        Ok(KvmAddressSpace {
+            memory,
+            tables: Mutex::new(tables),
+            root,
+            generation: AtomicU64::new(0),
+            pending: Mutex::new(Pending::default()),
+        })
+    }
+
     /// The value to load into CR3.
     pub(super) fn root(&self) -> u64 {
         self.root
@@ -175,6 +193,11 @@ impl KvmAddressSpace {
 impl AddressSpace for KvmAddressSpace {
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn checkpoint(&self) -> (Gpa, Vec<Gpa>) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        (self.root, pending.frames.iter().map(|(_, f)| *f).collect())
     }
 
     fn map(&self, addr: u64, frame: Gpa, perms: Perms) -> Result<Option<Gpa>, PlatformError> {

@@ -50,6 +50,21 @@ const XCR0_WANTED: u64 = 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80;
 struct KernelSpace {
     /// The PDPT that PML4 entry 511 of every address space points to.
     pdpt: Gpa,
+    /// Each vCPU's area (GDT/TSS, IST stack, kernel stack, page-table write queue), by
+    /// vCPU index: built once, and reused by a restored VM's vCPU of the same index.
+    vcpu_areas: Vec<[Gpa; 4]>,
+}
+
+/// What a checkpoint keeps of the platform: guest memory's allocator and where the
+/// kernel half is (its pages are in guest memory, so in the image).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct KvmPlatformState {
+    pub memory_size: u64,
+    pub allocator: super::memory::AllocatorState,
+    pub kernel_pdpt: Gpa,
+    pub vcpu_areas: Vec<[Gpa; 4]>,
+    /// The XSAVE features guest FPU images hold: a restore needs the same.
+    pub xcr0: u64,
 }
 
 /// A KVM virtual machine with the ring-0 stub installed.
@@ -67,6 +82,47 @@ impl KvmPlatform {
     pub fn new(memory_size: u64) -> Result<KvmPlatform, PlatformError> {
         let kvm = Kvm::new()
             .map_err(|e| PlatformError::OpenKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let memory = GuestMemory::new(memory_size)?;
+        let platform = KvmPlatform::with_memory(kvm, memory, None)?;
+        platform.install_stub()?;
+        Ok(platform)
+    }
+
+    /// A VM over guest memory restored from a checkpoint, whose kernel half (stub, IDT,
+    /// vCPU areas) is in that memory already.
+    pub fn restore(
+        memory: GuestMemory,
+        state: &KvmPlatformState,
+    ) -> Result<KvmPlatform, PlatformError> {
+        let kvm = Kvm::new()
+            .map_err(|e| PlatformError::OpenKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        let platform = KvmPlatform::with_memory(kvm, memory, Some(state))?;
+        if platform.features.xcr0 != state.xcr0 {
+            return Err(PlatformError::Incompatible(format!(
+                "the checkpoint's FPU state has XSAVE features {:#x}, this host's KVM offers {:#x}",
+                state.xcr0, platform.features.xcr0
+            )));
+        }
+        Ok(platform)
+    }
+
+    /// This platform's state for a checkpoint (the guest must not run meanwhile).
+    pub fn state(&self) -> KvmPlatformState {
+        let kernel = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        KvmPlatformState {
+            memory_size: self.memory.size(),
+            allocator: self.memory.allocator_state(),
+            kernel_pdpt: kernel.pdpt,
+            vcpu_areas: kernel.vcpu_areas.clone(),
+            xcr0: self.features.xcr0,
+        }
+    }
+
+    fn with_memory(
+        kvm: Kvm,
+        memory: GuestMemory,
+        restored: Option<&KvmPlatformState>,
+    ) -> Result<KvmPlatform, PlatformError> {
         for (cap, name) in [
             (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
             (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
@@ -80,7 +136,8 @@ impl KvmPlatform {
         let vm = kvm
             .create_vm()
             .map_err(PlatformError::kvm("KVM_CREATE_VM"))?;
-        let memory = Arc::new(GuestMemory::new(memory_size)?);
+        let memory_size = memory.size();
+        let memory = Arc::new(memory);
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -99,12 +156,38 @@ impl KvmPlatform {
         let xcr0 = supported_xcr0(&cpuid) & XCR0_WANTED;
         let xsave_size = xsave_size(&cpuid, xcr0);
 
-        let pdpt = memory.alloc_frame()?;
+        let kernel = match restored {
+            Some(state) => {
+                let frames = std::iter::once(state.kernel_pdpt)
+                    .chain(state.vcpu_areas.iter().flatten().copied());
+                for f in frames {
+                    if !f.is_multiple_of(4096) || f >= state.allocator.next {
+                        return Err(PlatformError::Incompatible(format!(
+                            "kernel-half frame {f:#x} is not an allocated frame"
+                        )));
+                    }
+                }
+                if state.vcpu_areas.len() > MAX_VCPUS {
+                    return Err(PlatformError::Incompatible(format!(
+                        "{} vCPU areas",
+                        state.vcpu_areas.len()
+                    )));
+                }
+                KernelSpace {
+                    pdpt: state.kernel_pdpt,
+                    vcpu_areas: state.vcpu_areas.clone(),
+                }
+            }
+            None => KernelSpace {
+                pdpt: memory.alloc_frame()?,
+                vcpu_areas: Vec::new(),
+            },
+        };
         let platform = KvmPlatform {
             kvm,
             vm,
             memory,
-            kernel: Mutex::new(KernelSpace { pdpt }),
+            kernel: Mutex::new(kernel),
             features: VcpuFeatures {
                 cpuid,
                 xcr0,
@@ -113,10 +196,10 @@ impl KvmPlatform {
             },
             next_vcpu: AtomicUsize::new(0),
         };
-        platform.install_stub()?;
         tracing::debug!(
             sync_regs,
             xcr0 = format_args!("{xcr0:#x}"),
+            restored = restored.is_some(),
             "KVM platform ready"
         );
         Ok(platform)
@@ -215,10 +298,23 @@ impl KvmPlatform {
     fn build_vcpu_area(&self, index: usize) -> Result<[Gpa; 4], PlatformError> {
         let mem = &self.memory;
         let area = vcpu_area(index);
-        let tables = mem.alloc_frame()?;
-        let ist = mem.alloc_frame()?;
-        let stack = mem.alloc_frame()?;
-        let queue = mem.alloc_frame()?;
+        let existing = self
+            .kernel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .vcpu_areas
+            .get(index)
+            .copied();
+        let [tables, ist, stack, queue] = match existing {
+            // A restored VM: the area is in guest memory and mapped; written afresh below.
+            Some(frames) => frames,
+            None => [
+                mem.alloc_frame()?,
+                mem.alloc_frame()?,
+                mem.alloc_frame()?,
+                mem.alloc_frame()?,
+            ],
+        };
         for (i, d) in gdt_code_data().iter().enumerate() {
             mem.write_u64(tables + GDT_OFFSET + 8 * i as u64, *d);
         }
@@ -235,7 +331,10 @@ impl KvmPlatform {
         iomap[(PORT_SYSCALL / 8) as usize] &= !(1 << (PORT_SYSCALL % 8));
         iomap[(PORT_SYSCALL_COMPAT / 8) as usize] &= !(1 << (PORT_SYSCALL_COMPAT % 8));
         mem.write(tss + TSS_IOMAP_OFFSET, &iomap);
-        let kernel = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kernel = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        if existing.is_none() {
+            kernel.vcpu_areas.push([tables, ist, stack, queue]);
+        }
         self.map_kernel_page(&kernel, area, tables, KernelPage::Data)?;
         self.map_kernel_page(&kernel, area + IST_STACK_OFFSET, ist, KernelPage::Data)?;
         self.map_kernel_page(&kernel, area + KERNEL_STACK_OFFSET, stack, KernelPage::Data)?;
@@ -280,6 +379,18 @@ impl Platform for KvmPlatform {
     fn new_address_space(&self) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
         let pdpt = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).pdpt;
         Ok(Arc::new(KvmAddressSpace::new(self.memory.clone(), pdpt)?))
+    }
+
+    fn restore_address_space(
+        &self,
+        root: Gpa,
+    ) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
+        let pdpt = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).pdpt;
+        Ok(Arc::new(KvmAddressSpace::restore(
+            self.memory.clone(),
+            root,
+            pdpt,
+        )?))
     }
 
     fn new_context(&self) -> Result<KvmContext, PlatformError> {

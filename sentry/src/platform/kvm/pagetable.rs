@@ -75,6 +75,27 @@ impl PageTables {
         Ok(PageTables { root })
     }
 
+    /// Tables in guest memory already (a restored checkpoint's), rooted at `root`. The
+    /// kernel-half entry is written again, so it can only point at the VM's own.
+    pub fn restore(
+        mem: &GuestMemory,
+        root: Gpa,
+        kernel_pdpt: Gpa,
+    ) -> Result<PageTables, MemoryError> {
+        if !root.is_multiple_of(PAGE_SIZE)
+            || root.checked_add(PAGE_SIZE).is_none_or(|e| e > mem.size())
+        {
+            return Err(MemoryError::InvalidState(format!(
+                "page-table root {root:#x}"
+            )));
+        }
+        mem.write_u64(
+            root + 8 * KERNEL_PML4_INDEX as u64,
+            kernel_pdpt | PTE_PRESENT | PTE_WRITE | PTE_USER,
+        );
+        Ok(PageTables { root })
+    }
+
     /// The PML4 frame (the value loaded into CR3).
     pub fn root(&self) -> Gpa {
         self.root

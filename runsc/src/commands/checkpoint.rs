@@ -1,0 +1,128 @@
+//! `runsc checkpoint --image-path DIR [--leave-running] ID`: save the whole sandbox of a
+//! running container as a checkpoint image (see `checkpoints/` for the format).
+//!
+//! The sandbox has no view of the host's file tree, so it writes into two memfds this
+//! command passes it (guest memory at guest physical offsets, and the kernel state);
+//! this command then writes the image: memory.img sparse (only the memfd's data
+//! regions are read), kernel.state, and the manifest with their digests. Without
+//! `--leave-running`, the container's processes end once the checkpoint is taken, as
+//! runc's and gVisor's do.
+
+use std::fs::File;
+use std::os::fd::AsFd as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Args;
+
+use crate::commands::{load, GlobalOpts};
+
+#[derive(Args)]
+pub struct CheckpointArgs {
+    /// The directory to write the image to (replaced if it holds one).
+    #[arg(long, value_name = "DIR")]
+    image_path: PathBuf,
+    /// Keep the container running after the checkpoint.
+    #[arg(long)]
+    leave_running: bool,
+    /// Accepted for runc compatibility (the image holds everything: no work dir).
+    #[arg(long, hide = true, value_name = "DIR")]
+    work_path: Option<PathBuf>,
+    /// The container id.
+    id: String,
+}
+
+pub fn run(args: CheckpointArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
+    let c = load(global, &args.id)?;
+    let _lock = c.dir.lock()?;
+    let (status, _) = c.status_locked();
+    if !status.can_pause() {
+        bail!("container not running");
+    }
+    let memory = memfd("nanovisor-checkpoint-memory")?;
+    let state = memfd("nanovisor-checkpoint-state")?;
+    let taken = c
+        .control()?
+        .checkpoint(args.leave_running, memory.as_fd(), state.as_fd())?;
+    if taken.state_bytes > checkpoints::KERNEL_STATE_MAX_BYTES {
+        bail!(
+            "the sandbox's kernel state is {} bytes, more than an image may hold ({})",
+            taken.state_bytes,
+            checkpoints::KERNEL_STATE_MAX_BYTES
+        );
+    }
+    let mut writer = checkpoints::ImageWriter::create_replacing(
+        &args.image_path,
+        sentry::VERSION,
+        taken.guest_memory_bytes,
+    )
+    .with_context(|| format!("creating the image {}", args.image_path.display()))?;
+    writer.set_source("container", args.id.as_str());
+    if let Some(rootfs) = c.state.as_ref().map(|s| s.rootfs.display().to_string()) {
+        writer.set_source("rootfs", rootfs);
+    }
+    copy_memory(&memory, taken.guest_memory_bytes, &mut writer)?;
+    let mut kernel_state = vec![0u8; taken.state_bytes as usize];
+    state
+        .read_exact_at(&mut kernel_state, 0)
+        .context("reading the kernel state the sandbox wrote")?;
+    writer
+        .write_kernel_state(&kernel_state)
+        .context("writing kernel.state")?;
+    let written = writer.finish().context("finishing the image")?;
+    tracing::info!(
+        image = %written.dir.display(),
+        digest = %written.digest,
+        memory = taken.memory_bytes_written,
+        "checkpoint written"
+    );
+    Ok(0)
+}
+
+fn memfd(name: &str) -> anyhow::Result<File> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| anyhow!("memfd_create: {e}"))?;
+    Ok(File::from(fd))
+}
+
+/// Copy the data regions of `memory` (the memfd the sandbox wrote; holes are zero
+/// pages) into the image, in order.
+fn copy_memory(
+    memory: &File,
+    guest_bytes: u64,
+    writer: &mut checkpoints::ImageWriter,
+) -> anyhow::Result<()> {
+    use nix::unistd::{lseek, Whence};
+    const CHUNK: usize = 1 << 20;
+    let end = memory
+        .metadata()
+        .context("memfd size")?
+        .len()
+        .min(guest_bytes);
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos: u64 = 0;
+    while pos < end {
+        let data = match lseek(memory.as_fd(), pos as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            // ENXIO: no data after `pos`.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(anyhow!("seeking guest memory data: {e}")),
+        };
+        let hole = lseek(memory.as_fd(), data as i64, Whence::SeekHole)
+            .map_err(|e| anyhow!("seeking guest memory holes: {e}"))? as u64;
+        let mut at = data;
+        while at < hole.min(end) {
+            let n = (hole.min(end) - at).min(CHUNK as u64) as usize;
+            memory
+                .read_exact_at(&mut buf[..n], at)
+                .context("reading guest memory")?;
+            writer
+                .write_memory_at(at, &buf[..n])
+                .context("writing memory.img")?;
+            at += n as u64;
+        }
+        pos = hole;
+    }
+    Ok(())
+}

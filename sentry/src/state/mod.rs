@@ -1,0 +1,111 @@
+//! Checkpoint and restore of a whole sandbox's kernel: the serialized form of every
+//! kernel object, and how each is saved and rebuilt.
+//!
+//! A checkpoint is taken with every guest thread stopped at the freeze gate, its
+//! registers final (a thread that was blocked in a syscall was interrupted, and its
+//! syscall rewound so that it runs again after the restore, as Linux restarts a syscall
+//! a stopped process was in). So no in-flight syscall is ever saved: the state is
+//! registers, address spaces, and objects.
+//!
+//! Guest memory is not in here: it goes to the image's `memory.img` as it is, frame by
+//! frame; this state records which frames are in use and the page-table roots.
+//!
+//! Encoding: `postcard` (compact, serde). Decoding trusts nothing: the version is
+//! checked first, every id is checked against its table when used, and every value is
+//! validated where it is rebuilt (frames inside guest memory, fds within limits, …).
+//! The size of the whole is capped by the image reader before it gets here.
+
+mod error;
+pub mod files;
+pub mod kernel;
+pub mod mm;
+pub mod net;
+pub mod platform;
+pub mod registry;
+pub mod sandbox;
+pub mod vfs;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::StateError;
+use registry::{RestoreTable, SaveTable};
+
+/// The version of this serialized form; any change to a saved struct bumps it, and a
+/// state of another version is refused.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything of a sandbox but its guest memory's contents.
+#[derive(Serialize, Deserialize)]
+pub struct SandboxState {
+    pub version: u32,
+    pub platform: platform::PlatformState,
+    pub kernel: kernel::KernelState,
+    pub vfs: vfs::VfsObjects,
+    pub files: Vec<files::FileState>,
+    pub fd_tables: Vec<files::FdTableState>,
+    pub mms: Vec<mm::MmState>,
+    pub containers: Vec<ContainerState>,
+    /// The sandbox's vvar frame (the vDSO's clock page), if a program mapped it.
+    pub vvar_frame: Option<crate::platform::memory::Gpa>,
+}
+
+/// One container of the sandbox (a pod has several).
+#[derive(Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// Its file system's id.
+    pub vfs: u32,
+    /// Its init's pid, once started.
+    pub init: Option<i32>,
+}
+
+/// The leading version, decoded alone so that a state of another version is refused
+/// by its version, not by whatever its fields fail to decode as.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u32,
+}
+
+pub fn encode(state: &SandboxState) -> Result<Vec<u8>, StateError> {
+    postcard::to_stdvec(state).map_err(|e| StateError::Encode(e.to_string()))
+}
+
+pub fn decode(bytes: &[u8]) -> Result<SandboxState, StateError> {
+    let (head, _) = postcard::take_from_bytes::<VersionOnly>(bytes)
+        .map_err(|e| StateError::Decode(e.to_string()))?;
+    if head.version != STATE_VERSION {
+        return Err(StateError::Version {
+            found: head.version,
+            expected: STATE_VERSION,
+        });
+    }
+    let (state, rest) = postcard::take_from_bytes::<SandboxState>(bytes)
+        .map_err(|e| StateError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(StateError::Decode(format!(
+            "{} bytes after the end of the state",
+            rest.len()
+        )));
+    }
+    Ok(state)
+}
+
+/// What saving shares between objects: the tables of shared objects met so far.
+#[derive(Default)]
+pub struct SaveContext {
+    pub files: SaveTable<files::FileState>,
+    pub fd_tables: SaveTable<files::FdTableState>,
+    pub mms: SaveTable<mm::MmState>,
+    pub vfs: vfs::VfsSave,
+    /// Frames address spaces unmapped but had not freed yet: free in the restored VM.
+    pub deferred_frames: Vec<crate::platform::memory::Gpa>,
+}
+
+/// What restoring shares between objects: the saved states by id and what is built.
+pub struct RestoreContext {
+    pub files: RestoreTable<files::FileState, dyn crate::vfs::file::FileDescription>,
+    pub fd_tables: RestoreTable<files::FdTableState, crate::vfs::FdTable>,
+    pub mms: RestoreTable<mm::MmState, crate::mm::MemoryManager>,
+    pub vfs: vfs::VfsRestore,
+    pub kernel: std::sync::Arc<crate::kernel::task::Kernel>,
+}

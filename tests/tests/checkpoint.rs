@@ -1,0 +1,177 @@
+//! Checkpoint and restore through the OCI CLI: `runsc checkpoint` saves a running
+//! container's whole sandbox as an image, `runsc restore` brings it back in a new
+//! sandbox process, which carries on from where it was.
+//!
+//! Needs root and KVM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nanovisor_tests::{guest_bin, runsc};
+
+struct Scratch {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nv-ckpt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch {
+            root: dir.join("root"),
+            dir,
+        }
+    }
+
+    /// A bundle over the host's root (read-only) running `args`.
+    fn bundle(&self, args: &[&str]) -> PathBuf {
+        let bundle = self.dir.join("bundle");
+        std::fs::create_dir_all(&bundle).expect("bundle");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
+                        "args": args, "env": ["PATH=/usr/bin:/bin"], "cwd": "/"},
+            "root": {"path": "/", "readonly": true},
+            // A small guest: the image's memory.img is as long as guest memory.
+            "linux": {"resources": {"memory": {"limit": 256 << 20}}},
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
+        bundle
+    }
+
+    /// Run runsc with stdout to `out` (the container's, for create/restore); its exit
+    /// code and stderr. Stderr goes through a file: the sandbox process keeps it.
+    fn runsc(&self, args: &[&str], out: Option<&Path>) -> (i32, String) {
+        let err_path = self.dir.join(format!("stderr-{}", args[0]));
+        let err = std::fs::File::create(&err_path).expect("stderr file");
+        let stdout = match out {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("stdout file")),
+            None => Stdio::null(),
+        };
+        let status = Command::new(runsc())
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(err)
+            .status()
+            .expect("running runsc");
+        let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+        (status.code().unwrap_or(-1), text)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for id in ["ticker-a", "ticker-b"] {
+            let _ = self.runsc(&["delete", "--force", id], None);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The tick numbers printed to `path` so far.
+fn ticks(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect()
+}
+
+/// Wait until `path` holds at least `n` ticks.
+fn wait_ticks(path: &Path, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = ticks(path);
+        if t.len() >= n {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} ticks after 20 s in {}: {:?}",
+            t.len(),
+            path.display(),
+            std::fs::read_to_string(path)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until `runsc state` says the container has stopped.
+fn wait_stopped(s: &Scratch, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s.dir.join("state.json");
+        let (code, err) = s.runsc(&["state", id], Some(&out));
+        assert_eq!(code, 0, "state: {err}");
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("state output"))
+                .expect("state JSON");
+        if state["status"] == "stopped" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} still {}", state["status"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_checkpointed_process_carries_on_after_restore() {
+    let s = Scratch::new("ticker");
+    let ticker = guest_bin("ticker");
+    let bundle = s.bundle(&[ticker.to_str().expect("utf-8")]);
+    let bundle = bundle.to_str().expect("utf-8");
+    let before = s.dir.join("before.out");
+    let (code, err) = s.runsc(&["create", "--bundle", bundle, "ticker-a"], Some(&before));
+    assert_eq!(code, 0, "create: {err}");
+    let (code, err) = s.runsc(&["start", "ticker-a"], None);
+    assert_eq!(code, 0, "start: {err}");
+    wait_ticks(&before, 3);
+
+    let image = s.dir.join("image");
+    let image_arg = image.to_str().expect("utf-8");
+    let (code, err) = s.runsc(&["checkpoint", "--image-path", image_arg, "ticker-a"], None);
+    assert_eq!(code, 0, "checkpoint: {err}");
+    for f in ["manifest.json", "memory.img", "kernel.state"] {
+        assert!(image.join(f).is_file(), "the image has no {f}");
+    }
+    // Without --leave-running the container stops with the checkpoint.
+    wait_stopped(&s, "ticker-a");
+    let last = *ticks(&before).last().expect("ticks before the checkpoint");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ticks(&before).last(),
+        Some(&last),
+        "the process went on after the checkpoint stopped it"
+    );
+    let (code, err) = s.runsc(&["delete", "ticker-a"], None);
+    assert_eq!(code, 0, "delete: {err}");
+
+    let after = s.dir.join("after.out");
+    let (code, err) = s.runsc(
+        &[
+            "restore",
+            "--image-path",
+            image_arg,
+            "--bundle",
+            bundle,
+            "--detach",
+            "ticker-b",
+        ],
+        Some(&after),
+    );
+    assert_eq!(code, 0, "restore: {err}");
+    let t = wait_ticks(&after, 3);
+    assert_eq!(
+        t[..3],
+        [last + 1, last + 2, last + 3],
+        "the restored counter must go on from {last}"
+    );
+    let (code, err) = s.runsc(&["kill", "ticker-b", "KILL"], None);
+    assert_eq!(code, 0, "kill: {err}");
+}
