@@ -65,6 +65,7 @@ impl Request {
             Some(Kind::CreateContainer(_)) => "create_container",
             Some(Kind::RemoveContainer(_)) => "remove_container",
             Some(Kind::Checkpoint(_)) => "checkpoint",
+            Some(Kind::Listening(_)) => "listening",
         }
     }
 }

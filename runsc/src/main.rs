@@ -103,6 +103,8 @@ enum Command {
     Checkpoint(commands::checkpoint::CheckpointArgs),
     /// Create and start a container from a checkpoint image.
     Restore(commands::restore::RestoreArgs),
+    /// Build checkpoint images of apps.
+    Image(commands::image::ImageArgs),
     /// Resume a paused container.
     Resume(commands::resume::ResumeArgs),
     /// Wait for a container's init to exit and print its status.
@@ -249,6 +251,7 @@ fn main() -> ExitCode {
         Command::Pause(args) => commands::pause::run(args, &global),
         Command::Checkpoint(args) => commands::checkpoint::run(args, &global),
         Command::Restore(args) => commands::restore::run(args, &global),
+        Command::Image(args) => commands::image::run(args, &global),
         Command::Resume(args) => commands::resume::run(args, &global),
         Command::Wait(args) => commands::wait::run(args, &global),
         Command::Spec(args) => commands::spec::run(args, &global),

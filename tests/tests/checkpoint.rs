@@ -67,7 +67,14 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for id in ["ticker-a", "ticker-b"] {
+        for id in [
+            "ticker-a",
+            "ticker-b",
+            "ticker-bad0",
+            "ticker-bad1",
+            "ticker-bad2",
+            "ticker-bad3",
+        ] {
             let _ = self.runsc(&["delete", "--force", id], None);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -174,4 +181,119 @@ fn a_checkpointed_process_carries_on_after_restore() {
     );
     let (code, err) = s.runsc(&["kill", "ticker-b", "KILL"], None);
     assert_eq!(code, 0, "kill: {err}");
+}
+
+/// Copy image directory `from` to `to` (its files only).
+fn copy_image(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("image copy");
+    for f in ["manifest.json", "memory.img", "kernel.state"] {
+        let status = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(from.join(f))
+            .arg(to.join(f))
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying {f}");
+    }
+}
+
+#[test]
+fn a_damaged_image_is_refused_naming_the_problem() {
+    let s = Scratch::new("damaged");
+    let ticker = guest_bin("ticker");
+    let bundle = s.bundle(&[ticker.to_str().expect("utf-8")]);
+    let bundle = bundle.to_str().expect("utf-8");
+    let out = s.dir.join("out");
+    let (code, err) = s.runsc(&["create", "--bundle", bundle, "ticker-a"], Some(&out));
+    assert_eq!(code, 0, "create: {err}");
+    let (code, err) = s.runsc(&["start", "ticker-a"], None);
+    assert_eq!(code, 0, "start: {err}");
+    wait_ticks(&out, 2);
+    let image = s.dir.join("image");
+    let (code, err) = s.runsc(
+        &[
+            "checkpoint",
+            "--image-path",
+            image.to_str().expect("utf-8"),
+            "ticker-a",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "checkpoint: {err}");
+
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage, &str); 4] = [
+        (
+            "one byte of memory.img",
+            |dir| {
+                // A byte of the first page with data (the image is sparse: find one).
+                let mem = std::fs::read(dir.join("memory.img")).expect("memory.img");
+                let at = mem.iter().position(|b| *b != 0).expect("some data");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("memory.img"))
+                    .expect("open memory.img");
+                use std::os::unix::fs::FileExt as _;
+                f.write_all_at(&[mem[at] ^ 0x5a], at as u64).expect("write");
+                std::io::Write::flush(&mut f).expect("flush");
+            },
+            "memory.img",
+        ),
+        (
+            "kernel.state truncated",
+            |dir| {
+                let path = dir.join("kernel.state");
+                let len = std::fs::metadata(&path).expect("kernel.state").len();
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .expect("open kernel.state");
+                f.set_len(len / 2).expect("truncate");
+            },
+            "kernel.state",
+        ),
+        (
+            "another format version",
+            |dir| {
+                let path = dir.join("manifest.json");
+                let text = std::fs::read_to_string(&path).expect("manifest");
+                let text = text.replacen("\"format_version\": 1", "\"format_version\": 99", 1);
+                assert!(text.contains("99"), "the manifest names its format version");
+                std::fs::write(&path, text).expect("manifest");
+            },
+            "format version 99",
+        ),
+        (
+            "memory.img missing",
+            |dir| std::fs::remove_file(dir.join("memory.img")).expect("rm"),
+            "memory.img",
+        ),
+    ];
+    for (i, (what, damage, named)) in cases.into_iter().enumerate() {
+        let copy = s.dir.join(format!("damaged-{i}"));
+        copy_image(&image, &copy);
+        damage(&copy);
+        let id = format!("ticker-bad{i}");
+        let (code, err) = s.runsc(
+            &[
+                "restore",
+                "--image-path",
+                copy.to_str().expect("utf-8"),
+                "--bundle",
+                bundle,
+                "--detach",
+                &id,
+            ],
+            None,
+        );
+        assert_ne!(code, 0, "{what}: restore must fail");
+        assert!(
+            err.contains(named),
+            "{what}: the error must name {named:?}: {err}"
+        );
+        assert!(
+            !s.root.join(&id).exists(),
+            "{what}: a refused restore leaves no container"
+        );
+    }
 }

@@ -265,6 +265,11 @@ impl Stack {
         UdpSocket::new(self.shared.clone(), v6)
     }
 
+    /// Whether a guest socket listens on TCP `port` (the image builder's readiness).
+    pub fn tcp_listening(&self, port: u16) -> bool {
+        self.shared.lock().ports.tcp_listening(port)
+    }
+
     /// The sandbox's addresses on its link.
     pub fn addresses(&self) -> Vec<IpAddr> {
         self.shared.lock().ext_addrs.clone()

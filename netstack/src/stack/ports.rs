@@ -112,6 +112,13 @@ impl PortTable {
         true
     }
 
+    /// Whether some socket listens on TCP `port` (any address).
+    pub fn tcp_listening(&self, port: u16) -> bool {
+        self.bound
+            .get(&(Transport::Tcp, port))
+            .is_some_and(|v| v.iter().any(|b| b.listening))
+    }
+
     /// Give back every port `owner` holds.
     pub fn release(&mut self, t: Transport, owner: u64, port: u16) {
         if let Some(v) = self.bound.get_mut(&(t, port)) {

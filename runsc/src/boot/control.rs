@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use nanovisor_proto::control::{
     mount, request, response, AclAddResponse, AuditLine, CheckpointResponse, ContainerStatus,
-    CreateContainerRequest, Empty, ErrorCode, ExecResponse, ProcessEntry as ProtoProcess,
-    ProcessesResponse, Request, Response, SignalRequest, StartResponse, StateResponse,
-    StatsResponse, WaitResponse,
+    CreateContainerRequest, Empty, ErrorCode, ExecResponse, ListeningResponse,
+    ProcessEntry as ProtoProcess, ProcessesResponse, Request, Response, SignalRequest,
+    StartResponse, StateResponse, StatsResponse, WaitResponse,
 };
 use nanovisor_proto::{error, Responder};
 use netstack::acl::Acl;
@@ -582,6 +582,12 @@ impl Controller {
             request::Kind::Checkpoint(r) => ok(response::Kind::Checkpoint(
                 self.checkpoint(r.leave_running, fds)?,
             )),
+            request::Kind::Listening(r) => {
+                let port = u16::try_from(r.port)
+                    .map_err(|_| error(ErrorCode::InvalidArgument, format!("port {}", r.port)))?;
+                let listening = self.sandbox.kernel().net.tcp_listening(port);
+                ok(response::Kind::Listening(ListeningResponse { listening }))
+            }
             request::Kind::RemoveContainer(r) => {
                 if r.container_id.is_empty() || r.container_id == self.sandbox_id {
                     return Err(error(

@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 
 use crate::commands::{load, GlobalOpts};
+use crate::container::Container;
 
 #[derive(Args)]
 pub struct CheckpointArgs {
@@ -40,11 +41,30 @@ pub fn run(args: CheckpointArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     if !status.can_pause() {
         bail!("container not running");
     }
+    let written = take(&c, args.leave_running, |guest_bytes| {
+        checkpoints::ImageWriter::create_replacing(&args.image_path, sentry::VERSION, guest_bytes)
+            .with_context(|| format!("creating the image {}", args.image_path.display()))
+    })?;
+    tracing::info!(
+        image = %written.dir.display(),
+        digest = %written.digest,
+        "checkpoint written"
+    );
+    Ok(0)
+}
+
+/// Checkpoint container `c`'s sandbox into the image writer `create` makes for its guest
+/// memory size; the image written.
+pub fn take(
+    c: &Container,
+    leave_running: bool,
+    create: impl FnOnce(u64) -> anyhow::Result<checkpoints::ImageWriter>,
+) -> anyhow::Result<checkpoints::WrittenImage> {
     let memory = memfd("nanovisor-checkpoint-memory")?;
     let state = memfd("nanovisor-checkpoint-state")?;
     let taken = c
         .control()?
-        .checkpoint(args.leave_running, memory.as_fd(), state.as_fd())?;
+        .checkpoint(leave_running, memory.as_fd(), state.as_fd())?;
     if taken.state_bytes > checkpoints::KERNEL_STATE_MAX_BYTES {
         bail!(
             "the sandbox's kernel state is {} bytes, more than an image may hold ({})",
@@ -52,13 +72,8 @@ pub fn run(args: CheckpointArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             checkpoints::KERNEL_STATE_MAX_BYTES
         );
     }
-    let mut writer = checkpoints::ImageWriter::create_replacing(
-        &args.image_path,
-        sentry::VERSION,
-        taken.guest_memory_bytes,
-    )
-    .with_context(|| format!("creating the image {}", args.image_path.display()))?;
-    writer.set_source("container", args.id.as_str());
+    let mut writer = create(taken.guest_memory_bytes)?;
+    writer.set_source("container", c.id());
     if let Some(rootfs) = c.state.as_ref().map(|s| s.rootfs.display().to_string()) {
         writer.set_source("rootfs", rootfs);
     }
@@ -70,14 +85,7 @@ pub fn run(args: CheckpointArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     writer
         .write_kernel_state(&kernel_state)
         .context("writing kernel.state")?;
-    let written = writer.finish().context("finishing the image")?;
-    tracing::info!(
-        image = %written.dir.display(),
-        digest = %written.digest,
-        memory = taken.memory_bytes_written,
-        "checkpoint written"
-    );
-    Ok(0)
+    writer.finish().context("finishing the image")
 }
 
 fn memfd(name: &str) -> anyhow::Result<File> {

@@ -11,6 +11,8 @@ pub mod exec;
 pub mod exec_wait;
 pub mod features;
 pub mod help;
+pub mod image;
+pub mod image_build;
 pub mod kill;
 pub mod list;
 pub mod pause;

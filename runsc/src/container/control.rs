@@ -9,9 +9,9 @@ use std::time::Duration;
 use nanovisor_proto::control::{
     request, response, wait_response, AclAddRequest, AclAuditRequest, AclGetRequest, AclPolicy,
     AclRemoveRequest, AclReplaceRequest, AclRule, CheckpointRequest, CheckpointResponse,
-    ContainerStatus, CreateContainerRequest, ExecRequest, Mount, PauseRequest, ProcessEntry,
-    ProcessSpec, ProcessesRequest, Request, ResumeRequest, SignalRequest, StartRequest,
-    StateRequest, StatsRequest, StatsResponse, WaitRequest,
+    ContainerStatus, CreateContainerRequest, ExecRequest, ListeningRequest, Mount, PauseRequest,
+    ProcessEntry, ProcessSpec, ProcessesRequest, Request, ResumeRequest, SignalRequest,
+    StartRequest, StateRequest, StatsRequest, StatsResponse, WaitRequest,
 };
 use nanovisor_proto::Client;
 use sentry::sandbox::HostSource;
@@ -284,6 +284,17 @@ impl Control {
         match self.call(req, &[memory, state])? {
             response::Kind::Checkpoint(r) => Ok(r),
             _ => Err(ControlError::Unexpected("Checkpoint")),
+        }
+    }
+
+    /// Whether a guest socket listens on TCP `port`.
+    pub fn tcp_listening(&mut self, port: u16) -> Result<bool, ControlError> {
+        let req = request::Kind::Listening(ListeningRequest {
+            port: u32::from(port),
+        });
+        match self.call(req, &[])? {
+            response::Kind::Listening(r) => Ok(r.listening),
+            _ => Err(ControlError::Unexpected("Listening")),
         }
     }
 

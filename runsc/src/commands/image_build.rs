@@ -1,0 +1,258 @@
+//! `runsc image build -o DIR (--ready-port N | --ready-marker TEXT) [--timeout S]
+//! (--bundle B | -- CMD…)`: boot an app once, wait until it is ready, checkpoint it, and
+//! store the image content-addressed under DIR (`DIR/sha256-<hex>`, printed on stdout).
+//! Every later cold start restores the image (`runsc restore --image-path …`).
+//!
+//! The app runs as a container of a private state root: `-- CMD…` makes a bundle over
+//! the host's root (read-only, as `runsc do`), `--bundle` takes the app's own. Readiness
+//! is a TCP port some guest socket listens on (asked of the sandbox's netstack, so no
+//! connection is made and nothing is counted by the app), or a text the app prints.
+//! What the app prints goes to a log in the work directory, shown when it fails.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Args;
+
+use crate::commands::{checkpoint, GlobalOpts};
+use crate::container::{Container, Status};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Where to store the image: DIR/sha256-<hex> (DIR is created if missing).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    output: PathBuf,
+    /// The app is ready once a guest socket listens on this TCP port.
+    #[arg(long, value_name = "N", conflicts_with = "ready_marker")]
+    ready_port: Option<u16>,
+    /// The app is ready once it has printed this text (stdout or stderr).
+    #[arg(long, value_name = "TEXT")]
+    ready_marker: Option<String>,
+    /// Give up if the app is not ready after this many seconds.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    timeout: u64,
+    /// The app's OCI bundle (else the command after `--`).
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    bundle: Option<PathBuf>,
+    /// With `-- CMD…`: guest memory in MiB (a restored sandbox has the same).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    memory: u64,
+    /// With `-- CMD…`: an environment variable (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// With `-- CMD…`: the working directory.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    cwd: String,
+    /// The command to run (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, lines otherwise.
+struct Progress {
+    tty: bool,
+    start: Instant,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    /// Show `what`: on a terminal with the time ticking, elsewhere once per change.
+    fn say(&self, what: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        if self.tty {
+            eprint!("\r\x1b[2K[{t:6.2} s] {what}");
+        } else if *self.last.borrow() != what {
+            eprintln!("[{t:6.2} s] {what}");
+            *self.last.borrow_mut() = what.to_string();
+        }
+    }
+
+    fn done(&self, what: &str) {
+        self.say(what);
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
+    if args.ready_port.is_none() && args.ready_marker.is_none() {
+        bail!("say when the app is ready: --ready-port N or --ready-marker TEXT");
+    }
+    if args.bundle.is_none() && args.command.is_empty() {
+        bail!("give the app: --bundle DIR, or a command after --");
+    }
+    let work = std::env::temp_dir().join(format!("nanovisor-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = build(&args, global, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let dir = result?;
+    println!("{}", dir.display());
+    Ok(0)
+}
+
+fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<PathBuf> {
+    let progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        start: Instant::now(),
+        last: Default::default(),
+    };
+    let bundle = match &args.bundle {
+        Some(b) => std::path::absolute(b).with_context(|| format!("bundle {}", b.display()))?,
+        None => command_bundle(args, work)?,
+    };
+    let root = work.join("root");
+    let log = work.join("app.log");
+    let id = "image-build";
+    let runsc = |sub: &[&std::ffi::OsStr], out: Stdio| -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("finding the runsc binary")?;
+        let err_path = work.join(format!("{}.err", sub[0].to_string_lossy()));
+        let status = Command::new(exe)
+            .args(global.child_args(None).iter().skip(2))
+            .arg("--root")
+            .arg(&root)
+            .args(sub)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(std::fs::File::create(&err_path)?)
+            .status()
+            .context("running runsc")?;
+        if !status.success() {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            bail!("runsc {}: {}", sub[0].to_string_lossy(), err.trim());
+        }
+        Ok(())
+    };
+    let app_out = std::fs::File::create(&log).context("creating the app's log")?;
+    progress.say("booting the app");
+    runsc(
+        &[
+            "create".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            id.as_ref(),
+        ],
+        Stdio::from(app_out),
+    )?;
+    let cleanup = Cleanup(root.clone());
+    runsc(&["start".as_ref(), id.as_ref()], Stdio::null())?;
+    let container = Container::load(&crate::container::dir::Root::new(&root)?, id)?;
+
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        if ready(args, &container, &log)? {
+            break;
+        }
+        let (status, _) = container.status();
+        if status == Status::Stopped {
+            bail!("the app exited before it was ready{}", tail(&log));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the app was not ready after {} s ({}){}",
+                args.timeout,
+                readiness(args),
+                tail(&log)
+            );
+        }
+        progress.say(&format!("waiting for the app ({})", readiness(args)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    progress.say("ready; checkpointing");
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let written = checkpoint::take(&container, false, |guest_bytes| {
+        let mut w = checkpoints::ImageWriter::create_content_addressed(
+            &args.output,
+            sentry::VERSION,
+            guest_bytes,
+        )
+        .with_context(|| format!("creating an image in {}", args.output.display()))?;
+        if args.command.is_empty() {
+            w.set_source("bundle", bundle.display().to_string());
+        } else {
+            w.set_source("command", args.command.join(" "));
+        }
+        Ok(w)
+    })?;
+    progress.done(&format!(
+        "image {} ({})",
+        written.digest,
+        written.dir.display()
+    ));
+    drop(cleanup);
+    Ok(written.dir)
+}
+
+/// Deletes the build's container however the build ends.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(exe) = std::env::current_exe() {
+            let _ = Command::new(exe)
+                .arg("--root")
+                .arg(&self.0)
+                .args(["delete", "--force", "image-build"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn readiness(args: &BuildArgs) -> String {
+    match (&args.ready_port, &args.ready_marker) {
+        (Some(port), _) => format!("a listener on TCP port {port}"),
+        (None, Some(marker)) => format!("the text {marker:?}"),
+        (None, None) => "nothing".into(),
+    }
+}
+
+fn ready(args: &BuildArgs, c: &Container, log: &Path) -> anyhow::Result<bool> {
+    if let Some(port) = args.ready_port {
+        return match c.control().and_then(|mut ctl| ctl.tcp_listening(port)) {
+            Ok(listening) => Ok(listening),
+            // The sandbox went away: the caller sees the container stopped.
+            Err(_) => Ok(false),
+        };
+    }
+    let marker = args.ready_marker.as_deref().unwrap_or_default();
+    Ok(std::fs::read_to_string(log)
+        .map(|text| text.contains(marker))
+        .unwrap_or(false))
+}
+
+/// The end of the app's output, for an error message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return " (it printed nothing)".into();
+    }
+    let from = lines.len().saturating_sub(20);
+    format!("; the app printed:\n{}", lines[from..].join("\n"))
+}
+
+/// A bundle over the host's root running `args.command`.
+fn command_bundle(args: &BuildArgs, work: &Path) -> anyhow::Result<PathBuf> {
+    let bundle = work.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_string()];
+    env.extend(args.env.iter().cloned());
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
+                    "args": args.command, "env": env, "cwd": args.cwd},
+        "root": {"path": "/", "readonly": true},
+        "linux": {"resources": {"memory": {"limit": args.memory.checked_mul(1 << 20)
+            .ok_or_else(|| anyhow!("--memory {} MiB is too large", args.memory))?}}},
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string())?;
+    Ok(bundle)
+}

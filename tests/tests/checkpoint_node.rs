@@ -1,0 +1,188 @@
+//! A Node HTTP server checkpointed after some requests, restored once and then twenty
+//! times at once from the same image: each restored server answers, with the counter
+//! it had at the checkpoint, and counts on its own from there. Requests come from a
+//! Node client run in the sandbox (`runsc exec`) over its loopback.
+//!
+//! Needs root, KVM and node.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nanovisor_tests::{runsc, workspace_root};
+
+const PORT: &str = "8080";
+const RESTORES: usize = 20;
+
+struct Scratch {
+    dir: PathBuf,
+    root: PathBuf,
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nv-ckpt-node-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch {
+            root: dir.join("root"),
+            dir,
+            ids: Default::default(),
+        }
+    }
+
+    fn bundle(&self) -> PathBuf {
+        let bundle = self.dir.join("bundle");
+        std::fs::create_dir_all(&bundle).expect("bundle");
+        let script = workspace_root().join("tests/node/counter_server.js");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
+                        "args": ["node", script, PORT],
+                        "env": ["PATH=/usr/bin:/bin"], "cwd": "/"},
+            "root": {"path": "/", "readonly": true},
+            "linux": {"resources": {"memory": {"limit": 512 << 20}}},
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
+        bundle
+    }
+
+    /// Run runsc with stdout to `out`; its exit code, stdout (if not sent to a file)
+    /// and stderr (through a file: a sandbox process keeps create's).
+    fn runsc(&self, args: &[&str], out: Option<&Path>) -> (i32, String, String) {
+        let tag = format!("{}-{}", args[0], args.last().unwrap_or(&""));
+        let err_path = self.dir.join(format!("stderr-{tag}"));
+        let out_path = out
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.dir.join(format!("stdout-{tag}")));
+        let err = std::fs::File::create(&err_path).expect("stderr file");
+        let stdout = std::fs::File::create(&out_path).expect("stdout file");
+        if matches!(args[0], "create" | "restore") {
+            self.ids
+                .lock()
+                .expect("ids")
+                .push(args.last().expect("id").to_string());
+        }
+        let status = Command::new(runsc())
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(err)
+            .status()
+            .expect("running runsc");
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+            std::fs::read_to_string(&err_path).unwrap_or_default(),
+        )
+    }
+
+    /// GET / from inside container `id`: the status line and body.
+    fn get(&self, id: &str) -> String {
+        let client = workspace_root().join("tests/node/http_get.js");
+        let client = client.to_str().expect("utf-8");
+        let (code, out, err) = self.runsc(&["exec", id, "node", client, PORT], None);
+        assert_eq!(code, 0, "GET in {id}: {err}");
+        out.trim().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let ids = self.ids.lock().map(|v| v.clone()).unwrap_or_default();
+        for id in ids {
+            let _ = self.runsc(&["delete", "--force", &id], None);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_for(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {} after 60 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_restored_node_server_keeps_its_state_and_each_copy_counts_on_its_own() {
+    let s = Scratch::new();
+    let bundle = s.bundle();
+    let bundle = bundle.to_str().expect("utf-8");
+    let out = s.dir.join("server.out");
+    let (code, _, err) = s.runsc(&["create", "--bundle", bundle, "node-a"], Some(&out));
+    assert_eq!(code, 0, "create: {err}");
+    let (code, _, err) = s.runsc(&["start", "node-a"], None);
+    assert_eq!(code, 0, "start: {err}");
+    wait_for(&out, "ready");
+    for n in 1..=3 {
+        assert_eq!(s.get("node-a"), format!("200 {n}"));
+    }
+    let image = s.dir.join("image");
+    let image = image.to_str().expect("utf-8");
+    let (code, _, err) = s.runsc(&["checkpoint", "--image-path", image, "node-a"], None);
+    assert_eq!(code, 0, "checkpoint: {err}");
+
+    // One restore: the counter is where it was.
+    let (code, _, err) = s.runsc(
+        &[
+            "restore",
+            "--image-path",
+            image,
+            "--bundle",
+            bundle,
+            "--detach",
+            "node-b",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "restore: {err}");
+    assert_eq!(
+        s.get("node-b"),
+        "200 4",
+        "the first request after the restore"
+    );
+    assert_eq!(s.get("node-b"), "200 5");
+
+    // Twenty at once from the same image: each answers, each from 4 on its own.
+    let ids: Vec<String> = (0..RESTORES).map(|i| format!("node-r{i}")).collect();
+    std::thread::scope(|scope| {
+        for id in &ids {
+            let s = &s;
+            scope.spawn(move || {
+                let (code, _, err) = s.runsc(
+                    &[
+                        "restore",
+                        "--image-path",
+                        image,
+                        "--bundle",
+                        bundle,
+                        "--detach",
+                        id,
+                    ],
+                    None,
+                );
+                assert_eq!(code, 0, "restore {id}: {err}");
+            });
+        }
+    });
+    for (i, id) in ids.iter().enumerate() {
+        // A different number of requests to each, so their counts part ways.
+        for n in 0..=(i % 3) {
+            assert_eq!(s.get(id), format!("200 {}", 4 + n), "restored copy {id}");
+        }
+    }
+    // The first restored copy is unaffected by the others.
+    assert_eq!(s.get("node-b"), "200 6");
+}
