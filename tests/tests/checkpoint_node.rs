@@ -22,7 +22,11 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("nv-ckpt-node-{}", std::process::id()));
+        Scratch::new_tagged("counter")
+    }
+
+    fn new_tagged(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nv-ckpt-node-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Scratch {
@@ -51,14 +55,14 @@ impl Scratch {
     /// Run runsc with stdout to `out`; its exit code, stdout (if not sent to a file)
     /// and stderr (through a file: a sandbox process keeps create's).
     fn runsc(&self, args: &[&str], out: Option<&Path>) -> (i32, String, String) {
-        let tag = format!("{}-{}", args[0], args.last().unwrap_or(&""));
+        let tag = format!("{}-{}", args[0], args.last().unwrap_or(&"")).replace('/', "_");
         let err_path = self.dir.join(format!("stderr-{tag}"));
         let out_path = out
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.dir.join(format!("stdout-{tag}")));
         let err = std::fs::File::create(&err_path).expect("stderr file");
         let stdout = std::fs::File::create(&out_path).expect("stdout file");
-        if matches!(args[0], "create" | "restore") {
+        if matches!(args[0], "create" | "restore") && args.len() > 1 {
             self.ids
                 .lock()
                 .expect("ids")
@@ -185,4 +189,93 @@ fn a_restored_node_server_keeps_its_state_and_each_copy_counts_on_its_own() {
     }
     // The first restored copy is unaffected by the others.
     assert_eq!(s.get("node-b"), "200 6");
+}
+
+/// GET `path` from inside container `id`, through `s`.
+fn get_path(s: &Scratch, id: &str, path: &str) -> String {
+    let client = s.dir.join("get_path.js");
+    std::fs::write(
+        &client,
+        format!(
+            "require('http').get('http://127.0.0.1:{PORT}{path}', (r) => {{ let b = ''; \
+             r.on('data', (d) => (b += d)); r.on('end', () => process.stdout.write(b)); }})\
+             .on('error', (e) => {{ console.error(e.message); process.exit(1); }});"
+        ),
+    )
+    .expect("client script");
+    let (code, out, err) = s.runsc(&["exec", id, "node", client.to_str().expect("utf-8")], None);
+    assert_eq!(code, 0, "GET {path} in {id}: {err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn a_busy_thread_pool_resumes_and_an_idle_connection_is_reset() {
+    let s = Scratch::new_tagged("pool");
+    let script = workspace_root().join("tests/node/pool_server.js");
+    let images = s.dir.join("images");
+    // Built with the image builder: boot, wait for the marker, checkpoint.
+    let out = s.dir.join("build.out");
+    let (code, _, err) = s.runsc(
+        &[
+            "image",
+            "build",
+            "-o",
+            images.to_str().expect("utf-8"),
+            "--ready-marker",
+            "ready",
+            "--timeout",
+            "120",
+            "--",
+            "node",
+            script.to_str().expect("utf-8"),
+            PORT,
+        ],
+        Some(&out),
+    );
+    assert_eq!(code, 0, "image build: {err}");
+    let image = std::fs::read_to_string(&out).expect("build output");
+    let image = image.trim();
+    assert!(
+        Path::new(image)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("sha256-")),
+        "the image is stored content-addressed: {image}"
+    );
+    let bundle = s.bundle();
+    let bundle = bundle.to_str().expect("utf-8");
+    let (code, _, err) = s.runsc(
+        &[
+            "restore",
+            "--image-path",
+            image,
+            "--bundle",
+            bundle,
+            "--detach",
+            "pool-a",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "restore: {err}");
+    // The pool's threads were waiting in futex_wait: they take work again.
+    assert_eq!(
+        get_path(&s, "pool-a", "/work"),
+        "work 2a6a4f0832d046838f4a22cbadc94dff"
+    );
+    // The connection the server had open to itself came back reset.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let idle = get_path(&s, "pool-a", "/idle");
+        if idle == "idle error ECONNRESET" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && idle == "idle open",
+            "the idle connection after the restore: {idle}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        get_path(&s, "pool-a", "/work"),
+        "work 2a6a4f0832d046838f4a22cbadc94dff"
+    );
 }
