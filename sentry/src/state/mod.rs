@@ -109,3 +109,77 @@ pub struct RestoreContext {
     pub vfs: vfs::VfsRestore,
     pub kernel: std::sync::Arc<crate::kernel::task::Kernel>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_state() -> SandboxState {
+        SandboxState {
+            version: STATE_VERSION,
+            platform: platform::PlatformState {
+                memory_size: 1 << 20,
+                allocator: Default::default(),
+                kernel_pdpt: 0,
+                vcpu_areas: vec![[4096, 8192, 12288, 16384]],
+                xcr0: 7,
+            },
+            kernel: kernel::KernelState {
+                hostname: b"sandbox".to_vec(),
+                next_tid: 5,
+                uptime_ns: 1_000_000,
+                processes: Vec::new(),
+                threads: Vec::new(),
+            },
+            vfs: Default::default(),
+            files: Vec::new(),
+            fd_tables: vec![files::FdTableState {
+                slots: vec![(0, 0, false)],
+            }],
+            mms: Vec::new(),
+            containers: vec![ContainerState {
+                id: "c".into(),
+                vfs: 0,
+                init: Some(1),
+            }],
+            vvar_frame: Some(4096),
+        }
+    }
+
+    #[test]
+    fn a_state_round_trips() {
+        let bytes = encode(&small_state()).expect("encode");
+        let back = decode(&bytes).expect("decode");
+        assert_eq!(back.kernel.hostname, b"sandbox");
+        assert_eq!(back.containers[0].init, Some(1));
+        assert_eq!(back.vvar_frame, Some(4096));
+    }
+
+    #[test]
+    fn damaged_states_are_errors_never_panics() {
+        let bytes = encode(&small_state()).expect("encode");
+        // Every truncation.
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "a state cut at {n} bytes");
+        }
+        // Trailing garbage.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(decode(&long), Err(StateError::Decode(_))));
+        // Every single-byte change decodes or fails; it must not panic or allocate wildly.
+        for i in 0..bytes.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                let _ = decode(&b);
+            }
+        }
+        // Another version is refused by its version.
+        let mut other = small_state();
+        other.version = STATE_VERSION + 1;
+        let err = decode(&encode(&other).expect("encode"))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, StateError::Version { found, .. } if found == STATE_VERSION + 1));
+    }
+}
