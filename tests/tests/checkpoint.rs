@@ -81,13 +81,40 @@ impl Drop for Scratch {
     }
 }
 
-/// The tick numbers printed to `path` so far.
-fn ticks(path: &Path) -> Vec<u64> {
+/// One line of the ticker: its count, CLOCK_MONOTONIC and CLOCK_REALTIME in ms.
+#[derive(Clone, Copy, Debug)]
+struct Tick {
+    n: u64,
+    mono: i64,
+    real: i64,
+}
+
+/// The ticks printed to `path` so far.
+fn tick_lines(path: &Path) -> Vec<Tick> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("tick ")?.split(' ');
+            Some(Tick {
+                n: f.next()?.parse().ok()?,
+                mono: f.next()?.parse().ok()?,
+                real: f.next()?.parse().ok()?,
+            })
+        })
         .collect()
+}
+
+/// The tick numbers printed to `path` so far.
+fn ticks(path: &Path) -> Vec<u64> {
+    tick_lines(path).iter().map(|t| t.n).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Wait until `path` holds at least `n` ticks.
@@ -158,6 +185,9 @@ fn a_checkpointed_process_carries_on_after_restore() {
     );
     let (code, err) = s.runsc(&["delete", "ticker-a"], None);
     assert_eq!(code, 0, "delete: {err}");
+    let before = *tick_lines(&before).last().expect("a tick");
+    // Time passes between the checkpoint and the restore.
+    std::thread::sleep(Duration::from_millis(500));
 
     let after = s.dir.join("after.out");
     let (code, err) = s.runsc(
@@ -178,6 +208,20 @@ fn a_checkpointed_process_carries_on_after_restore() {
         t[..3],
         [last + 1, last + 2, last + 3],
         "the restored counter must go on from {last}"
+    );
+    // The clocks went on: monotonic time saw the pause (same host), real time is the host's.
+    let first = tick_lines(&after)[0];
+    assert!(
+        first.mono >= before.mono + 500,
+        "CLOCK_MONOTONIC went from {} to {} across a 500 ms pause",
+        before.mono,
+        first.mono
+    );
+    assert!(
+        (first.real - now_ms()).abs() < 10_000,
+        "CLOCK_REALTIME {} is not the host's {}",
+        first.real,
+        now_ms()
     );
     let (code, err) = s.runsc(&["kill", "ticker-b", "KILL"], None);
     assert_eq!(code, 0, "kill: {err}");
