@@ -4,16 +4,10 @@
 //! operator can check a file by hand) and shown with the OCI-style `sha256:` prefix.
 
 use std::fmt;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{ImageError, Result};
-
-/// Bytes read per call when hashing a file: big enough to amortise the syscall, small enough
-/// not to matter for memory.
-const HASH_CHUNK: usize = 1 << 20;
+use crate::error::Result;
 
 /// A SHA-256 digest.
 ///
@@ -100,41 +94,6 @@ impl From<Digest> for String {
     }
 }
 
-/// Hashes the first `len` bytes of `file` with positional reads (the file offset is left
-/// alone, so the same `File` can be handed out afterwards). A file shorter than `len` is
-/// reported as [`ImageError::ChangedDuringVerify`]: callers check the size before hashing,
-/// so a short read means the file shrank under us.
-pub(crate) fn hash_file(file: &File, name: &'static str, len: u64) -> Result<Digest> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_CHUNK];
-    let mut offset = 0u64;
-    while offset < len {
-        let want = usize::try_from((len - offset).min(HASH_CHUNK as u64)).unwrap_or(HASH_CHUNK);
-        let chunk = &mut buf[..want];
-        file.read_exact_at(chunk, offset).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ImageError::ChangedDuringVerify { file: name }
-            } else {
-                ImageError::io(name, "read", e)
-            }
-        })?;
-        hasher.update(&*chunk);
-        offset += want as u64;
-    }
-    Ok(Digest::from_hasher(hasher))
-}
-
-/// Feeds `len` zero bytes to `hasher`: the content of a hole in a sparse file.
-pub(crate) fn hash_zeros(hasher: &mut Sha256, mut len: u64) {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-    while len > 0 {
-        let n = len.min(ZEROS.len() as u64);
-        // n <= ZEROS.len(), so the index is in range and the cast is lossless.
-        hasher.update(&ZEROS[..n as usize]);
-        len -= n;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,12 +119,5 @@ mod tests {
         assert!(Digest::from_hex("").is_none());
         // A multi-byte UTF-8 string of the right byte length must not panic.
         assert!(Digest::from_hex(&"é".repeat(32)).is_none());
-    }
-
-    #[test]
-    fn hash_zeros_matches_hashing_a_zero_buffer() {
-        let mut h = Sha256::new();
-        hash_zeros(&mut h, 200_000);
-        assert_eq!(Digest::from_hasher(h), Digest::of(&vec![0u8; 200_000]));
     }
 }

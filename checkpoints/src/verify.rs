@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{hash_file, Digest};
+use crate::digest::Digest;
 use crate::error::{ImageError, Result};
 use crate::manifest::FileEntry;
 use crate::{MEMORY_FILE, STAMP_FILE};
@@ -152,7 +152,7 @@ pub(crate) fn verify_memory(
     // Start the stamp before hashing: its creation time is the clock reading the racy-case
     // argument needs (module doc).
     let pending = PendingStamp::start(dir);
-    let actual = hash_file(file, MEMORY_FILE, expected.size)?;
+    let actual = crate::memory::page_digest(file, expected.size)?;
     let after = Identity::of_file(file)?;
     if after != before {
         return Err(ImageError::ChangedDuringVerify { file: MEMORY_FILE });

@@ -60,7 +60,10 @@ fn round_trip() {
     assert_eq!(m.sentry_version, SENTRY);
     assert_eq!(m.source["command"], "node server.js");
     assert_eq!(m.source["rootfs"], "sha256:1234");
-    assert_eq!(m.files.memory.sha256, Digest::of(&sample_memory()));
+    assert_eq!(
+        m.files.memory.sha256,
+        crate::memory::page_digest_of(&sample_memory())
+    );
     assert!(matches!(image.memory_check(), MemoryCheck::Hashed { .. }));
 
     let mut content = vec![0u8; GUEST_BYTES as usize];
