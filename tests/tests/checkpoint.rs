@@ -257,6 +257,7 @@ fn a_damaged_image_is_refused_naming_the_problem() {
     let (code, err) = s.runsc(
         &[
             "checkpoint",
+            "--leave-running",
             "--image-path",
             image.to_str().expect("utf-8"),
             "ticker-a",
@@ -264,6 +265,9 @@ fn a_damaged_image_is_refused_naming_the_problem() {
         None,
     );
     assert_eq!(code, 0, "checkpoint: {err}");
+    // --leave-running: the container goes on.
+    let n = ticks(&out).len();
+    wait_ticks(&out, n + 2);
 
     type Damage = fn(&Path);
     let cases: [(&str, Damage, &str); 4] = [
