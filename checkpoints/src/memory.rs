@@ -149,7 +149,11 @@ pub(crate) fn page_digest(file: &File, len: u64) -> Result<Digest> {
     let mut pos = 0u64;
     while pos < len {
         let seek = |from: u64, whence| {
-            nix::unistd::lseek(file.as_fd(), i64::try_from(from).unwrap_or(i64::MAX), whence)
+            nix::unistd::lseek(
+                file.as_fd(),
+                i64::try_from(from).unwrap_or(i64::MAX),
+                whence,
+            )
         };
         let data = match seek(pos, nix::unistd::Whence::SeekData) {
             Ok(d) => u64::try_from(d).unwrap_or(len),
@@ -288,8 +292,10 @@ mod tests {
         std::fs::write(&dense, &mem).unwrap();
         let sparse = dir.path().join("sparse");
         let f = File::create(&sparse).unwrap();
-        f.write_all_at(&mem[5 * PAGE..6 * PAGE], 5 * PAGE_SIZE).unwrap();
-        f.write_all_at(&mem[9 * PAGE..10 * PAGE], 9 * PAGE_SIZE).unwrap();
+        f.write_all_at(&mem[5 * PAGE..6 * PAGE], 5 * PAGE_SIZE)
+            .unwrap();
+        f.write_all_at(&mem[9 * PAGE..10 * PAGE], 9 * PAGE_SIZE)
+            .unwrap();
         f.set_len(16 * PAGE_SIZE).unwrap();
         let len = 16 * PAGE_SIZE;
         let a = page_digest(&File::open(&dense).unwrap(), len).unwrap();
