@@ -192,7 +192,8 @@ pub(crate) fn page_digest(file: &File, len: u64) -> Result<Digest> {
     Ok(Digest::from_hasher(hasher))
 }
 
-/// The page digest of `bytes` taken as memory from offset 0 (for tests and tools).
+/// The page digest of `bytes` taken as memory from offset 0 (for tests).
+#[cfg(test)]
 pub(crate) fn page_digest_of(bytes: &[u8]) -> Digest {
     let mut hasher = Sha256::new();
     for (i, page) in bytes.chunks(PAGE).enumerate() {
