@@ -548,13 +548,11 @@ impl Controller {
     /// Handle one request (and stream further responses for a followed audit log).
     pub fn handle(&self, req: Request, fds: Vec<OwnedFd>, out: &mut Responder) {
         tracing::debug!(request = req.name(), "control");
-        // The sandbox process stays until these are answered, though what they wait
-        // for (or do: a checkpoint without --leave-running) ends the container.
-        let _answering = matches!(
-            req.kind,
-            Some(request::Kind::Wait(_) | request::Kind::Checkpoint(_))
-        )
-        .then(|| WaitGuard::new(&self.waiting));
+        // The sandbox process stays until a request is answered, though what it waits for
+        // or does (a SIGKILL to the init, a checkpoint without --leave-running) ends the
+        // container. Not a followed audit log: that stream ends with the process.
+        let _answering = (!matches!(req.kind, Some(request::Kind::AclAudit(_))))
+            .then(|| WaitGuard::new(&self.waiting));
         let resp = match self.dispatch(req, fds, out) {
             Ok(Some(r)) => r,
             Ok(None) => return,

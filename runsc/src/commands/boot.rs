@@ -79,7 +79,8 @@ pub fn run(args: BootArgs, root: &Path) -> anyhow::Result<i32> {
     })?;
     sentry::sandbox::log_fatal_signal(&format!("container {}: init", args.id), status);
     booted.controller.shut_down();
-    // Let `runsc wait` / `exec-wait` callers get their answer before the socket goes.
+    // Let requests in flight (a `runsc wait`, the kill that ended the init) get their
+    // answers before the socket goes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while booted
         .controller
