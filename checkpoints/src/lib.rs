@@ -36,6 +36,7 @@ mod error;
 mod manifest;
 mod memory;
 mod reader;
+pub mod registry;
 pub mod verify;
 mod writer;
 

@@ -206,7 +206,7 @@ pub(crate) fn page_digest_of(bytes: &[u8]) -> Digest {
 
 /// Whether a page is all zero. Checks 64 bytes at a time (the OR-fold vectorises) and stops
 /// at the first non-zero block, since a page with data usually shows it early.
-fn is_zero(page: &[u8]) -> bool {
+pub(crate) fn is_zero(page: &[u8]) -> bool {
     page.chunks(64)
         .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }

@@ -24,8 +24,8 @@ use crate::error::{ImageError, Result};
 use crate::manifest::{FileEntry, Files, Manifest};
 use crate::memory::MemoryWriter;
 use crate::{
-    FORMAT_VERSION, KERNEL_STATE_FILE, KERNEL_STATE_MAX_BYTES, MANIFEST_FILE, MEMORY_FILE,
-    PAGE_SIZE,
+    FORMAT_VERSION, KERNEL_STATE_FILE, KERNEL_STATE_MAX_BYTES, MANIFEST_FILE, MANIFEST_MAX_BYTES,
+    MEMORY_FILE, PAGE_SIZE,
 };
 
 /// Mode of every image file: read-only for everyone (the image is immutable once written).
@@ -246,13 +246,7 @@ impl ImageWriter {
     /// Completes the image: finishes `memory.img`, writes `manifest.json` last, makes it all
     /// durable and renames the directory into place. Returns where it is and its digest.
     pub fn finish(mut self) -> Result<WrittenImage> {
-        let kernel_state = self.kernel_state.ok_or_else(|| {
-            ImageError::usage(
-                KERNEL_STATE_FILE,
-                "not written; call write_kernel_state before finish",
-            )
-        })?;
-        let memory = self.memory.finish()?;
+        let (memory, kernel_state) = self.finish_files()?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             sentry_version: self.sentry_version.clone(),
@@ -266,9 +260,62 @@ impl ImageWriter {
         };
         manifest.check()?;
         let bytes = manifest.encode()?;
-        let digest = Digest::of(&bytes);
+        self.commit(&bytes)
+    }
+
+    /// Completes an image whose `manifest.json` was made elsewhere, e.g. one pulled from a
+    /// registry: the files written must have exactly the sizes and digests `manifest_bytes`
+    /// records (else a [`ImageError::DigestMismatch`] or size error naming the file, and nothing
+    /// is placed), and those very bytes become `manifest.json`, so the image keeps its digest.
+    pub(crate) fn finish_with_manifest(mut self, manifest_bytes: &[u8]) -> Result<WrittenImage> {
+        let size = manifest_bytes.len() as u64;
+        if size > MANIFEST_MAX_BYTES {
+            return Err(ImageError::TooLarge {
+                file: MANIFEST_FILE,
+                actual: size,
+                limit: MANIFEST_MAX_BYTES,
+            });
+        }
+        let manifest = Manifest::decode(manifest_bytes)?;
+        if manifest.sentry_version != self.sentry_version {
+            return Err(ImageError::SentryVersion {
+                found: manifest.sentry_version,
+                expected: self.sentry_version.clone(),
+            });
+        }
+        if manifest.guest_memory_bytes != self.guest_memory_bytes {
+            return Err(ImageError::ManifestInvalid(format!(
+                "guest_memory_bytes {} is not the {} bytes written",
+                manifest.guest_memory_bytes, self.guest_memory_bytes
+            )));
+        }
+        let (memory, kernel_state) = self.finish_files()?;
+        same_content(MEMORY_FILE, &manifest.files.memory, &memory)?;
+        same_content(
+            KERNEL_STATE_FILE,
+            &manifest.files.kernel_state,
+            &kernel_state,
+        )?;
+        self.commit(manifest_bytes)
+    }
+
+    /// Finishes `memory.img` (length, fsync) and returns the entries of both data files.
+    fn finish_files(&mut self) -> Result<(FileEntry, FileEntry)> {
+        let kernel_state = self.kernel_state.ok_or_else(|| {
+            ImageError::usage(
+                KERNEL_STATE_FILE,
+                "not written; call write_kernel_state before finish",
+            )
+        })?;
+        Ok((self.memory.finish()?, kernel_state))
+    }
+
+    /// Writes `manifest.json` (last, so an image without one is never complete), makes the
+    /// directory durable and places it at the destination.
+    fn commit(mut self, manifest_bytes: &[u8]) -> Result<WrittenImage> {
+        let digest = Digest::of(manifest_bytes);
         let mut file = create_file(&self.tmp, MANIFEST_FILE)?;
-        file.write_all(&bytes)
+        file.write_all(manifest_bytes)
             .map_err(|e| ImageError::io(MANIFEST_FILE, "write", e))?;
         file.sync_all()
             .map_err(|e| ImageError::io(MANIFEST_FILE, "fsync", e))?;
@@ -348,6 +395,19 @@ impl Drop for ImageWriter {
     }
 }
 
+/// Checks that a file as written has the size and digest the manifest records.
+fn same_content(file: &'static str, expected: &FileEntry, written: &FileEntry) -> Result<()> {
+    crate::reader::check_size(file, written.size, expected.size)?;
+    if written.sha256 != expected.sha256 {
+        return Err(ImageError::DigestMismatch {
+            file,
+            expected: expected.sha256.to_hex(),
+            actual: written.sha256.to_hex(),
+        });
+    }
+    Ok(())
+}
+
 /// The directory containing `path` (`.` for a bare name).
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
@@ -367,7 +427,7 @@ fn unique_name(stem: &str, kind: &str) -> String {
 }
 
 /// True if nothing is at `path`, or an empty directory; false for anything else.
-fn is_absent_or_empty_dir(path: &Path) -> Result<bool> {
+pub(crate) fn is_absent_or_empty_dir(path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(ImageError::dir(path, "stat", e)),

@@ -103,7 +103,7 @@ enum Command {
     Checkpoint(commands::checkpoint::CheckpointArgs),
     /// Create and start a container from a checkpoint image.
     Restore(commands::restore::RestoreArgs),
-    /// Build checkpoint images of apps.
+    /// Build checkpoint images of apps; push and pull them to and from a registry.
     Image(commands::image::ImageArgs),
     /// Resume a paused container.
     Resume(commands::resume::ResumeArgs),

@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod dns_server;
+pub mod registry;
 
 use std::io::Read as _;
 use std::os::unix::process::ExitStatusExt as _;

@@ -238,3 +238,67 @@ fn refuses_writer_misuse() {
         ImageError::TooLarge { .. }
     ));
 }
+
+#[test]
+fn finish_with_manifest_keeps_the_given_bytes_and_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = build(&tmp.path().join("a"));
+    let manifest = std::fs::read(original.dir.join(MANIFEST_FILE)).unwrap();
+
+    let mut w = ImageWriter::create(tmp.path().join("b"), SENTRY, GUEST_BYTES).unwrap();
+    writer_with_state(&mut w);
+    let copy = w.finish_with_manifest(&manifest).unwrap();
+    assert_eq!(copy.digest, original.digest);
+    assert_eq!(
+        std::fs::read(copy.dir.join(MANIFEST_FILE)).unwrap(),
+        manifest
+    );
+    assert_eq!(
+        Image::open(&copy.dir, SENTRY).unwrap().digest(),
+        &original.digest
+    );
+}
+
+#[test]
+fn finish_with_manifest_refuses_other_content_and_places_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = build(&tmp.path().join("a"));
+    let manifest = std::fs::read(original.dir.join(MANIFEST_FILE)).unwrap();
+
+    // One byte of memory differs from what the manifest records.
+    let mut w = ImageWriter::create(tmp.path().join("b"), SENTRY, GUEST_BYTES).unwrap();
+    let mut memory = sample_memory();
+    memory[7 * PAGE_SIZE as usize + 3] ^= 0xff;
+    w.write_memory(&memory).unwrap();
+    w.write_kernel_state(&sample_kernel_state()).unwrap();
+    let err = w.finish_with_manifest(&manifest).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::DigestMismatch {
+                file: MEMORY_FILE,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(entries(tmp.path()), ["a"]);
+
+    // A shorter kernel state is named as such.
+    let mut w = ImageWriter::create(tmp.path().join("b"), SENTRY, GUEST_BYTES).unwrap();
+    w.write_memory(&sample_memory()).unwrap();
+    w.write_kernel_state(&sample_kernel_state()[..100]).unwrap();
+    let err = w.finish_with_manifest(&manifest).unwrap_err();
+    assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
+
+    // Another sentry's manifest, or another guest size, is refused before anything else.
+    let mut w = ImageWriter::create(tmp.path().join("b"), "9.9.9", GUEST_BYTES).unwrap();
+    writer_with_state(&mut w);
+    let err = w.finish_with_manifest(&manifest).unwrap_err();
+    assert!(matches!(err, ImageError::SentryVersion { .. }), "{err}");
+    let mut w = ImageWriter::create(tmp.path().join("b"), SENTRY, 2 * GUEST_BYTES).unwrap();
+    w.write_kernel_state(&sample_kernel_state()).unwrap();
+    let err = w.finish_with_manifest(&manifest).unwrap_err();
+    assert!(err.to_string().contains("guest_memory_bytes"), "{err}");
+    assert_eq!(entries(tmp.path()), ["a"]);
+}

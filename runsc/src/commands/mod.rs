@@ -13,6 +13,8 @@ pub mod features;
 pub mod help;
 pub mod image;
 pub mod image_build;
+pub mod image_pull;
+pub mod image_push;
 pub mod kill;
 pub mod list;
 pub mod pause;

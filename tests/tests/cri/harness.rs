@@ -11,8 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, CString};
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +19,7 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
+use nanovisor_tests::registry::Registry;
 use nanovisor_tests::target_dir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -51,7 +50,7 @@ pub struct Harness {
     pub bridge: String,
     /// The pods' /24 (`10.211.X.0/24`).
     pub subnet: String,
-    registry: Option<Child>,
+    registry: Option<Registry>,
     containerd: Option<Child>,
     /// Pod network namespaces (`/run/netns/cni-*`) there were before containerd started.
     netns_before: BTreeSet<String>,
@@ -101,47 +100,9 @@ impl Harness {
     /// Starts `docker-registry serve` on a free port of 127.0.0.1 with its storage in the
     /// scratch directory, and waits until `/v2/` answers.
     pub fn start_registry(&mut self) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("finding a free port")
-            .port();
-        self.registry_addr = format!("127.0.0.1:{port}");
-        let data = self.mkdir("registry/data");
-        let config = self.write(
-            "registry/config.yml",
-            &format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {}\n",
-                data.display(),
-                self.registry_addr
-            ),
-        );
-        let log = self.path("registry.log");
-        let child = spawn_logged(
-            Command::new("docker-registry").arg("serve").arg(&config),
-            &log,
-        );
-        self.registry = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if http_status(&self.registry_addr, "/v2/") == Some(200) {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.registry.as_mut().map(Child::try_wait) {
-                panic!(
-                    "docker-registry exited ({status}):\n{}",
-                    tail(&read(&log), 30)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on {} within 20 s:\n{}",
-                self.registry_addr,
-                tail(&read(&log), 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let registry = Registry::start(&self.mkdir("registry"));
+        self.registry_addr = registry.addr.clone();
+        self.registry = Some(registry);
     }
 
     /// Pushes a layout to the registry as `REPO:test`; the reference containerd pulls.
@@ -303,7 +264,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     fn own_pids(&self) -> Vec<u32> {
         let mut pids = vec![std::process::id()];
-        pids.extend(self.registry.as_ref().map(Child::id));
+        pids.extend(self.registry.as_ref().map(Registry::pid));
         pids.extend(self.containerd.as_ref().map(Child::id));
         pids
     }
@@ -460,9 +421,8 @@ impl Drop for Harness {
                 unsafe { kill(pid, SIGKILL) };
             }
         }
-        if let Some(child) = self.registry.take() {
-            stop(child, "docker-registry");
-        }
+        // Dropping the registry stops it.
+        self.registry = None;
         unmount_under(&self.dir);
         for ns in self.leftover_netns() {
             eprintln!("cleanup: deleting network namespace {ns}");
@@ -522,16 +482,6 @@ fn stop(mut child: Child, what: &str) {
     eprintln!("cleanup: {what} ignored SIGTERM for 10 s; killing it");
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// The HTTP status of `GET PATH` on `addr`, if it answers.
-fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// A `10.211.X.0/24` no address or route of the host is in.
