@@ -7,7 +7,7 @@
 //!
 //! A checkpoint closes the gate too, and also interrupts threads blocked in the sentry:
 //! their syscalls end as if a signal had come, and with no signal to deliver each is
-//! rewound to run again (as Linux restarts a syscall of a stopped process). At the gate,
+//! rewound to run again (`syscalls::dispatch`) (as Linux restarts a syscall of a stopped process). At the gate,
 //! each thread deposits a [`ThreadSnapshot`] once per checkpoint and waits; the
 //! checkpoint has every thread's final registers once every live thread has deposited.
 
@@ -94,12 +94,6 @@ impl Freezer {
 
     pub fn is_paused(&self) -> bool {
         self.gate().paused
-    }
-
-    /// Whether a checkpoint is collecting threads (an interrupted syscall is then
-    /// restarted even where a signal would make it fail with EINTR).
-    pub fn is_checkpointing(&self) -> bool {
-        self.closed.load(Ordering::SeqCst) && self.gate().collecting.is_some()
     }
 
     /// Block while the gate is closed. During a checkpoint, deposit `snapshot()` of
@@ -196,14 +190,13 @@ mod tests {
     fn a_checkpoint_that_misses_a_thread_times_out_naming_who_came() {
         let f = Freezer::default();
         f.begin_checkpoint();
-        assert!(f.is_checkpointing());
+        assert!(f.closed.load(Ordering::SeqCst));
         let err = f
             .collect(&|| 1, Duration::from_millis(30))
             .err()
             .expect("nobody deposited");
         assert!(err.is_empty());
         f.end_checkpoint();
-        assert!(!f.is_checkpointing());
         assert!(!f.closed.load(Ordering::SeqCst));
     }
 }

@@ -53,8 +53,7 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
     loop {
         // The address space can change under a task (execve), so it is looked up each time.
         let mm = task.mm.clone();
-        let kernel = task.kernel.clone();
-        kernel
+        task.kernel
             .freezer
             .pass(task.tid, &mut || snapshot(task, &mut *ctx));
         let trap = ctx.switch(mm.address_space().as_ref(), &mut task.regs)?;

@@ -158,9 +158,10 @@ pub fn dispatch(task: &mut Task) {
             task.restart = Some((nr, false));
             Errno::EINTR.to_return()
         }
-        // A checkpoint interrupted the call: with no signal to deliver, it runs again
-        // after the checkpoint (or the restore), whatever would make a signal's EINTR.
-        Err(Errno::EINTR) if task.kernel.freezer.is_checkpointing() => {
+        // An interrupted wait (poll, select, epoll_wait, …) fails with EINTR only if a
+        // handler runs, as on Linux, where nothing else interrupts it; interrupted with no
+        // signal to deliver (a checkpoint, a signal another thread took) it runs again.
+        Err(Errno::EINTR) => {
             task.restart = Some((nr, false));
             Errno::EINTR.to_return()
         }
