@@ -176,18 +176,7 @@ impl Controller {
         acl: Arc<Acl>,
         audit: Option<std::fs::File>,
     ) -> Controller {
-        let mut containers = Containers::default();
-        containers.inits.insert(id.to_string(), Init::Pending(init));
-        Controller {
-            sandbox,
-            sandbox_id: id.to_string(),
-            containers: Mutex::new(containers),
-            changed: Condvar::new(),
-            acl,
-            audit: audit.map(Arc::new),
-            waiting: Default::default(),
-            restored: Default::default(),
-        }
+        Controller::with_init(sandbox, id, Init::Pending(init), false, acl, audit)
     }
 
     /// A controller for a sandbox restored from a checkpoint (held paused): container
@@ -199,8 +188,19 @@ impl Controller {
         acl: Arc<Acl>,
         audit: Option<std::fs::File>,
     ) -> Controller {
+        Controller::with_init(sandbox, id, Init::Started(pid), true, acl, audit)
+    }
+
+    fn with_init(
+        sandbox: Arc<Sandbox>,
+        id: &str,
+        init: Init,
+        restored: bool,
+        acl: Arc<Acl>,
+        audit: Option<std::fs::File>,
+    ) -> Controller {
         let mut containers = Containers::default();
-        containers.inits.insert(id.to_string(), Init::Started(pid));
+        containers.inits.insert(id.to_string(), init);
         Controller {
             sandbox,
             sandbox_id: id.to_string(),
@@ -209,7 +209,7 @@ impl Controller {
             acl,
             audit: audit.map(Arc::new),
             waiting: Default::default(),
-            restored: std::sync::atomic::AtomicBool::new(true),
+            restored: std::sync::atomic::AtomicBool::new(restored),
         }
     }
 
