@@ -46,6 +46,7 @@ mod test_util;
 pub use digest::Digest;
 pub use error::{ImageError, Result};
 pub use manifest::{FileEntry, Files, Manifest};
+pub use memory::data_regions;
 pub use reader::Image;
 pub use verify::MemoryCheck;
 pub use writer::{ImageWriter, WrittenImage};

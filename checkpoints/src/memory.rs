@@ -138,38 +138,54 @@ pub(crate) fn hash_page(hasher: &mut Sha256, offset: u64, page: &[u8]) {
     hasher.update(page);
 }
 
+/// The data regions of the first `len` bytes of a sparse `file` (`SEEK_DATA`/`SEEK_HOLE`),
+/// as page-aligned `[start, end)` ranges in order: what must be read of it, holes being
+/// zeros. A file system without holes gives one region, the whole file.
+pub fn data_regions(file: &File, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsFd as _;
+    let seek = |from: u64, whence| {
+        lseek(
+            file.as_fd(),
+            i64::try_from(from).unwrap_or(i64::MAX),
+            whence,
+        )
+        .map(|at| u64::try_from(at).unwrap_or(len))
+    };
+    let mut regions = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match seek(pos, Whence::SeekData) {
+            Ok(d) => d,
+            // No data after `pos`: the rest is a hole.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(data, Whence::SeekHole)?;
+        // Round outwards so that every page with data is read whole.
+        let start = data - data % PAGE_SIZE;
+        let end = hole
+            .min(len)
+            .div_ceil(PAGE_SIZE)
+            .saturating_mul(PAGE_SIZE)
+            .min(len);
+        if start < end {
+            regions.push((start, end));
+        }
+        pos = end.max(hole);
+    }
+    Ok(regions)
+}
+
 /// The page digest (module doc) of the first `len` bytes of `file`, reading only its data
 /// regions. A file shorter than `len` is [`ImageError::ChangedDuringVerify`]: callers check
 /// the size first, so a short read means it shrank under us.
 pub(crate) fn page_digest(file: &File, len: u64) -> Result<Digest> {
-    use std::os::fd::AsFd as _;
     const CHUNK: usize = 1 << 20;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0u64;
-    while pos < len {
-        let seek = |from: u64, whence| {
-            nix::unistd::lseek(
-                file.as_fd(),
-                i64::try_from(from).unwrap_or(i64::MAX),
-                whence,
-            )
-        };
-        let data = match seek(pos, nix::unistd::Whence::SeekData) {
-            Ok(d) => u64::try_from(d).unwrap_or(len),
-            // No data after `pos`: the rest is a hole.
-            Err(nix::errno::Errno::ENXIO) => break,
-            Err(e) => return Err(ImageError::io(MEMORY_FILE, "seek", e.into())),
-        };
-        let hole = match seek(data, nix::unistd::Whence::SeekHole) {
-            Ok(h) => u64::try_from(h).unwrap_or(len),
-            Err(e) => return Err(ImageError::io(MEMORY_FILE, "seek", e.into())),
-        };
-        // Regions start and end on page boundaries in our own files; round outwards for
-        // others, so every page with data is read whole.
-        let mut at = data - data % PAGE_SIZE;
-        let end = hole.min(len).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let end = end.min(len);
+    let regions = data_regions(file, len).map_err(|e| ImageError::io(MEMORY_FILE, "seek", e))?;
+    for (mut at, end) in regions {
         while at < end {
             let n = usize::try_from((end - at).min(CHUNK as u64)).unwrap_or(CHUNK);
             let chunk = &mut buf[..n];
@@ -187,7 +203,6 @@ pub(crate) fn page_digest(file: &File, len: u64) -> Result<Digest> {
             }
             at += n as u64;
         }
-        pos = end.max(hole);
     }
     Ok(Digest::from_hasher(hasher))
 }

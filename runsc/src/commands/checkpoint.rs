@@ -101,27 +101,13 @@ fn copy_memory(
     guest_bytes: u64,
     writer: &mut checkpoints::ImageWriter,
 ) -> anyhow::Result<()> {
-    use nix::unistd::{lseek, Whence};
-    const CHUNK: usize = 1 << 20;
-    let end = memory
-        .metadata()
-        .context("memfd size")?
-        .len()
-        .min(guest_bytes);
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos: u64 = 0;
-    while pos < end {
-        let data = match lseek(memory.as_fd(), pos as i64, Whence::SeekData) {
-            Ok(d) => d as u64,
-            // ENXIO: no data after `pos`.
-            Err(nix::errno::Errno::ENXIO) => break,
-            Err(e) => return Err(anyhow!("seeking guest memory data: {e}")),
-        };
-        let hole = lseek(memory.as_fd(), data as i64, Whence::SeekHole)
-            .map_err(|e| anyhow!("seeking guest memory holes: {e}"))? as u64;
-        let mut at = data;
-        while at < hole.min(end) {
-            let n = (hole.min(end) - at).min(CHUNK as u64) as usize;
+    const CHUNK: u64 = 1 << 20;
+    let regions =
+        checkpoints::data_regions(memory, guest_bytes).context("finding guest memory's data")?;
+    let mut buf = vec![0u8; CHUNK as usize];
+    for (mut at, end) in regions {
+        while at < end {
+            let n = (end - at).min(CHUNK) as usize;
             memory
                 .read_exact_at(&mut buf[..n], at)
                 .context("reading guest memory")?;
@@ -130,7 +116,6 @@ fn copy_memory(
                 .context("writing memory.img")?;
             at += n as u64;
         }
-        pos = hole;
     }
     Ok(())
 }
