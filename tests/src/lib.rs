@@ -6,6 +6,7 @@
 
 pub mod cni;
 pub mod dns_server;
+pub mod oci;
 pub mod registry;
 
 use std::io::Read as _;

@@ -5,10 +5,11 @@
 //! Needs root and KVM.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nanovisor_tests::{guest_bin, runsc};
+use nanovisor_tests::guest_bin;
+use nanovisor_tests::oci::{runsc_at, ticks, wait_ticks};
 
 struct Scratch {
     dir: PathBuf,
@@ -43,25 +44,9 @@ impl Scratch {
     }
 
     /// Run runsc with stdout to `out` (the container's, for create/restore); its exit
-    /// code and stderr. Stderr goes through a file: the sandbox process keeps it.
+    /// code and stderr.
     fn runsc(&self, args: &[&str], out: Option<&Path>) -> (i32, String) {
-        let err_path = self.dir.join(format!("stderr-{}", args[0]));
-        let err = std::fs::File::create(&err_path).expect("stderr file");
-        let stdout = match out {
-            Some(p) => Stdio::from(std::fs::File::create(p).expect("stdout file")),
-            None => Stdio::null(),
-        };
-        let status = Command::new(runsc())
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(err)
-            .status()
-            .expect("running runsc");
-        let text = std::fs::read_to_string(&err_path).unwrap_or_default();
-        (status.code().unwrap_or(-1), text)
+        runsc_at(&self.root, &self.dir, args, out)
     }
 }
 
@@ -81,10 +66,9 @@ impl Drop for Scratch {
     }
 }
 
-/// One line of the ticker: its count, CLOCK_MONOTONIC and CLOCK_REALTIME in ms.
+/// One line of the ticker: its CLOCK_MONOTONIC and CLOCK_REALTIME in ms.
 #[derive(Clone, Copy, Debug)]
 struct Tick {
-    n: u64,
     mono: i64,
     real: i64,
 }
@@ -96,8 +80,8 @@ fn tick_lines(path: &Path) -> Vec<Tick> {
         .lines()
         .filter_map(|l| {
             let mut f = l.strip_prefix("tick ")?.split(' ');
+            let _count: u64 = f.next()?.parse().ok()?;
             Some(Tick {
-                n: f.next()?.parse().ok()?,
                 mono: f.next()?.parse().ok()?,
                 real: f.next()?.parse().ok()?,
             })
@@ -105,35 +89,11 @@ fn tick_lines(path: &Path) -> Vec<Tick> {
         .collect()
 }
 
-/// The tick numbers printed to `path` so far.
-fn ticks(path: &Path) -> Vec<u64> {
-    tick_lines(path).iter().map(|t| t.n).collect()
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Wait until `path` holds at least `n` ticks.
-fn wait_ticks(path: &Path, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = ticks(path);
-        if t.len() >= n {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} ticks after 20 s in {}: {:?}",
-            t.len(),
-            path.display(),
-            std::fs::read_to_string(path)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Wait until `runsc state` says the container has stopped.

@@ -17,10 +17,11 @@ use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use checkpoints::registry::{self, Access, Artifact, Registry as Client, Transport};
 use checkpoints::{Image, ImageWriter, PAGE_SIZE};
+use nanovisor_tests::oci::{runsc_at, wait_ticks};
 use nanovisor_tests::registry::Registry;
 use nanovisor_tests::{guest_bin, runsc, strip_ansi};
 
@@ -308,50 +309,6 @@ fn a_tampered_artifact_is_refused_and_leaves_nothing() {
         ["original", "registry"],
         "no temporary directory is left"
     );
-}
-
-/// Runs runsc with `--root root`; stdout to `out`. Exit code and stderr (through a file:
-/// a sandbox process keeps its stderr open).
-fn runsc_at(root: &Path, dir: &Path, args: &[&str], out: Option<&Path>) -> (i32, String) {
-    let err_path = dir.join(format!("stderr-{}", args[0]));
-    let err = std::fs::File::create(&err_path).expect("stderr file");
-    let stdout = match out {
-        Some(p) => Stdio::from(std::fs::File::create(p).expect("stdout file")),
-        None => Stdio::null(),
-    };
-    let status = Command::new(runsc())
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(err)
-        .status()
-        .expect("running runsc");
-    let text = std::fs::read_to_string(&err_path).unwrap_or_default();
-    (status.code().unwrap_or(-1), text)
-}
-
-/// The tick numbers the ticker printed to `path`, once there are at least `n`.
-fn wait_ticks(path: &Path, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ticks: Vec<u64> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("tick ")?.split(' ').next()?.parse().ok())
-            .collect();
-        if ticks.len() >= n {
-            return ticks;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} ticks after 20 s in {}",
-            ticks.len(),
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Deletes the test's containers whatever happens.
