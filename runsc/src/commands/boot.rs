@@ -259,7 +259,7 @@ fn restore_sandbox(
     stdio_by_id.insert(args.id.clone(), stdio);
     let sandbox = Sandbox::restore(sentry::state::sandbox::RestoreInput {
         memory_image,
-        state: opened.kernel_state().to_vec(),
+        state: opened.kernel_state(),
         net: stack,
         containers,
         stdio: stdio_by_id,

@@ -28,11 +28,11 @@ pub struct Checkpointed {
 
 /// What a restore needs besides the image: for each container (by id), its root file
 /// system and mounts opened anew, and the network stack built for the new sandbox.
-pub struct RestoreInput {
+pub struct RestoreInput<'a> {
     /// The image's `memory.img`, mapped copy-on-write.
     pub memory_image: File,
     /// The image's `kernel.state`.
-    pub state: Vec<u8>,
+    pub state: &'a [u8],
     pub net: Arc<netstack::stack::Stack>,
     pub containers: HashMap<String, (HostSource, Vec<MountSpec>)>,
     /// Each container's stdio now (stdin, stdout, stderr), by container id: what its
@@ -126,8 +126,8 @@ impl Sandbox {
     /// A sandbox rebuilt from a checkpoint, its threads paused at the gate until
     /// [`Sandbox::resume`]. A checkpoint of one container may be restored under
     /// another container id.
-    pub fn restore(input: RestoreInput) -> Result<Arc<Sandbox>, SandboxError> {
-        let state = super::decode(&input.state)?;
+    pub fn restore(input: RestoreInput<'_>) -> Result<Arc<Sandbox>, SandboxError> {
+        let state = super::decode(input.state)?;
         let memory = GuestMemory::restore(
             &input.memory_image,
             state.platform.memory_size,
