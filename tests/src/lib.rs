@@ -76,6 +76,19 @@ pub fn runsc() -> PathBuf {
     );
 }
 
+/// Our containerd shim, `containerd-shim-nanovisor-v1`, from the same build as [`runsc`].
+pub fn shim_binary() -> PathBuf {
+    let runsc = runsc();
+    let shim = runsc.with_file_name("containerd-shim-nanovisor-v1");
+    assert!(
+        shim.is_file(),
+        "no {} next to {}: run `cargo build -p shim` first",
+        shim.display(),
+        runsc.display()
+    );
+    shim
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

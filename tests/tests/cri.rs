@@ -1,5 +1,6 @@
-//! The product's acceptance test through Kubernetes' CRI: containerd's stock runc shim with
-//! `options.BinaryName = <our runsc>` (runtime handler `nanovisor`) runs a pod.
+//! The product's acceptance test through Kubernetes' CRI: containerd runs pods with our shim
+//! (`containerd-shim-nanovisor-v1`, runtime handler `nanovisor`), and with its stock runc shim
+//! driving our runsc as its runc (`options.BinaryName`, handler `nanovisor-runc`).
 //!
 //! The test starts a local registry and a private containerd (see `cri/harness.rs`), builds two
 //! images without podman (`cri/image.rs`: the host's Node.js in a minimal root file system, and a
@@ -7,13 +8,15 @@
 //! (`k8s-cri` over the unix socket):
 //!
 //! 1. Version; Status until the network is ready; PullImage over the registry protocol.
-//! 2. The pause container alone: RunPodSandbox (handler `nanovisor`), PodSandboxStatus (ready,
-//!    an address in the pod /24), a `runsc boot` process holding the pod, StopPodSandbox,
-//!    RemovePodSandbox.
-//! 3. A pod with an app container: RunPodSandbox, CreateContainer (Node printing a line and
-//!    staying up), StartContainer, ContainerStatus until RUNNING, the line in the container's
-//!    CRI log file, ExecSync (`node -e "console.log(6*7)"` → `42`, exit 0), StopContainer,
-//!    RemoveContainer, StopPodSandbox, RemovePodSandbox.
+//!
+//! Then, for each handler:
+//! 2. The pause container alone: RunPodSandbox, PodSandboxStatus (ready, an address in the pod
+//!    /24), a `runsc boot` process holding the pod, StopPodSandbox, RemovePodSandbox.
+//! 3. A pod of two containers: a Node HTTP server (its line in its CRI log file; a GET from the
+//!    host on the pod's address answers), and a peer that gets the server's answer over the
+//!    sandbox's loopback; one `runsc boot` process for the pod; ExecSync (`console.log(6*7)` →
+//!    `42`, exit 0; a failing command → its exit code and stderr); ContainerStats;
+//!    StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.
 //! 4. After each pod: no shim or `runsc boot` process, no mount under the scratch directory, no
 //!    pod network namespace and no container cgroup is left.
 //!
@@ -35,11 +38,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::{read, Harness, HANDLER};
+use harness::{read, Harness, HANDLER, RUNC_SHIM_HANDLER};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use nanovisor_tests::runsc;
+use nanovisor_tests::{runsc, shim_binary};
 use tonic::transport::Channel;
 
 /// How long one CRI call may take (RunPodSandbox and PullImage included).
@@ -130,6 +133,8 @@ struct Cri {
     rt: RuntimeServiceClient<Channel>,
     im: ImageServiceClient<Channel>,
     start: Instant,
+    /// The runtime handler pods are run with.
+    handler: &'static str,
 }
 
 impl Cri {
@@ -171,13 +176,13 @@ impl Cri {
         &mut self,
         h: &Harness,
         config: &PodSandboxConfig,
-    ) -> (String, Option<String>) {
+    ) -> (String, String, Option<String>) {
         self.step("RunPodSandbox");
         let pod = call(
             "RunPodSandbox",
             self.rt.run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: HANDLER.into(),
+                runtime_handler: self.handler.into(),
             }),
         )
         .await
@@ -197,14 +202,14 @@ impl Cri {
         let ip = s.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
         self.step(&format!("pod {} ready, ip {ip}", &pod[..12]));
         assert_eq!(s.state, PodSandboxState::SandboxReady as i32, "pod state");
-        assert_eq!(s.runtime_handler, HANDLER, "pod runtime handler");
+        assert_eq!(s.runtime_handler, self.handler, "pod runtime handler");
         let prefix = h.subnet.trim_end_matches("0/24");
         assert!(
             ip.starts_with(prefix),
             "the pod's address {ip:?} is not in {}",
             h.subnet
         );
-        // The stock runc shim ran our runsc, whose sandbox process holds the pod.
+        // The shim ran our runsc, whose sandbox process holds the pod.
         let procs = h.our_processes();
         assert!(
             procs
@@ -214,13 +219,25 @@ impl Cri {
             h.dir.display(),
             procs.join("\n")
         );
+        // The handler's own shim serves the pod: ours, or containerd's runc shim.
+        let shim = match self.handler {
+            HANDLER => "containerd-shim-nanovisor-v1",
+            _ => "containerd-shim-runc-v2",
+        };
+        assert!(
+            procs
+                .iter()
+                .any(|p| p.contains(shim) && p.contains(pod.as_str())),
+            "no {shim} process for pod {pod}:\n{}",
+            procs.join("\n")
+        );
         let netns = status.info.values().find_map(|v| {
             let at = v.find("/var/run/netns/cni-")?;
             let rest = &v[at..];
             let end = rest.find('"').unwrap_or(rest.len());
             Some(rest[..end].to_string())
         });
-        (pod, netns)
+        (pod, ip, netns)
     }
 
     async fn stop_and_remove_pod(&mut self, pod: &str) {
@@ -315,14 +332,192 @@ fn assert_gone(h: &Harness, netns: &Option<String>, ids: &[&str]) {
     assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
 }
 
-async fn scenario(h: &mut Harness, image: &str, start: Instant) {
+/// A container of the pod running `node -e SCRIPT`, logging to `NAME.log`.
+fn node_container(name: &str, image: &str, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["node".into(), "-e".into(), script.into()],
+        log_path: format!("{name}.log"),
+        // What kubelet sends for a pod without shareProcessNamespace.
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod's HTTP server: answers every request with a fixed line.
+const SERVER: &str = "require('http').createServer((q, r) => r.end('hello from nanovisor'))\
+    .listen(8080, () => console.log('listening on 8080'))";
+
+/// The pod's second container: asks the server over the sandbox's loopback, prints the
+/// answer, and stays up.
+const PEER: &str = "const get = () => require('http').get('http://127.0.0.1:8080/', r => {\
+    let b = ''; r.on('data', d => b += d); r.on('end', () => console.log('peer got: ' + b)); })\
+    .on('error', e => { console.log('peer error: ' + e.message); setTimeout(get, 200); });\
+    get(); setInterval(() => {}, 1000);";
+
+impl Cri {
+    async fn create_and_start(
+        &mut self,
+        pod: &str,
+        sandbox: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> String {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        self.step(&format!("CreateContainer {name}"));
+        let ctr = call(
+            "CreateContainer",
+            self.rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.clone()),
+            }),
+        )
+        .await
+        .container_id;
+        self.step(&format!("StartContainer {name}"));
+        call(
+            "StartContainer",
+            self.rt.start_container(StartContainerRequest {
+                container_id: ctr.clone(),
+            }),
+        )
+        .await;
+        let log_path = PathBuf::from(&sandbox.log_directory).join(format!("{name}.log"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.container_status(&ctr).await;
+            if s.state == ContainerState::ContainerRunning as i32 {
+                break;
+            }
+            assert!(
+                s.state != ContainerState::ContainerExited as i32,
+                "{name} exited: code {}, reason {:?}, message {:?}; its log:\n{}",
+                s.exit_code,
+                s.reason,
+                s.message,
+                read(&log_path)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{name} is not running after 30 s: state {}",
+                s.state
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ctr
+    }
+
+    async fn stop_and_remove_container(&mut self, ctr: &str) {
+        self.step("StopContainer");
+        call_within(
+            STOP_TIMEOUT,
+            "StopContainer",
+            self.rt.stop_container(StopContainerRequest {
+                container_id: ctr.into(),
+                // Node as its pid namespace's init ignores SIGTERM: SIGKILL follows after 2 s.
+                timeout: 2,
+            }),
+        )
+        .await;
+        let s = self.container_status(ctr).await;
+        assert_eq!(
+            s.state,
+            ContainerState::ContainerExited as i32,
+            "container state after StopContainer (reason {:?})",
+            s.reason
+        );
+        eprintln!("   exit code {} ({})", s.exit_code, s.reason);
+        self.step("RemoveContainer");
+        call(
+            "RemoveContainer",
+            self.rt.remove_container(RemoveContainerRequest {
+                container_id: ctr.into(),
+            }),
+        )
+        .await;
+    }
+}
+
+/// Waits (30 s) for a CRI log line `TIMESTAMP stdout F <line>` ending in `text`.
+async fn wait_for_log(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = read(path);
+        if log
+            .lines()
+            .any(|l| l.contains(" stdout ") && l.ends_with(text))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} in {} after 30 s:\n{log}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /` from the host; the body of a 200.
+fn http_get(ip: &str, port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let addr = format!("{ip}:{port}")
+                .parse()
+                .map_err(|e| std::io::Error::other(format!("{e}")))?;
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            Ok(reply)
+        })();
+        match attempt {
+            Ok(reply) if reply.starts_with("HTTP/1.1 200") => {
+                return reply
+                    .split_once("\r\n\r\n")
+                    .map(|(_, body)| body.to_string())
+                    .unwrap_or_default();
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "no HTTP 200 from {ip}:{port} within 20 s: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn connect_cri(h: &mut Harness, start: Instant) -> Cri {
     let channel = h.connect().await;
-    let mut cri = Cri {
+    Cri {
         rt: RuntimeServiceClient::new(channel.clone()),
         im: ImageServiceClient::new(channel),
         start,
-    };
+        handler: HANDLER,
+    }
+}
 
+async fn prepare(cri: &mut Cri, image: &str) {
     cri.step("Version");
     let v = call(
         "Version",
@@ -365,106 +560,51 @@ async fn scenario(h: &mut Harness, image: &str, start: Instant) {
     )
     .await;
     eprintln!("   {}", pulled.image_ref);
+}
 
-    // The pause container alone in its sandbox.
-    let solo = cri.pod_config(h, "nv-solo");
-    let (pod, netns) = cri.run_pod(h, &solo).await;
+/// The pause container alone, then a pod of two Node containers sharing one sandbox: an HTTP
+/// server reached from the host on the pod's address, and a peer that reaches it over the
+/// sandbox's loopback; ExecSync, logs, stats, stop and removal, nothing left behind.
+async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) {
+    cri.step(&format!("---- runtime handler {} ----", cri.handler));
+    let solo = cri.pod_config(h, &format!("{}-solo", cri.handler));
+    let (pod, _, netns) = cri.run_pod(h, &solo).await;
     cri.stop_and_remove_pod(&pod).await;
     assert_gone(h, &netns, &[&pod]);
 
-    // A pod with Node in it.
-    let config = cri.pod_config(h, "nv-node");
-    let (pod, netns) = cri.run_pod(h, &config).await;
-    cri.step("CreateContainer");
-    let ctr = call(
-        "CreateContainer",
-        cri.rt.create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: "node".into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: image.into(),
-                    ..Default::default()
-                }),
-                command: vec![
-                    "node".into(),
-                    "-e".into(),
-                    "console.log('hello from nanovisor'); setInterval(() => {}, 1000)".into(),
-                ],
-                log_path: "node.log".into(),
-                // What kubelet sends for a pod without shareProcessNamespace.
-                linux: Some(LinuxContainerConfig {
-                    security_context: Some(LinuxContainerSecurityContext {
-                        namespace_options: Some(namespaces()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            sandbox_config: Some(config.clone()),
-        }),
-    )
-    .await
-    .container_id;
+    let config = cri.pod_config(h, &format!("{}-web", cri.handler));
+    let (pod, ip, netns) = cri.run_pod(h, &config).await;
+    let logs = PathBuf::from(&config.log_directory);
+    let server = cri
+        .create_and_start(&pod, &config, node_container("server", image, SERVER))
+        .await;
+    wait_for_log(&logs.join("server.log"), "listening on 8080").await;
+    cri.step(&format!("GET http://{ip}:8080/ from the host"));
+    // Blocking is fine here: nothing else runs on the test's runtime meanwhile.
+    let body = http_get(&ip, 8080);
+    assert_eq!(body, "hello from nanovisor");
 
-    cri.step("StartContainer");
-    call(
-        "StartContainer",
-        cri.rt.start_container(StartContainerRequest {
-            container_id: ctr.clone(),
-        }),
-    )
-    .await;
-    let log_path = PathBuf::from(&config.log_directory).join("node.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = cri.container_status(&ctr).await;
-        if s.state == ContainerState::ContainerRunning as i32 {
-            break;
-        }
-        assert!(
-            s.state != ContainerState::ContainerExited as i32,
-            "the container exited: code {}, reason {:?}, message {:?}; its log:\n{}",
-            s.exit_code,
-            s.reason,
-            s.message,
-            read(&log_path)
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the container is not running after 30 s: state {}",
-            s.state
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cri.step("container RUNNING; reading its log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = read(&log_path);
-        // CRI log lines: `TIMESTAMP stdout F hello from nanovisor`.
-        if log
-            .lines()
-            .any(|l| l.contains(" stdout ") && l.ends_with("hello from nanovisor"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no 'hello from nanovisor' in {} after 30 s:\n{log}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let peer = cri
+        .create_and_start(&pod, &config, node_container("peer", image, PEER))
+        .await;
+    wait_for_log(&logs.join("peer.log"), "peer got: hello from nanovisor").await;
+    let boots: Vec<String> = h
+        .our_processes()
+        .into_iter()
+        .filter(|p| p.contains(" boot "))
+        .collect();
+    assert_eq!(
+        boots.len(),
+        1,
+        "the pod's two containers should share one sandbox process:\n{}",
+        boots.join("\n")
+    );
 
-    cri.step("ExecSync node -e console.log(6*7)");
+    cri.step("ExecSync node -e console.log(6*7) in the peer");
     let exec = call(
         "ExecSync",
         cri.rt.exec_sync(ExecSyncRequest {
-            container_id: ctr.clone(),
+            container_id: peer.clone(),
             cmd: vec!["node".into(), "-e".into(), "console.log(6*7)".into()],
             timeout: 60,
         }),
@@ -480,34 +620,45 @@ async fn scenario(h: &mut Harness, image: &str, start: Instant) {
         "ExecSync: exit {}, stdout {stdout:?}, stderr {stderr:?}",
         exec.exit_code
     );
-
-    cri.step("StopContainer");
-    call_within(
-        STOP_TIMEOUT,
-        "StopContainer",
-        cri.rt.stop_container(StopContainerRequest {
-            container_id: ctr.clone(),
-            // Node as its pid namespace's init ignores SIGTERM: SIGKILL follows after 2 s.
-            timeout: 2,
+    cri.step("ExecSync with a failing command");
+    let exec = call(
+        "ExecSync",
+        cri.rt.exec_sync(ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec![
+                "node".into(),
+                "-e".into(),
+                "console.error('bad'); process.exit(3)".into(),
+            ],
+            timeout: 60,
         }),
     )
     .await;
-    let s = cri.container_status(&ctr).await;
     assert_eq!(
-        s.state,
-        ContainerState::ContainerExited as i32,
-        "container state after StopContainer (reason {:?})",
-        s.reason
+        (exec.exit_code, String::from_utf8_lossy(&exec.stderr).trim()),
+        (3, "bad"),
+        "ExecSync of a failing command"
     );
-    eprintln!("   exit code {} ({})", s.exit_code, s.reason);
-    cri.step("RemoveContainer");
-    call(
-        "RemoveContainer",
-        cri.rt.remove_container(RemoveContainerRequest {
-            container_id: ctr.clone(),
+
+    cri.step("ContainerStats");
+    let stats = call(
+        "ContainerStats",
+        cri.rt.container_stats(ContainerStatsRequest {
+            container_id: server.clone(),
         }),
     )
-    .await;
+    .await
+    .stats
+    .expect("ContainerStats has stats");
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map_or(0, |v| v.value);
+    eprintln!("   working set {memory} bytes");
+    assert!(memory > 0, "ContainerStats reports no memory: {memory}");
+
+    cri.stop_and_remove_container(&peer).await;
+    cri.stop_and_remove_container(&server).await;
     cri.stop_and_remove_pod(&pod).await;
     let left = call(
         "ListContainers",
@@ -517,12 +668,12 @@ async fn scenario(h: &mut Harness, image: &str, start: Instant) {
     .await
     .containers;
     assert!(left.is_empty(), "containers left: {left:?}");
-    assert_gone(h, &netns, &[&pod, &ctr]);
+    assert_gone(h, &netns, &[&pod, &server, &peer]);
     cri.step("pod removed, nothing left behind");
 }
 
 #[test]
-fn cri_runs_a_pod_with_the_runc_shim_and_runsc() {
+fn cri_runs_pods_with_our_shim_and_with_the_runc_shim() {
     let start = Instant::now();
     prerequisites();
     let runsc = runsc();
@@ -538,13 +689,19 @@ fn cri_runs_a_pod_with_the_runc_shim_and_runsc() {
         start,
         &format!("registry {} has both images", h.registry_addr),
     );
-    h.start_containerd(&runsc, &pause_ref);
+    h.start_containerd(&runsc, &shim_binary(), &pause_ref);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    rt.block_on(scenario(&mut h, &node_ref, start));
+    rt.block_on(async {
+        let mut cri = connect_cri(&mut h, start).await;
+        prepare(&mut cri, &node_ref).await;
+        scenario(&mut h, &mut cri, &node_ref).await;
+        cri.handler = RUNC_SHIM_HANDLER;
+        scenario(&mut h, &mut cri, &node_ref).await;
+    });
     drop(rt);
     drop(h);
     log_step(start, "done");

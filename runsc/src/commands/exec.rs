@@ -1,4 +1,5 @@
-//! `runsc exec [--process F] [--detach] [--pid-file F] [--console-socket S] [--tty]
+//! `runsc exec [--process F] [--detach] [--pid-file F] [--internal-pid-file F]
+//! [--console-socket S] [--tty]
 //! [--env K=V]… [--cwd DIR] [--user UID[:GID]] ID [CMD ARGS…]`: run another process in a
 //! running container.
 //!
@@ -6,6 +7,8 @@
 //! foreground we wait for it and exit with its status. With `--detach` we start a waiter
 //! (`runsc exec-wait ID PID`, which exits with the process's status), write the waiter's
 //! pid to `--pid-file` for whoever reaps it (conmon, containerd's shim) and return.
+//! `--internal-pid-file` gets the process's pid in the sandbox, which `kill --pid` takes:
+//! the waiter passes on only signals that can be caught, so SIGKILL goes that way.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -32,6 +35,9 @@ pub struct ExecArgs {
     /// Write the pid to wait for here (with --detach, the waiter's).
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
+    /// Write the process's pid in the sandbox here.
+    #[arg(long, value_name = "FILE")]
+    internal_pid_file: Option<PathBuf>,
     /// A unix socket to send the terminal's master to.
     #[arg(long, value_name = "PATH")]
     console_socket: Option<PathBuf>,
@@ -175,6 +181,9 @@ pub fn run(args: ExecArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
         let stderr = std::io::stderr();
         control.exec(spec, &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()])?
     };
+    if let Some(path) = &args.internal_pid_file {
+        write_pid_file(path, pid)?;
+    }
 
     if args.detach {
         let waiter = Command::new(std::env::current_exe().context("finding the runsc binary")?)

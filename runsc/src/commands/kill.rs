@@ -1,6 +1,7 @@
-//! `runsc kill [--all] ID [SIGNAL]`: send a signal to the container's init (or, with
-//! `--all`, to all its processes). SIGNAL is a name with or without `SIG` (`TERM`,
-//! `SIGKILL`) or a number; the default is SIGTERM.
+//! `runsc kill [--all | --pid PID] ID [SIGNAL]`: send a signal to the container's init
+//! (or, with `--all`, to all its processes; with `--pid`, to one process of it by its pid
+//! in the sandbox, as gVisor's runsc does: what `exec --internal-pid-file` wrote). SIGNAL
+//! is a name with or without `SIG` (`TERM`, `SIGKILL`) or a number; the default is SIGTERM.
 
 use std::time::Duration;
 
@@ -15,8 +16,11 @@ use crate::container::{host_process, Container, Status};
 #[derive(Args)]
 pub struct KillArgs {
     /// Send the signal to every process in the container, not only its init.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "pid")]
     all: bool,
+    /// Send the signal to this process (its pid in the sandbox) instead of the init.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pid: Option<i32>,
     /// The container id.
     id: String,
     /// The signal: a name (`KILL`, `SIGKILL`) or a number.
@@ -123,8 +127,25 @@ pub fn run(args: KillArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     let c = load(global, &args.id)?;
     let _lock = c.dir.lock()?;
     let (status, _) = c.status_locked();
-    kill(&c, status, signal, args.all)?;
+    match args.pid {
+        Some(pid) => kill_process(&c, status, pid, signal)?,
+        None => kill(&c, status, signal, args.all)?,
+    }
     Ok(0)
+}
+
+/// Sends `signal` to process `pid` (in the sandbox) of a running or paused container.
+fn kill_process(c: &Container, status: Status, pid: i32, signal: i32) -> anyhow::Result<()> {
+    if !matches!(status, Status::Running | Status::Paused) {
+        anyhow::bail!("container not running");
+    }
+    match c.control()?.signal(pid, false, signal) {
+        Ok(()) => Ok(()),
+        Err(ControlError::Remote { code, message }) if code == ErrorCode::NotFound as i32 => {
+            anyhow::bail!("process {pid} not found: {message}")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Sends `signal` to a loaded container in `status`. A created container has no init yet

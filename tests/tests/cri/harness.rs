@@ -36,8 +36,12 @@ const MNT_DETACH: c_int = 2;
 /// The PATH containerd, its shims and runsc get.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The runtime handler (a RuntimeClass's `handler`) that selects our runsc.
+/// The runtime handler (a RuntimeClass's `handler`) that selects our shim,
+/// `containerd-shim-nanovisor-v1`, which drives our runsc.
 pub const HANDLER: &str = "nanovisor";
+
+/// A second handler: containerd's stock runc shim running our runsc as its runc.
+pub const RUNC_SHIM_HANDLER: &str = "nanovisor-runc";
 
 pub struct Harness {
     /// `/tmp/nvcri-PID`. Short: runsc's control sockets live under `DIR/rs/<64-hex id>/`.
@@ -123,12 +127,21 @@ impl Harness {
         reference
     }
 
-    /// Writes containerd's config (CRI plugin with the `nanovisor` runtime handler: the stock
-    /// runc shim running `runsc` as its runc), the CNI bridge config and the registry's
-    /// hosts.toml, and starts containerd. [`Harness::connect`] waits until it answers.
-    pub fn start_containerd(&mut self, runsc: &Path, sandbox_image: &str) {
+    /// Writes containerd's config (CRI plugin with two runtime handlers: `nanovisor`, our
+    /// shim, found on containerd's PATH and configured by a shim.toml its runtime options
+    /// name; and `nanovisor-runc`, the stock runc shim running `runsc` as its runc), the CNI
+    /// bridge config and the registry's hosts.toml, and starts containerd.
+    /// [`Harness::connect`] waits until it answers.
+    pub fn start_containerd(&mut self, runsc: &Path, shim: &Path, sandbox_image: &str) {
         let d = self.dir.display().to_string();
         let runsc_root = self.mkdir("rs");
+        let bin = self.mkdir("bin");
+        std::os::unix::fs::symlink(shim, bin.join("containerd-shim-nanovisor-v1"))
+            .expect("linking the shim into containerd's PATH");
+        let shim_config = self.write(
+            "shim.toml",
+            &format!("runsc = \"{}\"\nroot = \"{d}/nv\"\n", runsc.display()),
+        );
         let config = format!(
             r#"version = 2
 root = "{d}/root"
@@ -163,13 +176,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}]
-        runtime_type = "io.containerd.runc.v2"
+        runtime_type = "io.containerd.nanovisor.v1"
+        pod_annotations = ["dev.nanovisor.*"]
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}.options]
+          ConfigPath = "{shim_config}"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{RUNC_SHIM_HANDLER}]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{RUNC_SHIM_HANDLER}.options]
           BinaryName = "{runsc}"
           Root = "{root}"
 "#,
             runsc = runsc.display(),
             root = runsc_root.display(),
+            shim_config = shim_config.display(),
         );
         let config = self.write("config.toml", &config);
         // A bridge with the gateway address on the host end, no default route in the pod and
@@ -206,7 +225,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         cmd.arg("--config")
             .arg(&config)
             .env_clear()
-            .env("PATH", PATH);
+            .env("PATH", format!("{}:{PATH}", bin.display()));
         for key in ["RUST_LOG", "RUST_BACKTRACE", "HOME"] {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
@@ -347,6 +366,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         let mut logs = Vec::new();
         find_files(&self.path("state"), "log.json", &mut logs);
         find_files(&self.path("rs"), "boot.log", &mut logs);
+        find_files(&self.path("nv"), "boot.log", &mut logs);
         for log in logs {
             eprintln!(
                 "---- {} (last 30 lines) ----\n{}",

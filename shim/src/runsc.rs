@@ -1,0 +1,345 @@
+//! A typed wrapper around the `runsc` command line: one method per command the shim uses,
+//! each returning what the command printed or an error carrying runsc's own message.
+//!
+//! Commands that leave a process behind (`create`, `exec --detach`, `restore --detach`) get
+//! the container's stdio, so their error goes to the bundle's `log.json`, where it is read
+//! back from. Every other command's stdout and stderr come back through pipes. Exits are
+//! taken from [`Exits`], never from `Child::wait` (see exits.rs).
+
+use std::io::Read as _;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::exits::Exits;
+
+/// How long any runsc command may take. `create` waits up to a minute for its sandbox.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest output read from a command.
+const MAX_OUTPUT: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunscError {
+    #[error("starting {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runsc {command}: {message}")]
+    Failed { command: String, message: String },
+    #[error("runsc {command}: no exit within {COMMAND_TIMEOUT:?}")]
+    Timeout { command: String },
+    #[error("runsc {command}: unexpected output: {message}")]
+    Output { command: String, message: String },
+}
+
+/// A container's or process's stdio, as fds for runsc to hand to the sandbox.
+#[derive(Default)]
+pub struct Stdio3 {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+pub struct Runsc {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+    pub debug: bool,
+    exits: Arc<Exits>,
+}
+
+/// What a command printed.
+pub struct Output {
+    pub stdout: String,
+}
+
+impl Runsc {
+    pub fn new(binary: PathBuf, root: PathBuf, debug: bool, exits: Arc<Exits>) -> Runsc {
+        Runsc {
+            binary,
+            root,
+            debug,
+            exits,
+        }
+    }
+
+    fn command(&self, log: Option<&Path>) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log).args(["--log-format", "json"]);
+        }
+        if self.debug {
+            cmd.arg("--debug");
+        }
+        cmd
+    }
+
+    /// `runsc create --bundle B --pid-file P [--console-socket S] ID`.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+        stdio: Stdio3,
+    ) -> Result<(), RunscError> {
+        let log = log_path(bundle);
+        let mut cmd = self.command(Some(&log));
+        cmd.arg("create").arg("--bundle").arg(bundle);
+        cmd.arg("--pid-file").arg(pid_file);
+        if let Some(s) = console_socket {
+            cmd.arg("--console-socket").arg(s);
+        }
+        cmd.arg(id);
+        self.run_detaching("create", cmd, stdio, &log)
+    }
+
+    /// `runsc restore --image-path DIR --bundle B --detach --pid-file P ID`: a created
+    /// container whose sandbox holds the image's guest until `start`.
+    pub fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        image: &Path,
+        pid_file: &Path,
+        stdio: Stdio3,
+    ) -> Result<(), RunscError> {
+        let log = log_path(bundle);
+        let mut cmd = self.command(Some(&log));
+        cmd.arg("restore").arg("--image-path").arg(image);
+        cmd.arg("--bundle").arg(bundle).arg("--detach");
+        cmd.arg("--pid-file").arg(pid_file).arg(id);
+        self.run_detaching("restore", cmd, stdio, &log)
+    }
+
+    /// `runsc exec --detach --process F --pid-file P --internal-pid-file I [--console-socket S] ID`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn exec(
+        &self,
+        id: &str,
+        bundle: &Path,
+        process: &Path,
+        pid_file: &Path,
+        internal_pid_file: &Path,
+        console_socket: Option<&Path>,
+        stdio: Stdio3,
+    ) -> Result<(), RunscError> {
+        let log = log_path(bundle);
+        let mut cmd = self.command(Some(&log));
+        cmd.args(["exec", "--detach", "--process"]).arg(process);
+        cmd.arg("--pid-file").arg(pid_file);
+        cmd.arg("--internal-pid-file").arg(internal_pid_file);
+        if let Some(s) = console_socket {
+            cmd.arg("--console-socket").arg(s);
+        }
+        cmd.arg(id);
+        self.run_detaching("exec", cmd, stdio, &log)
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), RunscError> {
+        self.simple("start", &[id]).map(drop)
+    }
+
+    /// `runsc kill [--all] ID SIGNAL`.
+    pub fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RunscError> {
+        let signal = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, signal.as_str()]);
+        self.simple_args(&args).map(drop)
+    }
+
+    /// `runsc kill --pid PID ID SIGNAL`: one process of the container.
+    pub fn kill_pid(&self, id: &str, pid: i32, signal: u32) -> Result<(), RunscError> {
+        let (pid, signal) = (pid.to_string(), signal.to_string());
+        self.simple_args(&["kill", "--pid", &pid, id, &signal])
+            .map(drop)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), RunscError> {
+        self.simple("delete", &["--force", id]).map(drop)
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), RunscError> {
+        self.simple("pause", &[id]).map(drop)
+    }
+
+    pub fn resume(&self, id: &str) -> Result<(), RunscError> {
+        self.simple("resume", &[id]).map(drop)
+    }
+
+    /// `runsc ps --format json ID`: the container's pids in the sandbox.
+    pub fn ps(&self, id: &str) -> Result<Vec<u32>, RunscError> {
+        let out = self.simple("ps", &["--format", "json", id])?;
+        serde_json::from_str(out.stdout.trim()).map_err(|e| RunscError::Output {
+            command: "ps".into(),
+            message: format!("{e}: {:?}", out.stdout),
+        })
+    }
+
+    /// `runsc events --stats ID`: the stats event's `data`.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value, RunscError> {
+        let out = self.simple("events", &["--stats", id])?;
+        let event: serde_json::Value =
+            serde_json::from_str(out.stdout.trim()).map_err(|e| RunscError::Output {
+                command: "events".into(),
+                message: format!("{e}: {:?}", out.stdout),
+            })?;
+        Ok(event
+            .get("data")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `runsc checkpoint --image-path DIR [--leave-running] ID`.
+    pub fn checkpoint(
+        &self,
+        id: &str,
+        image: &Path,
+        leave_running: bool,
+    ) -> Result<(), RunscError> {
+        let mut cmd = self.command(None);
+        cmd.arg("checkpoint").arg("--image-path").arg(image);
+        if leave_running {
+            cmd.arg("--leave-running");
+        }
+        cmd.arg(id);
+        self.run_captured("checkpoint", cmd).map(drop)
+    }
+
+    fn simple(&self, command: &str, args: &[&str]) -> Result<Output, RunscError> {
+        let mut cmd = self.command(None);
+        cmd.arg(command).args(args);
+        self.run_captured(command, cmd)
+    }
+
+    fn simple_args(&self, args: &[&str]) -> Result<Output, RunscError> {
+        let mut cmd = self.command(None);
+        cmd.args(args);
+        self.run_captured(args.first().copied().unwrap_or("runsc"), cmd)
+    }
+
+    /// Runs a command with piped stdout and stderr; its stdout, or its stderr as the error.
+    fn run_captured(&self, command: &str, mut cmd: Command) -> Result<Output, RunscError> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| RunscError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        let pid = child.id() as i32;
+        // stderr in a thread, so that neither pipe can fill while the other is read.
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = (&mut pipe).take(MAX_OUTPUT).read_to_string(&mut text);
+                text
+            })
+        });
+        let mut stdout = String::new();
+        if let Some(pipe) = child.stdout.take() {
+            let _ = pipe.take(MAX_OUTPUT).read_to_string(&mut stdout);
+        }
+        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        let exit =
+            self.exits
+                .wait(pid, Some(COMMAND_TIMEOUT))
+                .ok_or_else(|| RunscError::Timeout {
+                    command: command.into(),
+                })?;
+        if exit.status != 0 {
+            return Err(RunscError::Failed {
+                command: command.into(),
+                message: message_of(&stderr, exit.status),
+            });
+        }
+        Ok(Output { stdout })
+    }
+
+    /// Runs a command whose children outlive it with the container's stdio; on failure the
+    /// error is the last one runsc logged.
+    fn run_detaching(
+        &self,
+        command: &str,
+        mut cmd: Command,
+        stdio: Stdio3,
+        log: &Path,
+    ) -> Result<(), RunscError> {
+        cmd.stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(stdio.stdout.map_or_else(Stdio::null, Stdio::from))
+            .stderr(stdio.stderr.map_or_else(Stdio::null, Stdio::from));
+        let child = cmd.spawn().map_err(|source| RunscError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        // Our copies of the container's fds went with `cmd`; the sandbox has its own.
+        drop(cmd);
+        let exit = self
+            .exits
+            .wait(child.id() as i32, Some(COMMAND_TIMEOUT))
+            .ok_or_else(|| RunscError::Timeout {
+                command: command.into(),
+            })?;
+        if exit.status != 0 {
+            let logged = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(RunscError::Failed {
+                command: command.into(),
+                message: message_of(&last_logged_error(&logged), exit.status),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where runsc logs for a container: `log.json` in its bundle, as runc's shim has it.
+pub fn log_path(bundle: &Path) -> PathBuf {
+    bundle.join("log.json")
+}
+
+fn message_of(text: &str, status: i32) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("runsc: ").unwrap_or(text);
+    if text.is_empty() {
+        format!("exit status {status}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// The message of the last `"level":"error"` line of a JSON log.
+fn last_logged_error(log: &str) -> String {
+    log.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("level").and_then(|l| l.as_str()) == Some("error"))
+        .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_last_error_of_a_log() {
+        let log = "{\"level\":\"info\",\"msg\":\"a\"}\n\
+                   {\"level\":\"error\",\"msg\":\"first\"}\n\
+                   not json\n\
+                   {\"level\":\"error\",\"msg\":\"bundle: no config.json\"}\n\
+                   {\"level\":\"debug\",\"msg\":\"b\"}\n";
+        assert_eq!(last_logged_error(log), "bundle: no config.json");
+        assert_eq!(last_logged_error(""), "");
+        assert_eq!(message_of("", 1), "exit status 1");
+        assert_eq!(
+            message_of("runsc: no such container\n", 1),
+            "no such container"
+        );
+    }
+}

@@ -1,0 +1,809 @@
+//! containerd's task API (runtime v2, ttrpc) for the containers of one pod, carried out by
+//! running `runsc`. runsc holds the pod together (a pod's further containers join the
+//! sandbox of its sandbox container); the shim keeps what containerd asks about: each
+//! process's pid, state and exit, its stdio, and the events containerd waits for.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use containerd_shim::api;
+use containerd_shim::event::Event;
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
+};
+use containerd_shim::protos::topics;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::protos::ttrpc::{get_status, Code};
+use containerd_shim::protos::types::task::ProcessInfo;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
+
+use crate::bundle::{self, Record};
+use crate::config::Config;
+use crate::exits::Exits;
+use crate::process::{timestamp, Process, StdioPaths};
+use crate::runsc::Runsc;
+use crate::{metrics, options, stdio};
+
+/// The version Connect reports.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+struct Container {
+    bundle: PathBuf,
+    runsc: Arc<Runsc>,
+    rootfs_mounted: bool,
+    paused: bool,
+    init: Process,
+    execs: HashMap<String, Process>,
+}
+
+impl Container {
+    fn process(&self, exec_id: &str) -> TtrpcResult<&Process> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs
+            .get(exec_id)
+            .ok_or_else(|| not_found(format!("exec {exec_id}")))
+    }
+
+    fn process_mut(&mut self, exec_id: &str) -> TtrpcResult<&mut Process> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| not_found(format!("exec {exec_id}")))
+    }
+}
+
+struct Inner {
+    namespace: String,
+    exits: Arc<Exits>,
+    containers: Mutex<HashMap<String, Container>>,
+    /// Signalled whenever a process exits.
+    exited: Condvar,
+    publisher: Mutex<RemotePublisher>,
+    exit_signal: Arc<ExitSignal>,
+}
+
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn get_rpc_status(code: Code, message: impl ToString) -> containerd_shim::protos::ttrpc::Error {
+    containerd_shim::protos::ttrpc::Error::RpcStatus(get_status(code, message))
+}
+
+fn not_found(what: String) -> containerd_shim::protos::ttrpc::Error {
+    get_rpc_status(Code::NOT_FOUND, format!("{what}: not found"))
+}
+
+fn precondition(message: String) -> containerd_shim::protos::ttrpc::Error {
+    get_rpc_status(Code::FAILED_PRECONDITION, message)
+}
+
+fn internal(e: impl std::fmt::Display) -> containerd_shim::protos::ttrpc::Error {
+    get_rpc_status(Code::INTERNAL, e.to_string())
+}
+
+fn invalid(e: impl std::fmt::Display) -> containerd_shim::protos::ttrpc::Error {
+    get_rpc_status(Code::INVALID_ARGUMENT, e.to_string())
+}
+
+/// Exec ids become file names in the bundle: letters, digits, `-`, `_` and `.` only.
+fn check_exec_id(exec_id: &str) -> TtrpcResult<()> {
+    let ok = !exec_id.is_empty()
+        && exec_id.len() <= 128
+        && !exec_id.starts_with('.')
+        && exec_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("exec id {exec_id:?}: want [A-Za-z0-9_.-]")))
+    }
+}
+
+fn read_pid(path: &Path) -> TtrpcResult<i32> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| internal(format!("reading {}: {e}", path.display())))?;
+    text.trim()
+        .parse()
+        .map_err(|_| internal(format!("{}: not a pid: {text:?}", path.display())))
+}
+
+impl Service {
+    pub fn new(
+        namespace: String,
+        exits: Arc<Exits>,
+        publisher: RemotePublisher,
+        exit_signal: Arc<ExitSignal>,
+    ) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                namespace,
+                exits,
+                containers: Mutex::new(HashMap::new()),
+                exited: Condvar::new(),
+                publisher: Mutex::new(publisher),
+                exit_signal,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Container>> {
+        self.inner
+            .containers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, topic: &str, event: impl Event) {
+        let publisher = self
+            .inner
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = publisher.publish(
+            Context::default(),
+            topic,
+            &self.inner.namespace,
+            Box::new(event),
+        ) {
+            containerd_shim::warn!("publishing {topic}: {e}");
+        }
+    }
+
+    /// Watches a process's host pid; on its exit records it, wakes Wait, and tells
+    /// containerd.
+    fn watch(&self, id: String, exec_id: String, pid: u32) {
+        let service = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("watch-{pid}"))
+            .spawn(move || {
+                let Some(exit) = service.inner.exits.wait(pid as i32, None) else {
+                    return;
+                };
+                {
+                    let mut containers = service.lock();
+                    if let Some(p) = containers
+                        .get_mut(&id)
+                        .and_then(|c| c.process_mut(&exec_id).ok())
+                    {
+                        p.exit = Some(exit);
+                        if let Some(relay) = &p.stdin {
+                            relay.close();
+                        }
+                    }
+                    service.inner.exited.notify_all();
+                }
+                service.publish(
+                    topics::TASK_EXIT_EVENT_TOPIC,
+                    TaskExit {
+                        container_id: id.clone(),
+                        id: if exec_id.is_empty() { id } else { exec_id },
+                        pid,
+                        exit_status: exit.status as u32,
+                        exited_at: Some(timestamp(exit.at)).into(),
+                        ..Default::default()
+                    },
+                );
+            });
+        if let Err(e) = spawned {
+            containerd_shim::error!("watching pid {pid}: {e}");
+        }
+    }
+
+    fn runsc_for(&self, req: &api::CreateTaskRequest) -> TtrpcResult<(Config, Runsc)> {
+        let config_path = options::config_path(req.options.as_ref()).map_err(invalid)?;
+        let config = Config::load(config_path.as_deref().map(Path::new)).map_err(invalid)?;
+        let binary = resolve_runsc(&config.runsc);
+        let runsc = Runsc::new(
+            binary,
+            config.root_for(&self.inner.namespace),
+            config.debug,
+            Arc::clone(&self.inner.exits),
+        );
+        Ok((config, runsc))
+    }
+
+    fn create_task(&self, req: &api::CreateTaskRequest) -> TtrpcResult<u32> {
+        if req.id.is_empty() || req.bundle.is_empty() {
+            return Err(invalid("create: id and bundle are required"));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(get_rpc_status(
+                Code::UNIMPLEMENTED,
+                "create from a containerd checkpoint: restore images with `runsc restore`",
+            ));
+        }
+        if self.lock().contains_key(&req.id) {
+            return Err(get_rpc_status(
+                Code::ALREADY_EXISTS,
+                format!("container {}", req.id),
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let (config, runsc) = self.runsc_for(req)?;
+        bundle::write_record(
+            &bundle,
+            &Record {
+                runsc: runsc.binary.clone(),
+                root: runsc.root.clone(),
+            },
+        )
+        .map_err(internal)?;
+        if let Some(acl) = &config.default_acl_file {
+            bundle::add_default_acl(&bundle, acl).map_err(invalid)?;
+        }
+        if req.terminal {
+            return Err(get_rpc_status(
+                Code::UNIMPLEMENTED,
+                "containers with a terminal are not supported by this shim yet",
+            ));
+        }
+        let rootfs_mounted = bundle::mount_rootfs(&bundle, &req.rootfs).map_err(internal)?;
+        let result = (|| {
+            let (stdio, relay) =
+                stdio::open(&req.stdin, &req.stdout, &req.stderr).map_err(invalid)?;
+            let pid_file = bundle.join("init.pid");
+            runsc
+                .create(&req.id, &bundle, &pid_file, None, stdio)
+                .map_err(internal)?;
+            Ok((read_pid(&pid_file)?, relay))
+        })();
+        let (pid, relay) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if rootfs_mounted {
+                    bundle::unmount_rootfs(&bundle);
+                }
+                return Err(e);
+            }
+        };
+        let mut init = Process::new(StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        });
+        init.pid = pid as u32;
+        init.stdin = relay;
+        self.lock().insert(
+            req.id.clone(),
+            Container {
+                bundle,
+                runsc: Arc::new(runsc),
+                rootfs_mounted,
+                paused: false,
+                init,
+                execs: HashMap::new(),
+            },
+        );
+        self.watch(req.id.clone(), String::new(), pid as u32);
+        Ok(pid as u32)
+    }
+
+    fn start_exec(&self, id: &str, exec_id: &str) -> TtrpcResult<u32> {
+        let (runsc, bundle, spec, paths) = {
+            let mut containers = self.lock();
+            let c = containers
+                .get_mut(id)
+                .ok_or_else(|| not_found(format!("container {id}")))?;
+            let (runsc, bundle) = (Arc::clone(&c.runsc), c.bundle.clone());
+            let p = c.process_mut(exec_id)?;
+            if p.started {
+                return Err(precondition(format!("exec {exec_id} already started")));
+            }
+            let spec = p.spec.take().unwrap_or_default();
+            (runsc, bundle, spec, p.stdio.clone())
+        };
+        let process_file = bundle.join(format!("exec-{exec_id}.json"));
+        let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
+        let internal_pid_file = bundle.join(format!("exec-{exec_id}.sandbox-pid"));
+        let files = vec![
+            process_file.clone(),
+            pid_file.clone(),
+            internal_pid_file.clone(),
+        ];
+        let result = (|| {
+            std::fs::write(&process_file, &spec)
+                .map_err(|e| internal(format!("writing {}: {e}", process_file.display())))?;
+            let (stdio, relay) =
+                stdio::open(&paths.stdin, &paths.stdout, &paths.stderr).map_err(invalid)?;
+            runsc
+                .exec(
+                    id,
+                    &bundle,
+                    &process_file,
+                    &pid_file,
+                    &internal_pid_file,
+                    None,
+                    stdio,
+                )
+                .map_err(internal)?;
+            Ok((read_pid(&pid_file)?, read_pid(&internal_pid_file)?, relay))
+        })();
+        let mut containers = self.lock();
+        let p = containers
+            .get_mut(id)
+            .and_then(|c| c.process_mut(exec_id).ok())
+            .ok_or_else(|| not_found(format!("exec {exec_id}")))?;
+        p.files = files;
+        let (pid, sandbox_pid, relay) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                p.remove_files();
+                return Err(e);
+            }
+        };
+        p.pid = pid as u32;
+        p.sandbox_pid = Some(sandbox_pid);
+        p.started = true;
+        p.stdin = relay;
+        drop(containers);
+        self.watch(id.to_string(), exec_id.to_string(), pid as u32);
+        Ok(pid as u32)
+    }
+
+    /// Waits for a process to exit; its status and time.
+    fn wait_exit(&self, id: &str, exec_id: &str) -> TtrpcResult<api::WaitResponse> {
+        let mut containers = self.lock();
+        loop {
+            let c = containers
+                .get(id)
+                .ok_or_else(|| not_found(format!("container {id}")))?;
+            let p = c.process(exec_id)?;
+            if p.exit.is_some() {
+                return Ok(api::WaitResponse {
+                    exit_status: p.exit_status(),
+                    exited_at: p.exited_at().into(),
+                    ..Default::default()
+                });
+            }
+            containers = self
+                .inner
+                .exited
+                .wait(containers)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The runsc binary: an absolute path as given; a bare name next to the shim if there,
+/// else on PATH (as runc's shim finds runc).
+fn resolve_runsc(configured: &Path) -> PathBuf {
+    if configured.is_absolute() || configured.components().count() > 1 {
+        return configured.to_path_buf();
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let beside = dir.join(configured);
+        if beside.is_file() {
+            return beside;
+        }
+    }
+    configured.to_path_buf()
+}
+
+impl containerd_shim::Task for Service {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        containerd_shim::info!("create {} (bundle {})", req.id, req.bundle);
+        let pid = self.create_task(&req)?;
+        self.publish(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: Some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                })
+                .into(),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        if !req.exec_id.is_empty() {
+            let pid = self.start_exec(&req.id, &req.exec_id)?;
+            self.publish(
+                topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+                TaskExecStarted {
+                    container_id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    pid,
+                    ..Default::default()
+                },
+            );
+            return Ok(api::StartResponse {
+                pid,
+                ..Default::default()
+            });
+        }
+        let runsc = {
+            let containers = self.lock();
+            let c = containers
+                .get(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            if c.init.started {
+                return Err(precondition(format!(
+                    "container {} already started",
+                    req.id
+                )));
+            }
+            Arc::clone(&c.runsc)
+        };
+        runsc.start(&req.id).map_err(internal)?;
+        let pid = {
+            let mut containers = self.lock();
+            let c = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            c.init.started = true;
+            c.init.pid
+        };
+        self.publish(
+            topics::TASK_START_EVENT_TOPIC,
+            TaskStart {
+                container_id: req.id.clone(),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let containers = self.lock();
+        let c = containers
+            .get(&req.id)
+            .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+        let p = c.process(&req.exec_id)?;
+        Ok(api::StateResponse {
+            id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            bundle: c.bundle.to_string_lossy().into_owned(),
+            pid: p.pid,
+            status: p.status(c.paused).into(),
+            stdin: p.stdio.stdin.clone(),
+            stdout: p.stdio.stdout.clone(),
+            stderr: p.stdio.stderr.clone(),
+            terminal: p.stdio.terminal,
+            exit_status: p.exit_status(),
+            exited_at: p.exited_at().into(),
+            ..Default::default()
+        })
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        check_exec_id(&req.exec_id)?;
+        if req.terminal {
+            return Err(get_rpc_status(
+                Code::UNIMPLEMENTED,
+                "exec with a terminal is not supported by this shim yet",
+            ));
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|any| any.value.clone())
+            .ok_or_else(|| invalid("exec: no process spec"))?;
+        {
+            let mut containers = self.lock();
+            let c = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            if c.init.exit.is_some() {
+                return Err(precondition(format!("container {} is stopped", req.id)));
+            }
+            if c.execs.contains_key(&req.exec_id) {
+                return Err(get_rpc_status(
+                    Code::ALREADY_EXISTS,
+                    format!("exec {}", req.exec_id),
+                ));
+            }
+            let mut p = Process::new(StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            });
+            p.spec = Some(spec);
+            c.execs.insert(req.exec_id.clone(), p);
+        }
+        self.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let (runsc, sandbox_pid, stopped, started) = {
+            let containers = self.lock();
+            let c = containers
+                .get(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            let p = c.process(&req.exec_id)?;
+            (
+                Arc::clone(&c.runsc),
+                p.sandbox_pid,
+                p.exit.is_some(),
+                p.started,
+            )
+        };
+        if stopped && !req.all {
+            return Err(not_found("process already finished".into()));
+        }
+        if req.exec_id.is_empty() {
+            runsc.kill(&req.id, req.signal, req.all).map_err(|e| {
+                match e.to_string().contains("not running") {
+                    true => not_found("process already finished".into()),
+                    false => internal(e),
+                }
+            })?;
+        } else {
+            match sandbox_pid {
+                Some(pid) if started => runsc
+                    .kill_pid(&req.id, pid, req.signal)
+                    .map_err(|e| not_found(e.to_string()))?,
+                _ => return Err(precondition(format!("exec {} not started", req.exec_id))),
+            }
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            let mut containers = self.lock();
+            let c = containers
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            let p = c.process(&req.exec_id)?;
+            if p.started && p.exit.is_none() {
+                return Err(precondition(format!("exec {} is running", req.exec_id)));
+            }
+            let p = c
+                .execs
+                .remove(&req.exec_id)
+                .ok_or_else(|| not_found(format!("exec {}", req.exec_id)))?;
+            p.remove_files();
+            return Ok(api::DeleteResponse {
+                pid: p.pid,
+                exit_status: p.exit_status(),
+                exited_at: p.exited_at().into(),
+                ..Default::default()
+            });
+        }
+        let runsc = {
+            let containers = self.lock();
+            let c = containers
+                .get(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            Arc::clone(&c.runsc)
+        };
+        runsc.delete(&req.id).map_err(internal)?;
+        let c = self
+            .lock()
+            .remove(&req.id)
+            .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+        if c.rootfs_mounted {
+            bundle::unmount_rootfs(&c.bundle);
+        }
+        for p in c.execs.values() {
+            p.remove_files();
+        }
+        // A container deleted before its init was reaped (created, never started) still
+        // reports an exit, as runc's shim does.
+        let exit = c.init.exit.unwrap_or(crate::exits::Exit {
+            status: 128 + libc::SIGKILL,
+            at: std::time::SystemTime::now(),
+        });
+        let response = api::DeleteResponse {
+            pid: c.init.pid,
+            exit_status: exit.status as u32,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        };
+        self.publish(
+            topics::TASK_DELETE_EVENT_TOPIC,
+            TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid: response.pid,
+                exit_status: response.exit_status,
+                exited_at: response.exited_at.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(response)
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        let runsc = self.runsc_of(&req.id)?;
+        let pids = runsc.ps(&req.id).map_err(internal)?;
+        Ok(api::PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        let runsc = self.runsc_of(&req.id)?;
+        runsc.pause(&req.id).map_err(internal)?;
+        if let Some(c) = self.lock().get_mut(&req.id) {
+            c.paused = true;
+        }
+        self.publish(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            TaskPaused {
+                container_id: req.id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        let runsc = self.runsc_of(&req.id)?;
+        runsc.resume(&req.id).map_err(internal)?;
+        if let Some(c) = self.lock().get_mut(&req.id) {
+            c.paused = false;
+        }
+        self.publish(
+            topics::TASK_RESUMED_EVENT_TOPIC,
+            TaskResumed {
+                container_id: req.id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(api::Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        let containers = self.lock();
+        let c = containers
+            .get(&req.id)
+            .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+        if let Some(relay) = &c.process(&req.exec_id)?.stdin {
+            relay.close();
+        }
+        Ok(api::Empty::new())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        Err(get_rpc_status(
+            Code::UNIMPLEMENTED,
+            "updating a sandbox's resources is not supported (runsc update)",
+        ))
+    }
+
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(get_rpc_status(
+            Code::UNIMPLEMENTED,
+            "terminals are not supported by this shim yet",
+        ))
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        self.wait_exit(&req.id, &req.exec_id)
+    }
+
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let runsc = self.runsc_of(&req.id)?;
+        let data = runsc.stats(&req.id).map_err(internal)?;
+        let any = containerd_shim::util::convert_to_any(Box::new(metrics::from_stats(&data)))
+            .map_err(internal)?;
+        Ok(api::StatsResponse {
+            stats: Some(any).into(),
+            ..Default::default()
+        })
+    }
+
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.lock().get(&req.id).map_or(0, |c| c.init.pid);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: VERSION.to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        // One shim serves a whole pod: it goes when its last container has been deleted.
+        if self.lock().is_empty() {
+            self.inner.exit_signal.signal();
+        }
+        Ok(api::Empty::new())
+    }
+}
+
+impl Service {
+    fn runsc_of(&self, id: &str) -> TtrpcResult<Arc<Runsc>> {
+        self.lock()
+            .get(id)
+            .map(|c| Arc::clone(&c.runsc))
+            .ok_or_else(|| not_found(format!("container {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_ids_are_safe_file_names() {
+        for ok in ["abc", "a-b_c.1", "0123456789abcdef"] {
+            assert!(check_exec_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(129)] {
+            assert!(check_exec_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_codes() {
+        let e = not_found("exec x".into());
+        assert!(e.to_string().contains("not found"), "{e}");
+    }
+}
