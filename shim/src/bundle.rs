@@ -15,6 +15,10 @@ const ACL_FILE_ANNOTATION: &str = "dev.nanovisor.acl-file";
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 
+/// A pod annotation naming a checkpoint image (a directory under the shim's
+/// `checkpoint_dir`): the pod is restored from it instead of booted.
+pub const CHECKPOINT_ANNOTATION: &str = "dev.nanovisor.checkpoint-image";
+
 /// The longest config.json read.
 const MAX_CONFIG: u64 = 4 << 20;
 
@@ -92,6 +96,72 @@ pub fn owns_sandbox(config: &serde_json::Value) -> bool {
         annotation(config, CONTAINER_TYPE_ANNOTATION),
         None | Some("sandbox")
     )
+}
+
+/// The CRI's role for the bundle: `sandbox`, `container`, or none outside a pod.
+pub fn container_type(config: &serde_json::Value) -> Option<&str> {
+    annotation(config, CONTAINER_TYPE_ANNOTATION)
+}
+
+/// The checkpoint image a bundle's annotation names, under `dir`. Names are single path
+/// components, so an annotation cannot reach outside the directory the operator set up.
+pub fn checkpoint_image(config: &serde_json::Value, dir: &Path) -> Result<Option<PathBuf>, String> {
+    let Some(name) = annotation(config, CHECKPOINT_ANNOTATION) else {
+        return Ok(None);
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(format!(
+            "annotation {CHECKPOINT_ANNOTATION}={name:?}: want an image name ([A-Za-z0-9_.-])"
+        ));
+    }
+    let image = dir.join(name);
+    if !image.join("manifest.json").is_file() {
+        return Err(format!(
+            "annotation {CHECKPOINT_ANNOTATION}={name:?}: no checkpoint image at {} \
+             (pull it there with `runsc image pull REF {}`)",
+            image.display(),
+            image.display()
+        ));
+    }
+    Ok(Some(image))
+}
+
+/// The network namespace path of the bundle's spec (empty: none given).
+pub fn network_namespace(config: &serde_json::Value) -> String {
+    config
+        .pointer("/linux/namespaces")
+        .and_then(|n| n.as_array())
+        .into_iter()
+        .flatten()
+        .find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"))
+        .and_then(|n| n.get("path").and_then(|p| p.as_str()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Makes a pod's container a sandbox of its own (for a restore): runsc would otherwise
+/// have it join the pod's sandbox container, which is only a stand-in.
+pub fn detach_from_pod(bundle: &Path) -> Result<(), BundleError> {
+    let mut config = read_config(bundle)?;
+    let path = bundle.join("config.json");
+    if let Some(a) = config
+        .get_mut("annotations")
+        .and_then(|a| a.as_object_mut())
+    {
+        a.remove(CONTAINER_TYPE_ANNOTATION);
+        a.remove(SANDBOX_ID_ANNOTATION);
+    }
+    let text = serde_json::to_vec(&config).map_err(|e| BundleError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&path, text).map_err(|source| BundleError::Io { path, source })
 }
 
 /// Gives a sandbox without an ACL annotation the default policy file, in config.json.
@@ -187,6 +257,47 @@ mod tests {
         let member =
             bundle_with(r#"{"annotations":{"io.kubernetes.cri.container-type":"container"}}"#);
         assert!(!add_default_acl(member.path(), acl).expect("left"));
+    }
+
+    #[test]
+    fn checkpoint_names_stay_in_their_directory() {
+        let images = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(images.path().join("web")).expect("mkdir");
+        std::fs::write(images.path().join("web/manifest.json"), "{}").expect("write");
+        let with = |name: &str| serde_json::json!({"annotations": {CHECKPOINT_ANNOTATION: name}});
+        assert_eq!(
+            checkpoint_image(&with("web"), images.path()),
+            Ok(Some(images.path().join("web")))
+        );
+        assert_eq!(
+            checkpoint_image(&serde_json::json!({}), images.path()),
+            Ok(None)
+        );
+        for bad in ["../web", "/etc", "..", "", "a/b"] {
+            assert!(
+                checkpoint_image(&with(bad), images.path()).is_err(),
+                "{bad}"
+            );
+        }
+        let e = checkpoint_image(&with("missing"), images.path()).expect_err("no image");
+        assert!(e.contains("runsc image pull"), "{e}");
+    }
+
+    #[test]
+    fn network_namespace_and_detaching() {
+        let b = bundle_with(
+            r#"{"linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"}]},
+                "annotations":{"io.kubernetes.cri.container-type":"container",
+                               "io.kubernetes.cri.sandbox-id":"abc","x":"y"}}"#,
+        );
+        let c = read_config(b.path()).expect("read");
+        assert_eq!(network_namespace(&c), "/var/run/netns/cni-1");
+        assert_eq!(container_type(&c), Some("container"));
+        detach_from_pod(b.path()).expect("detached");
+        let c = read_config(b.path()).expect("read");
+        assert_eq!(container_type(&c), None);
+        assert_eq!(annotation(&c, "x"), Some("y"));
+        assert_eq!(network_namespace(&serde_json::json!({})), "");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod config;
 pub mod exits;
+pub mod hold;
 pub mod metrics;
 pub mod options;
 pub mod process;

@@ -1,7 +1,7 @@
 //! A typed wrapper around the `runsc` command line: one method per command the shim uses,
 //! each returning what the command printed or an error carrying runsc's own message.
 //!
-//! Commands that leave a process behind (`create`, `exec --detach`, `restore --detach`) get
+//! Commands that leave a process behind (`create`, `exec --detach`) get
 //! the container's stdio, so their error goes to the bundle's `log.json`, where it is read
 //! back from. Every other command's stdout and stderr come back through pipes. Exits are
 //! taken from [`Exits`], never from `Child::wait` (see exits.rs).
@@ -78,42 +78,25 @@ impl Runsc {
         cmd
     }
 
-    /// `runsc create --bundle B --pid-file P [--console-socket S] ID`.
+    /// `runsc create --bundle B --pid-file P [--console-socket S] [--checkpoint-image DIR] ID`:
+    /// with an image, the sandbox is restored from it and its guest waits for `start`.
     pub fn create(
         &self,
         id: &str,
         bundle: &Path,
         pid_file: &Path,
-        console_socket: Option<&Path>,
+        checkpoint_image: Option<&Path>,
         stdio: Stdio3,
     ) -> Result<(), RunscError> {
         let log = log_path(bundle);
         let mut cmd = self.command(Some(&log));
         cmd.arg("create").arg("--bundle").arg(bundle);
         cmd.arg("--pid-file").arg(pid_file);
-        if let Some(s) = console_socket {
-            cmd.arg("--console-socket").arg(s);
+        if let Some(image) = checkpoint_image {
+            cmd.arg("--checkpoint-image").arg(image);
         }
         cmd.arg(id);
         self.run_detaching("create", cmd, stdio, &log)
-    }
-
-    /// `runsc restore --image-path DIR --bundle B --detach --pid-file P ID`: a created
-    /// container whose sandbox holds the image's guest until `start`.
-    pub fn restore(
-        &self,
-        id: &str,
-        bundle: &Path,
-        image: &Path,
-        pid_file: &Path,
-        stdio: Stdio3,
-    ) -> Result<(), RunscError> {
-        let log = log_path(bundle);
-        let mut cmd = self.command(Some(&log));
-        cmd.arg("restore").arg("--image-path").arg(image);
-        cmd.arg("--bundle").arg(bundle).arg("--detach");
-        cmd.arg("--pid-file").arg(pid_file).arg(id);
-        self.run_detaching("restore", cmd, stdio, &log)
     }
 
     /// `runsc exec --detach --process F --pid-file P --internal-pid-file I [--console-socket S] ID`.

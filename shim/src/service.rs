@@ -33,6 +33,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 struct Container {
     bundle: PathBuf,
     runsc: Arc<Runsc>,
+    /// Set for the sandbox container of a pod restored from a checkpoint image: its task is
+    /// a holder process (hold.rs), not a sandbox.
+    holder: Option<Holder>,
     rootfs_mounted: bool,
     paused: bool,
     init: Process,
@@ -58,6 +61,14 @@ impl Container {
             .ok_or_else(|| not_found(format!("exec {exec_id}")))
     }
 }
+
+struct Holder {
+    /// The container restored from the pod's image, once there is one.
+    restored: Option<String>,
+}
+
+/// How long a holder has to go after SIGKILL.
+const HOLDER_KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Inner {
     namespace: String,
@@ -238,14 +249,105 @@ impl Service {
             },
         )
         .map_err(internal)?;
-        if let Some(acl) = &config.default_acl_file {
-            bundle::add_default_acl(&bundle, acl).map_err(invalid)?;
-        }
+        let spec = bundle::read_config(&bundle).map_err(invalid)?;
+        let image = bundle::checkpoint_image(&spec, &config.checkpoint_dir).map_err(invalid)?;
         if req.terminal {
             return Err(get_rpc_status(
                 Code::UNIMPLEMENTED,
                 "containers with a terminal are not supported by this shim yet",
             ));
+        }
+        let claimed = match (&image, bundle::container_type(&spec)) {
+            (Some(_), Some("sandbox")) => return self.create_holder(req, bundle, runsc, &spec),
+            (Some(_), Some(_)) => {
+                let pod = bundle::annotation(&spec, bundle::SANDBOX_ID_ANNOTATION)
+                    .unwrap_or_default()
+                    .to_string();
+                self.claim_holder(&pod, &req.id)?;
+                bundle::detach_from_pod(&bundle).map_err(internal)?;
+                Some(pod)
+            }
+            _ => None,
+        };
+        let created = self.create_sandboxed(req, bundle, runsc, &config, image.as_deref());
+        if let (Err(_), Some(pod)) = (&created, &claimed) {
+            if let Some(h) = self.lock().get_mut(pod).and_then(|c| c.holder.as_mut()) {
+                h.restored = None;
+            }
+        }
+        created
+    }
+
+    /// A pod's container restored from the pod's checkpoint image takes the pod's holder:
+    /// one per pod, since the image holds one sandbox.
+    fn claim_holder(&self, pod: &str, id: &str) -> TtrpcResult<()> {
+        let mut containers = self.lock();
+        let holder = containers
+            .get_mut(pod)
+            .and_then(|c| c.holder.as_mut())
+            .ok_or_else(|| {
+                precondition(format!(
+                    "container {id} names a checkpoint image, but its pod's sandbox {pod} was \
+                     not created from one by this shim"
+                ))
+            })?;
+        if let Some(other) = &holder.restored {
+            return Err(precondition(format!(
+                "pod {pod} already runs container {other} restored from its checkpoint image; \
+                 a restored pod has one container"
+            )));
+        }
+        holder.restored = Some(id.to_string());
+        Ok(())
+    }
+
+    /// The sandbox container of a pod restored from a checkpoint image: a holder in the
+    /// pod's network namespace, until the app container brings the sandbox.
+    fn create_holder(
+        &self,
+        req: &api::CreateTaskRequest,
+        bundle: PathBuf,
+        runsc: Runsc,
+        spec: &serde_json::Value,
+    ) -> TtrpcResult<u32> {
+        let netns = bundle::network_namespace(spec);
+        let child = crate::hold::spawn(&netns, &bundle)
+            .map_err(|e| internal(format!("starting the pod's holder: {e}")))?;
+        let pid = child.id();
+        let mut init = Process::new(StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        });
+        init.pid = pid;
+        self.lock().insert(
+            req.id.clone(),
+            Container {
+                bundle,
+                runsc: Arc::new(runsc),
+                holder: Some(Holder { restored: None }),
+                rootfs_mounted: false,
+                paused: false,
+                init,
+                execs: HashMap::new(),
+            },
+        );
+        self.watch(req.id.clone(), String::new(), pid);
+        Ok(pid)
+    }
+
+    /// A container run by runsc: booted, or restored from `image`.
+    fn create_sandboxed(
+        &self,
+        req: &api::CreateTaskRequest,
+        bundle: PathBuf,
+        runsc: Runsc,
+        config: &Config,
+        image: Option<&Path>,
+    ) -> TtrpcResult<u32> {
+        if let Some(acl) = &config.default_acl_file {
+            bundle::add_default_acl(&bundle, acl).map_err(invalid)?;
         }
         let rootfs_mounted = bundle::mount_rootfs(&bundle, &req.rootfs).map_err(internal)?;
         let result = (|| {
@@ -253,7 +355,7 @@ impl Service {
                 stdio::open(&req.stdin, &req.stdout, &req.stderr).map_err(invalid)?;
             let pid_file = bundle.join("init.pid");
             runsc
-                .create(&req.id, &bundle, &pid_file, None, stdio)
+                .create(&req.id, &bundle, &pid_file, image, stdio)
                 .map_err(internal)?;
             Ok((read_pid(&pid_file)?, relay))
         })();
@@ -279,6 +381,7 @@ impl Service {
             Container {
                 bundle,
                 runsc: Arc::new(runsc),
+                holder: None,
                 rootfs_mounted,
                 paused: false,
                 init,
@@ -457,9 +560,12 @@ impl containerd_shim::Task for Service {
                     req.id
                 )));
             }
-            Arc::clone(&c.runsc)
+            c.holder.is_none().then(|| Arc::clone(&c.runsc))
         };
-        runsc.start(&req.id).map_err(internal)?;
+        // A holder has nothing to start: it waits from the moment it exists.
+        if let Some(runsc) = runsc {
+            runsc.start(&req.id).map_err(internal)?;
+        }
         let pid = {
             let mut containers = self.lock();
             let c = containers
@@ -556,7 +662,7 @@ impl containerd_shim::Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        let (runsc, sandbox_pid, stopped, started) = {
+        let (runsc, sandbox_pid, stopped, started, holder_pid) = {
             let containers = self.lock();
             let c = containers
                 .get(&req.id)
@@ -567,10 +673,17 @@ impl containerd_shim::Task for Service {
                 p.sandbox_pid,
                 p.exit.is_some(),
                 p.started,
+                c.holder.as_ref().map(|_| c.init.pid),
             )
         };
         if stopped && !req.all {
             return Err(not_found("process already finished".into()));
+        }
+        if let Some(pid) = holder_pid {
+            if !stopped {
+                signal_holder(pid, req.signal)?;
+            }
+            return Ok(api::Empty::new());
         }
         if req.exec_id.is_empty() {
             runsc.kill(&req.id, req.signal, req.all).map_err(|e| {
@@ -616,14 +729,17 @@ impl containerd_shim::Task for Service {
                 ..Default::default()
             });
         }
-        let runsc = {
+        let (runsc, holder_pid) = {
             let containers = self.lock();
             let c = containers
                 .get(&req.id)
                 .ok_or_else(|| not_found(format!("container {}", req.id)))?;
-            Arc::clone(&c.runsc)
+            (Arc::clone(&c.runsc), c.holder.as_ref().map(|_| c.init.pid))
         };
-        runsc.delete(&req.id).map_err(internal)?;
+        match holder_pid {
+            Some(pid) => self.end_holder(&req.id, pid)?,
+            None => runsc.delete(&req.id).map_err(internal)?,
+        }
         let c = self
             .lock()
             .remove(&req.id)
@@ -661,8 +777,10 @@ impl containerd_shim::Task for Service {
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        let runsc = self.runsc_of(&req.id)?;
-        let pids = runsc.ps(&req.id).map_err(internal)?;
+        let pids = match self.holder_pid(&req.id)? {
+            Some(pid) => vec![pid],
+            None => self.runsc_of(&req.id)?.ps(&req.id).map_err(internal)?,
+        };
         Ok(api::PidsResponse {
             processes: pids
                 .into_iter()
@@ -676,7 +794,7 @@ impl containerd_shim::Task for Service {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        let runsc = self.runsc_of(&req.id)?;
+        let runsc = self.sandbox_runsc_of(&req.id)?;
         runsc.pause(&req.id).map_err(internal)?;
         if let Some(c) = self.lock().get_mut(&req.id) {
             c.paused = true;
@@ -692,7 +810,7 @@ impl containerd_shim::Task for Service {
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        let runsc = self.runsc_of(&req.id)?;
+        let runsc = self.sandbox_runsc_of(&req.id)?;
         runsc.resume(&req.id).map_err(internal)?;
         if let Some(c) = self.lock().get_mut(&req.id) {
             c.paused = false;
@@ -745,8 +863,11 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
-        let runsc = self.runsc_of(&req.id)?;
-        let data = runsc.stats(&req.id).map_err(internal)?;
+        // A holder uses no guest resources: its figures are zero.
+        let data = match self.holder_pid(&req.id)? {
+            Some(_) => serde_json::Value::Null,
+            None => self.runsc_of(&req.id)?.stats(&req.id).map_err(internal)?,
+        };
         let any = containerd_shim::util::convert_to_any(Box::new(metrics::from_stats(&data)))
             .map_err(internal)?;
         Ok(api::StatsResponse {
@@ -778,7 +899,57 @@ impl containerd_shim::Task for Service {
     }
 }
 
+/// Sends `signal` to a holder process (a host process of ours, not a guest's).
+fn signal_holder(pid: u32, signal: u32) -> TtrpcResult<()> {
+    let signal = nix::sys::signal::Signal::try_from(signal as i32).map_err(invalid)?;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(internal(format!("signalling the pod's holder {pid}: {e}"))),
+    }
+}
+
 impl Service {
+    /// Kills a holder and waits until its exit is recorded.
+    fn end_holder(&self, id: &str, pid: u32) -> TtrpcResult<()> {
+        signal_holder(pid, libc::SIGKILL as u32)?;
+        let deadline = std::time::Instant::now() + HOLDER_KILL_TIMEOUT;
+        let mut containers = self.lock();
+        loop {
+            let exited = containers.get(id).is_none_or(|c| c.init.exit.is_some());
+            if exited {
+                return Ok(());
+            }
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return Err(internal(format!("the pod's holder {pid} did not exit")));
+            };
+            containers = self
+                .inner
+                .exited
+                .wait_timeout(containers, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn holder_pid(&self, id: &str) -> TtrpcResult<Option<u32>> {
+        let containers = self.lock();
+        let c = containers
+            .get(id)
+            .ok_or_else(|| not_found(format!("container {id}")))?;
+        Ok(c.holder.as_ref().map(|_| c.init.pid))
+    }
+
+    /// The runsc of a container that is a sandbox (not a holder).
+    fn sandbox_runsc_of(&self, id: &str) -> TtrpcResult<Arc<Runsc>> {
+        if self.holder_pid(id)?.is_some() {
+            return Err(get_rpc_status(
+                Code::UNIMPLEMENTED,
+                format!("{id} stands in for a pod restored from a checkpoint image: pause its container"),
+            ));
+        }
+        self.runsc_of(id)
+    }
+
     fn runsc_of(&self, id: &str) -> TtrpcResult<Arc<Runsc>> {
         self.lock()
             .get(id)

@@ -48,6 +48,9 @@ use tonic::transport::Channel;
 /// How long one CRI call may take (RunPodSandbox and PullImage included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The pod annotation that names a checkpoint image to restore the pod from.
+const CHECKPOINT_ANNOTATION: &str = "dev.nanovisor.checkpoint-image";
+
 /// How long StopContainer and StopPodSandbox may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -209,13 +212,19 @@ impl Cri {
             "the pod's address {ip:?} is not in {}",
             h.subnet
         );
-        // The shim ran our runsc, whose sandbox process holds the pod.
+        // The shim ran our runsc, whose sandbox process holds the pod; or, for a pod restored
+        // from a checkpoint image, the shim's holder does until the app container comes.
         let procs = h.our_processes();
+        let holder = if config.annotations.contains_key(CHECKPOINT_ANNOTATION) {
+            " hold "
+        } else {
+            " boot "
+        };
         assert!(
             procs
                 .iter()
-                .any(|p| p.contains(" boot ") && p.contains(pod.as_str())),
-            "no `runsc boot` process for pod {pod}; processes naming {}:\n{}",
+                .any(|p| p.contains(holder) && p.contains(pod.as_str())),
+            "no process with {holder:?} for pod {pod}; processes naming {}:\n{}",
             h.dir.display(),
             procs.join("\n")
         );
@@ -507,6 +516,99 @@ fn http_get(ip: &str, port: u16) -> String {
     }
 }
 
+/// What the checkpointed server answers: not what the pod's container command would, so a
+/// reply shows the pod was restored rather than booted.
+const CHECKPOINTED_SERVER: &str = "const booted = 'hello from the checkpoint';\
+    require('http').createServer((q, r) => r.end(booted)).listen(8080)";
+
+/// `runsc image build` of [`CHECKPOINTED_SERVER`] over the Node image's root file system,
+/// linked as `<checkpoints>/NAME` (the shim's `checkpoint_dir`).
+fn build_checkpoint(h: &Harness, runsc: &Path, rootfs: &Path, name: &str) {
+    let bundle = h.dir.join("ckpt-bundle");
+    std::fs::create_dir_all(&bundle).expect("creating the checkpoint's bundle");
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "args": ["node", "-e", CHECKPOINTED_SERVER],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+        },
+        "root": {"path": rootfs, "readonly": true},
+        "hostname": "checkpoint",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}]},
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).expect("writing config.json");
+    let images = h.dir.join("images");
+    let out = std::process::Command::new(runsc)
+        .arg("--root")
+        .arg(h.dir.join("build-root"))
+        .args(["image", "build", "-o"])
+        .arg(&images)
+        .args(["--ready-port", "8080", "--timeout", "120", "--bundle"])
+        .arg(&bundle)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running runsc image build");
+    assert!(
+        out.status.success(),
+        "runsc image build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let checkpoints = h.dir.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).expect("creating the checkpoint directory");
+    std::os::unix::fs::symlink(&image, checkpoints.join(name)).expect("naming the image");
+}
+
+/// A pod annotated with a checkpoint image: its sandbox container is a holder, its server
+/// container is restored from the image (it answers as the checkpointed server, whatever its
+/// command says) and takes exec; then it goes like any pod. Returns RunPodSandbox → first 200.
+async fn restored_pod(h: &mut Harness, cri: &mut Cri, image: &str, checkpoint: &str) -> Duration {
+    let mut config = cri.pod_config(h, "nanovisor-restored");
+    config
+        .annotations
+        .insert(CHECKPOINT_ANNOTATION.into(), checkpoint.into());
+    let t0 = Instant::now();
+    let (pod, ip, netns) = cri.run_pod(h, &config).await;
+    let server = cri
+        .create_and_start(&pod, &config, node_container("server", image, SERVER))
+        .await;
+    let body = http_get(&ip, 8080);
+    let elapsed = t0.elapsed();
+    assert_eq!(
+        body, "hello from the checkpoint",
+        "the pod was not restored"
+    );
+    cri.step(&format!(
+        "restored pod answered {:.1} ms after RunPodSandbox",
+        elapsed.as_secs_f64() * 1e3
+    ));
+    let exec = call(
+        "ExecSync",
+        cri.rt.exec_sync(ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["node".into(), "-e".into(), "console.log(6*7)".into()],
+            timeout: 60,
+        }),
+    )
+    .await;
+    assert_eq!(
+        (exec.exit_code, String::from_utf8_lossy(&exec.stdout).trim()),
+        (0, "42"),
+        "ExecSync in the restored container: stderr {:?}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    cri.stop_and_remove_container(&server).await;
+    cri.stop_and_remove_pod(&pod).await;
+    assert_gone(h, &netns, &[&pod, &server]);
+    elapsed
+}
+
 async fn connect_cri(h: &mut Harness, start: Instant) -> Cri {
     let channel = h.connect().await;
     Cri {
@@ -565,7 +667,7 @@ async fn prepare(cri: &mut Cri, image: &str) {
 /// The pause container alone, then a pod of two Node containers sharing one sandbox: an HTTP
 /// server reached from the host on the pod's address, and a peer that reaches it over the
 /// sandbox's loopback; ExecSync, logs, stats, stop and removal, nothing left behind.
-async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) {
+async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) -> Duration {
     cri.step(&format!("---- runtime handler {} ----", cri.handler));
     let solo = cri.pod_config(h, &format!("{}-solo", cri.handler));
     let (pod, _, netns) = cri.run_pod(h, &solo).await;
@@ -573,6 +675,7 @@ async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) {
     assert_gone(h, &netns, &[&pod]);
 
     let config = cri.pod_config(h, &format!("{}-web", cri.handler));
+    let t0 = Instant::now();
     let (pod, ip, netns) = cri.run_pod(h, &config).await;
     let logs = PathBuf::from(&config.log_directory);
     let server = cri
@@ -582,6 +685,7 @@ async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) {
     cri.step(&format!("GET http://{ip}:8080/ from the host"));
     // Blocking is fine here: nothing else runs on the test's runtime meanwhile.
     let body = http_get(&ip, 8080);
+    let booted = t0.elapsed();
     assert_eq!(body, "hello from nanovisor");
 
     let peer = cri
@@ -670,6 +774,7 @@ async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) {
     assert!(left.is_empty(), "containers left: {left:?}");
     assert_gone(h, &netns, &[&pod, &server, &peer]);
     cri.step("pod removed, nothing left behind");
+    booted
 }
 
 #[test]
@@ -690,6 +795,8 @@ fn cri_runs_pods_with_our_shim_and_with_the_runc_shim() {
         &format!("registry {} has both images", h.registry_addr),
     );
     h.start_containerd(&runsc, &shim_binary(), &pause_ref);
+    build_checkpoint(&h, &runsc, &node.rootfs(), "web");
+    log_step(start, "checkpoint image of the server built");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -698,7 +805,13 @@ fn cri_runs_pods_with_our_shim_and_with_the_runc_shim() {
     rt.block_on(async {
         let mut cri = connect_cri(&mut h, start).await;
         prepare(&mut cri, &node_ref).await;
-        scenario(&mut h, &mut cri, &node_ref).await;
+        let booted = scenario(&mut h, &mut cri, &node_ref).await;
+        let restored = restored_pod(&mut h, &mut cri, &node_ref, "web").await;
+        eprintln!(
+            "   RunPodSandbox -> first HTTP 200 (one run each): boot {:.1} ms, restore {:.1} ms",
+            booted.as_secs_f64() * 1e3,
+            restored.as_secs_f64() * 1e3
+        );
         cri.handler = RUNC_SHIM_HANDLER;
         scenario(&mut h, &mut cri, &node_ref).await;
     });

@@ -1,6 +1,7 @@
 //! `runsc create [--bundle B] [--pid-file F] [--console-socket S] [--no-pivot]
-//! [--no-new-keyring] [--preserve-fds N] ID`: check the bundle, start the sandbox process
-//! (`runsc boot`), wait until it reports ready, and record the container's state. The
+//! [--no-new-keyring] [--preserve-fds N] [--checkpoint-image DIR] ID`: check the bundle,
+//! start the sandbox process (`runsc boot`, or with `--checkpoint-image` a restore of that
+//! image), wait until it reports ready, and record the container's state. The
 //! container's init starts with `runsc start`.
 //!
 //! The sandbox process is our child, in a session of its own, with our stdio as the
@@ -75,6 +76,11 @@ pub struct CreateArgs {
     /// `dev.nanovisor.acl` / `dev.nanovisor.acl-file` annotations; else allow all.
     #[arg(long, value_name = "FILE")]
     pub acl: Option<PathBuf>,
+    /// Restore the sandbox from this checkpoint image instead of starting the bundle's
+    /// process; the restored guest waits for `start` (gVisor's `create` + `restore`, in
+    /// one step). containerd's shim uses this for pods annotated with a checkpoint image.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_image: Option<PathBuf>,
     /// The container id.
     pub id: String,
 }
@@ -114,7 +120,7 @@ pub fn run(args: CreateArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             preserve_fds: args.preserve_fds,
             acl: args.acl.as_deref(),
             foreground: false,
-            restore: None,
+            restore: args.checkpoint_image.as_deref(),
         },
     )?;
     Ok(0)

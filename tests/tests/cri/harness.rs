@@ -140,7 +140,10 @@ impl Harness {
             .expect("linking the shim into containerd's PATH");
         let shim_config = self.write(
             "shim.toml",
-            &format!("runsc = \"{}\"\nroot = \"{d}/nv\"\n", runsc.display()),
+            &format!(
+                "runsc = \"{}\"\nroot = \"{d}/nv\"\ncheckpoint_dir = \"{d}/checkpoints\"\n",
+                runsc.display()
+            ),
         );
         let config = format!(
             r#"version = 2

@@ -18,11 +18,18 @@ use serde_json::json;
 pub const TAG: &str = "test";
 
 /// Bump when the way images are built changes, so that cached layouts are rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
-/// An OCI image layout directory, ready for `skopeo copy oci:DIR:TAG`.
+/// An OCI image layout directory, ready for `skopeo copy oci:DIR:TAG`, with the root file
+/// system it was made from beside it (`DIR/rootfs`: checkpoint images are built over it).
 pub struct Layout {
     pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
 }
 
 /// The host's Node.js (`/usr/bin/node` and the libraries `ldd` names) in a minimal root file
@@ -89,7 +96,6 @@ fn cached(name: &str, key: &str, fill: impl FnOnce(&Path) -> serde_json::Value) 
     mkdir(&rootfs);
     let config = fill(&rootfs);
     build_layout(&tmp, &rootfs, config);
-    std::fs::remove_dir_all(&rootfs).expect("removing the image's build root");
     write(&tmp.join("key"), key);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)
