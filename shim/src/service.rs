@@ -794,35 +794,11 @@ impl containerd_shim::Task for Service {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        let runsc = self.sandbox_runsc_of(&req.id)?;
-        runsc.pause(&req.id).map_err(internal)?;
-        if let Some(c) = self.lock().get_mut(&req.id) {
-            c.paused = true;
-        }
-        self.publish(
-            topics::TASK_PAUSED_EVENT_TOPIC,
-            TaskPaused {
-                container_id: req.id.clone(),
-                ..Default::default()
-            },
-        );
-        Ok(api::Empty::new())
+        self.set_paused(&req.id, true)
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        let runsc = self.sandbox_runsc_of(&req.id)?;
-        runsc.resume(&req.id).map_err(internal)?;
-        if let Some(c) = self.lock().get_mut(&req.id) {
-            c.paused = false;
-        }
-        self.publish(
-            topics::TASK_RESUMED_EVENT_TOPIC,
-            TaskResumed {
-                container_id: req.id.clone(),
-                ..Default::default()
-            },
-        );
-        Ok(api::Empty::new())
+        self.set_paused(&req.id, false)
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
@@ -929,6 +905,38 @@ impl Service {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    /// `runsc pause` or `resume`, and the event containerd expects after it.
+    fn set_paused(&self, id: &str, paused: bool) -> TtrpcResult<api::Empty> {
+        let runsc = self.sandbox_runsc_of(id)?;
+        if paused {
+            runsc.pause(id).map_err(internal)?;
+        } else {
+            runsc.resume(id).map_err(internal)?;
+        }
+        if let Some(c) = self.lock().get_mut(id) {
+            c.paused = paused;
+        }
+        let container_id = id.to_string();
+        if paused {
+            self.publish(
+                topics::TASK_PAUSED_EVENT_TOPIC,
+                TaskPaused {
+                    container_id,
+                    ..Default::default()
+                },
+            );
+        } else {
+            self.publish(
+                topics::TASK_RESUMED_EVENT_TOPIC,
+                TaskResumed {
+                    container_id,
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(api::Empty::new())
     }
 
     fn holder_pid(&self, id: &str) -> TtrpcResult<Option<u32>> {

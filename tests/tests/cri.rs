@@ -433,6 +433,24 @@ impl Cri {
         ctr
     }
 
+    /// ExecSync of `node -e SCRIPT`: exit code, stdout, stderr.
+    async fn exec_node(&mut self, ctr: &str, script: &str) -> (i32, String, String) {
+        let exec = call(
+            "ExecSync",
+            self.rt.exec_sync(ExecSyncRequest {
+                container_id: ctr.into(),
+                cmd: vec!["node".into(), "-e".into(), script.into()],
+                timeout: 60,
+            }),
+        )
+        .await;
+        (
+            exec.exit_code,
+            String::from_utf8_lossy(&exec.stdout).into_owned(),
+            String::from_utf8_lossy(&exec.stderr).into_owned(),
+        )
+    }
+
     async fn stop_and_remove_container(&mut self, ctr: &str) {
         self.step("StopContainer");
         call_within(
@@ -588,20 +606,11 @@ async fn restored_pod(h: &mut Harness, cri: &mut Cri, image: &str, checkpoint: &
         "restored pod answered {:.1} ms after RunPodSandbox",
         elapsed.as_secs_f64() * 1e3
     ));
-    let exec = call(
-        "ExecSync",
-        cri.rt.exec_sync(ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec!["node".into(), "-e".into(), "console.log(6*7)".into()],
-            timeout: 60,
-        }),
-    )
-    .await;
+    let (code, stdout, stderr) = cri.exec_node(&server, "console.log(6*7)").await;
     assert_eq!(
-        (exec.exit_code, String::from_utf8_lossy(&exec.stdout).trim()),
+        (code, stdout.trim()),
         (0, "42"),
-        "ExecSync in the restored container: stderr {:?}",
-        String::from_utf8_lossy(&exec.stderr)
+        "ExecSync in the restored container: stderr {stderr:?}"
     );
     cri.stop_and_remove_container(&server).await;
     cri.stop_and_remove_pod(&pod).await;
@@ -705,41 +714,18 @@ async fn scenario(h: &mut Harness, cri: &mut Cri, image: &str) -> Duration {
     );
 
     cri.step("ExecSync node -e console.log(6*7) in the peer");
-    let exec = call(
-        "ExecSync",
-        cri.rt.exec_sync(ExecSyncRequest {
-            container_id: peer.clone(),
-            cmd: vec!["node".into(), "-e".into(), "console.log(6*7)".into()],
-            timeout: 60,
-        }),
-    )
-    .await;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&exec.stdout).into_owned(),
-        String::from_utf8_lossy(&exec.stderr).into_owned(),
-    );
+    let (code, stdout, stderr) = cri.exec_node(&peer, "console.log(6*7)").await;
     assert_eq!(
-        (exec.exit_code, stdout.trim()),
+        (code, stdout.trim()),
         (0, "42"),
-        "ExecSync: exit {}, stdout {stdout:?}, stderr {stderr:?}",
-        exec.exit_code
+        "ExecSync: exit {code}, stdout {stdout:?}, stderr {stderr:?}"
     );
     cri.step("ExecSync with a failing command");
-    let exec = call(
-        "ExecSync",
-        cri.rt.exec_sync(ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec![
-                "node".into(),
-                "-e".into(),
-                "console.error('bad'); process.exit(3)".into(),
-            ],
-            timeout: 60,
-        }),
-    )
-    .await;
+    let (code, _, stderr) = cri
+        .exec_node(&server, "console.error('bad'); process.exit(3)")
+        .await;
     assert_eq!(
-        (exec.exit_code, String::from_utf8_lossy(&exec.stderr).trim()),
+        (code, stderr.trim()),
         (3, "bad"),
         "ExecSync of a failing command"
     );
