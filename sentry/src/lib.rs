@@ -16,6 +16,7 @@ pub mod net;
 pub mod platform;
 pub mod sandbox;
 pub mod state;
+pub mod steps;
 pub mod syscalls;
 pub mod vdso;
 pub mod vfs;

@@ -19,6 +19,7 @@ use clap::Args;
 use netstack::acl::Acl;
 use oci_spec::runtime::Spec;
 use sentry::sandbox::{HostSource, Sandbox};
+use sentry::steps::Steps;
 
 use crate::boot::control::{self, Controller};
 use crate::boot::network;
@@ -106,6 +107,7 @@ fn memory_limit(spec: &Spec) -> u64 {
 }
 
 fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
+    let mut steps = Steps::new("boot");
     let state_dir = root.join(&args.id);
     let config = args.bundle.join("config.json");
     let spec = Spec::load(&config).map_err(|e| anyhow!("{}: {e}", config.display()))?;
@@ -114,7 +116,20 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // the spec's limits. (Its PID namespace comes from `runsc create`.)
     let namespaces = confine::namespaces::NamespaceSet::from_oci(&spec);
     confine::namespaces::unshare(&namespaces).context("entering the sandbox's namespaces")?;
-    let cgroup = sandbox_cgroup(&spec, &args.id)?;
+    steps.done("namespaces");
+    // The vDSO's clock needs ~20 ms of calibration before guests read time without a
+    // syscall: spend them building the sandbox.
+    sentry::vdso::start_clock_updater();
+    // Joining a cgroup waits for an RCU grace period (cgroup v1: ~10 ms here), mostly
+    // idle: done on a thread while this one opens the root and adopts the network, and
+    // joined before the sandbox allocates its memory, which is then charged to it.
+    let cgroup = {
+        let (spec, id) = (spec.clone(), args.id.clone());
+        std::thread::Builder::new()
+            .name("cgroup".into())
+            .spawn(move || sandbox_cgroup(&spec, &id))
+            .context("starting the cgroup thread")?
+    };
     let rootfs = spec
         .root()
         .as_ref()
@@ -144,11 +159,18 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     let audit_reader = File::open(&audit_path)
         .with_context(|| format!("opening {} for reading", audit_path.display()))?;
     let acl = Arc::new(Acl::new(policy, audit));
+    steps.done("root file system, mounts and policy");
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
+    steps.done("network");
+    let cgroup = cgroup
+        .join()
+        .map_err(|_| anyhow!("creating the cgroup: the thread panicked"))??;
+    steps.done("cgroup joined");
     let built = match &args.restore {
-        Some(image) => restore_sandbox(args, image, stack, root_source, mounts)?,
+        Some(image) => restore_sandbox(args, image, stack, root_source, mounts, &mut steps)?,
         None => new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?,
     };
+    steps.done("sandbox");
 
     let sock_path = state_dir.join("control.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -170,12 +192,14 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // its owner would, no new privileges, and the reviewed seccomp allowlist
     // (runsc/src/confine/seccomp_policy.json) on every thread.
     confine::namespaces::pivot_to_empty(&[]).context("giving up the host's file tree")?;
+    steps.done("control socket and pivot_root");
     let c = controller.clone();
     nanovisor_proto::serve(listener, move |req, fds, out| c.handle(req, fds, out))
         .context("serving the control socket")?;
     confine::caps::drop_all_but(&[confine::caps::Capability::DacReadSearch])
         .context("dropping capabilities")?;
     confine::seccomp::install().context("installing the seccomp filter")?;
+    steps.done("capabilities and seccomp");
     Ok(Booted {
         _cgroup: cgroup,
         controller,
@@ -232,6 +256,7 @@ fn restore_sandbox(
     stack: Arc<netstack::stack::Stack>,
     root_source: HostSource,
     mounts: Vec<sentry::sandbox::MountSpec>,
+    steps: &mut Steps,
 ) -> anyhow::Result<Built> {
     let opened = checkpoints::Image::open(image, sentry::VERSION)
         .with_context(|| format!("checkpoint image {}", image.display()))?;
@@ -240,6 +265,7 @@ fn restore_sandbox(
         .with_context(|| format!("checkpoint image {}", image.display()))?
         .try_clone()
         .with_context(|| format!("checkpoint image {}: memory.img", image.display()))?;
+    steps.done("checkpoint image opened");
     let mut containers = std::collections::HashMap::new();
     containers.insert(args.id.clone(), (root_source, mounts));
     // The container's stdio now: the terminal `create` made, or this process's own.

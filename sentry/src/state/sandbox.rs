@@ -127,6 +127,7 @@ impl Sandbox {
     /// [`Sandbox::resume`]. A checkpoint of one container may be restored under
     /// another container id.
     pub fn restore(input: RestoreInput<'_>) -> Result<Arc<Sandbox>, SandboxError> {
+        let mut steps = crate::steps::Steps::new("restore");
         let state = super::decode(input.state)?;
         let memory = GuestMemory::restore(
             &input.memory_image,
@@ -134,7 +135,9 @@ impl Sandbox {
             &state.platform.allocator,
         )
         .map_err(|e| SandboxError::Checkpoint(StateError::Platform(e.to_string())))?;
+        steps.done("kernel state decoded, memory.img mapped");
         let platform = Arc::new(KvmPlatform::restore(memory, &state.platform)?);
+        steps.done("VM created");
         let kernel = Kernel::restored(
             platform.clone(),
             &state.kernel.hostname,
@@ -196,7 +199,9 @@ impl Sandbox {
                 },
             );
         }
+        steps.done("file systems and files");
         let restored = rx.threads(state.kernel)?;
+        steps.done("processes, threads and vCPUs");
         let sandbox = Arc::new(Sandbox {
             platform,
             kernel,
@@ -232,6 +237,7 @@ impl Sandbox {
         for (id, pid, g) in inits {
             sandbox.watch_init(id, pid, g);
         }
+        steps.done("threads started");
         Ok(sandbox)
     }
 }

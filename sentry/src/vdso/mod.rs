@@ -30,6 +30,14 @@ use crate::mm::{Access, AreaKind, Backing, MemoryManager, Vma, MMAP_BASE};
 use crate::platform::memory::MemoryError;
 use crate::platform::Perms;
 
+/// Start the thread that keeps vvar pages current now, before any sandbox exists, so
+/// that it has calibrated the guest TSC against the host's clocks by the time the first
+/// guest code runs (a restored sandbox's guest runs within milliseconds of its process
+/// starting). Without it the thread starts with the first vvar page.
+pub fn start_clock_updater() {
+    vvar::start_early();
+}
+
 /// Why the vDSO could not be mapped.
 #[derive(Debug, thiserror::Error)]
 pub enum VdsoError {

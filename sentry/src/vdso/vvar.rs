@@ -14,12 +14,15 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use super::clock::{HostClocks, VvarData, DATA_OFFSET, PERIOD_NS, SEQ_OFFSET};
+use super::clock::{HostClocks, VvarData, DATA_OFFSET, MODE_SYSCALL, PERIOD_NS, SEQ_OFFSET};
 use crate::platform::kvm::tsc::{guest_tsc_is_host_tsc, host_tsc};
 use crate::platform::memory::{Gpa, GuestMemory, MemoryError};
 
 /// Delay before the second sample, which gives the first usable rate.
 const CALIBRATION: Duration = Duration::from_millis(20);
+/// How soon the updater looks again while pages exist but no vCPU has told yet whether
+/// guests read the host's TSC (so the pages still send every call to the sentry).
+const VERDICT_POLL: Duration = Duration::from_millis(1);
 
 struct Page {
     memory: Weak<GuestMemory>,
@@ -66,17 +69,30 @@ pub fn frame_for(memory: &Arc<GuestMemory>) -> Result<Gpa, MemoryError> {
         memory: Arc::downgrade(memory),
         frame,
     });
-    if !p.updater_started {
-        let spawned = std::thread::Builder::new()
-            .name("nv-vvar".into())
-            .spawn(update_forever);
-        match spawned {
-            Ok(_) => p.updater_started = true,
-            // The page stays in syscall mode: correct, only slower.
-            Err(e) => tracing::warn!("starting the vvar updater: {e}"),
-        }
-    }
+    start_updater(&mut p);
     Ok(frame)
+}
+
+/// Start this process's updater thread now, if it has none yet, rather than when the
+/// first vvar page appears: it needs [`CALIBRATION`] before its pages let guests read
+/// clocks without a syscall, which a sandbox process can spend building the sandbox.
+pub fn start_early() {
+    start_updater(&mut publisher());
+}
+
+/// Start this process's updater thread, once.
+fn start_updater(p: &mut Publisher) {
+    if p.updater_started {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("nv-vvar".into())
+        .spawn(update_forever);
+    match spawned {
+        Ok(_) => p.updater_started = true,
+        // Pages stay in syscall mode: correct, only slower.
+        Err(e) => tracing::warn!("starting the vvar updater: {e}"),
+    }
 }
 
 /// The vvar frame of `memory`, if it has one (for a checkpoint).
@@ -107,9 +123,10 @@ pub fn adopt(memory: &Arc<GuestMemory>, frame: Gpa) -> Result<(), MemoryError> {
             memory: Arc::downgrade(memory),
             frame,
         });
+        // The page is known now, so `frame_for` would not start the updater: start it
+        // here, or the restored vDSO stays in syscall mode for good.
+        start_updater(&mut p);
     }
-    // Starts the updater if this process has none yet.
-    let _ = frame_for(memory)?;
     Ok(())
 }
 
@@ -151,11 +168,18 @@ fn update_forever() {
             memory.write(frame + SEQ_OFFSET, &even.to_le_bytes());
         }
         p.seq = even;
+        let waiting_for_verdict = data.mode == MODE_SYSCALL
+            && !first
+            && !live.is_empty()
+            && tsc_usable_host
+            && guest_tsc_is_host_tsc().is_none();
         p.current = Some(data);
         drop(p);
         drop(live);
         std::thread::sleep(if first {
             CALIBRATION
+        } else if waiting_for_verdict {
+            VERDICT_POLL
         } else {
             Duration::from_nanos(PERIOD_NS)
         });
@@ -203,6 +227,23 @@ mod tests {
         let mut page = [0u8; 72];
         b.read(fb, &mut page);
         assert_ne!(&page[64..72], &[0u8; 8]);
+        assert_eq!(page[0] & 1, 0);
+    }
+
+    #[test]
+    fn an_adopted_frame_is_kept_current() {
+        // A restored sandbox's frame, as its image left it; adopting it must start the
+        // updater (when this process has none yet) and put the frame under it.
+        let mem = Arc::new(GuestMemory::new(8 * PAGE_SIZE).expect("memfd"));
+        let frame = mem.alloc_frame().expect("frame");
+        mem.write(frame, &[0xaa; 72]);
+        adopt(&mem, frame).expect("adopt");
+        assert_eq!(frame_of(&mem), Some(frame));
+        std::thread::sleep(CALIBRATION * 3);
+        let mut page = [0u8; 72];
+        mem.read(frame, &mut page);
+        assert_ne!(&page[64..72], &[0u8; 8], "the updater filled the page in");
+        assert_ne!(&page[64..72], &[0xaa; 8]);
         assert_eq!(page[0] & 1, 0);
     }
 }
