@@ -89,6 +89,19 @@ pub fn shim_binary() -> PathBuf {
     shim
 }
 
+/// nanovisor-cri, the CRI server, from the same build as [`runsc`].
+pub fn cri_binary() -> PathBuf {
+    let runsc = runsc();
+    let cri = runsc.with_file_name("nanovisor-cri");
+    assert!(
+        cri.is_file(),
+        "no {} next to {}: run `cargo build -p nanovisor-cri` first",
+        cri.display(),
+        runsc.display()
+    );
+    cri
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -6,8 +6,15 @@
 //! naming the scratch directory), unmounts what is mounted under it, deletes the bridge and the
 //! pod network namespaces containerd made, and removes the directory, whatever happened before.
 //!
+//! [`Harness::start_nanovisor_cri`] starts nanovisor-cri in front of that containerd: its
+//! socket and configuration in the scratch directory, containerd's CRI socket as its upstream,
+//! and (optionally) a `[nanovisor]` table, [`pods_config`], for the handler it serves itself.
+//! Dropping the [`NanovisorCri`] removes its pods, stops it, and kills and unmounts what its
+//! handler left under `DIR/p`.
+//!
 //! Set `NANOVISOR_CRI_KEEP=1` to keep the scratch directory. containerd's log is copied to
-//! `target/cri-e2e/containerd.log` in any case.
+//! `target/cri-e2e/containerd.log` (and nanovisor-cri's to `target/cri-e2e/nanovisor-cri.log`)
+//! in any case.
 
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, CString};
@@ -20,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
 use nanovisor_tests::registry::Registry;
-use nanovisor_tests::target_dir;
+use nanovisor_tests::{cri_binary, target_dir};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::image::{sh, Layout, TAG};
@@ -43,6 +50,18 @@ pub const HANDLER: &str = "nanovisor";
 /// A second handler: containerd's stock runc shim running our runsc as its runc.
 pub const RUNC_SHIM_HANDLER: &str = "nanovisor-runc";
 
+/// containerd's stock handler: its runc shim running the host's runc (Debian's containerd
+/// depends on runc). nanovisor-cri forwards it upstream.
+pub const STOCK_RUNC_HANDLER: &str = "runc";
+
+/// The registry repositories the test pushes its two images to ([`Harness::reference`]).
+pub const NODE_REPO: &str = "nanovisor/node";
+pub const PAUSE_REPO: &str = "nanovisor/pause";
+
+/// The name of the checkpoint image of the test's server under `DIR/checkpoints` (what
+/// `dev.nanovisor.checkpoint-image` names; nanovisor-cri's pool restores it too).
+pub const CHECKPOINT_NAME: &str = "web";
+
 pub struct Harness {
     /// `/tmp/nvcri-PID`. Short: runsc's control sockets live under `DIR/rs/<64-hex id>/`.
     pub dir: PathBuf,
@@ -58,6 +77,12 @@ pub struct Harness {
     containerd: Option<Child>,
     /// Pod network namespaces (`/run/netns/cni-*`) there were before containerd started.
     netns_before: BTreeSet<String>,
+    /// The runsc containerd's handlers run (set by [`Harness::start_containerd`]).
+    pub runsc: PathBuf,
+    /// containerd's `sandbox_image` (set by [`Harness::start_containerd`]).
+    pub sandbox_image: String,
+    /// Whether nanovisor-cri logs at debug level (the tests); the benchmark turns it off.
+    pub cri_debug: bool,
 }
 
 impl Harness {
@@ -79,6 +104,9 @@ impl Harness {
             registry: None,
             containerd: None,
             netns_before: cni_netns(),
+            runsc: PathBuf::new(),
+            sandbox_image: String::new(),
+            cri_debug: true,
         }
     }
 
@@ -116,7 +144,7 @@ impl Harness {
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         );
         let tmp = self.mkdir("skopeo-tmp");
-        let reference = format!("{}/{repo}:{TAG}", self.registry_addr);
+        let reference = self.reference(repo);
         sh(Command::new("skopeo")
             .env("TMPDIR", &tmp)
             .arg("--policy")
@@ -127,12 +155,19 @@ impl Harness {
         reference
     }
 
+    /// The reference [`Harness::push`] gives `repo`.
+    pub fn reference(&self, repo: &str) -> String {
+        format!("{}/{repo}:{TAG}", self.registry_addr)
+    }
+
     /// Writes containerd's config (CRI plugin with two runtime handlers: `nanovisor`, our
     /// shim, found on containerd's PATH and configured by a shim.toml its runtime options
     /// name; and `nanovisor-runc`, the stock runc shim running `runsc` as its runc), the CNI
     /// bridge config and the registry's hosts.toml, and starts containerd.
     /// [`Harness::connect`] waits until it answers.
     pub fn start_containerd(&mut self, runsc: &Path, shim: &Path, sandbox_image: &str) {
+        self.runsc = runsc.to_path_buf();
+        self.sandbox_image = sandbox_image.to_string();
         let d = self.dir.display().to_string();
         let runsc_root = self.mkdir("rs");
         let bin = self.mkdir("bin");
@@ -305,6 +340,33 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             .collect()
     }
 
+    /// Processes (`pid: cmdline`) whose command line names any of `needles` (pod and
+    /// container ids), the test's own excepted.
+    pub fn processes_naming(&self, needles: &[&str]) -> Vec<String> {
+        let me = std::process::id();
+        processes()
+            .into_iter()
+            .filter(|(pid, cmdline)| {
+                *pid != me
+                    && needles.iter().any(|n| {
+                        let n = n.as_bytes();
+                        !n.is_empty() && cmdline.windows(n.len()).any(|w| w == n)
+                    })
+            })
+            .map(|(pid, cmdline)| format!("{pid}: {}", printable(&cmdline)))
+            .collect()
+    }
+
+    /// Mount points anywhere whose path names any of `needles` (pod and container ids).
+    pub fn mounts_naming(&self, needles: &[&str]) -> Vec<String> {
+        read(Path::new("/proc/self/mountinfo"))
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| needles.iter().any(|n| !n.is_empty() && m.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Mount points under the scratch directory.
     pub fn leftover_mounts(&self) -> Vec<String> {
         mounts_under(&self.dir)
@@ -347,7 +409,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     /// What to look at when the test failed: containerd's warnings and errors, what `ctr` says
     /// about tasks, and runsc's logs (`log.json` in each bundle, which the shim passes as
     /// `--log`; `boot.log` under runsc's root).
-    fn dump_diagnostics(&self) {
+    pub fn dump_diagnostics(&self) {
         eprintln!(
             "---- containerd warnings and errors ----\n{}",
             self.containerd_errors()
@@ -379,45 +441,52 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         }
     }
 
-    /// Stops and removes every pod containerd still has, through the CRI.
-    fn remove_all_pods(&self) {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        let socket = self.socket.clone();
-        let cleanup = async move {
-            let mut rt = RuntimeServiceClient::new(connect(&socket).await.ok()?);
-            let pods = rt
-                .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-                .await
-                .ok()?
-                .into_inner()
-                .items;
-            for pod in pods {
-                eprintln!("cleanup: removing pod {}", pod.id);
-                let id = pod.id.clone();
-                if let Err(e) = rt
-                    .stop_pod_sandbox(StopPodSandboxRequest {
-                        pod_sandbox_id: id.clone(),
-                    })
-                    .await
-                {
-                    eprintln!("cleanup: StopPodSandbox {id}: {}", e.message());
-                }
-                if let Err(e) = rt
-                    .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-                    .await
-                {
-                    eprintln!("cleanup: RemovePodSandbox {}: {}", pod.id, e.message());
-                }
-            }
-            Some(())
-        };
-        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), cleanup).await });
+    /// Stops and removes every pod containerd still has, through the CRI. Not from inside a
+    /// tokio runtime: it runs its own.
+    pub fn remove_all_pods(&self) {
+        remove_all_pods_at(&self.socket);
     }
+}
+
+/// Stops and removes every pod the CRI endpoint at `socket` lists (within 30 s). Not from
+/// inside a tokio runtime: it runs its own.
+fn remove_all_pods_at(socket: &Path) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let socket = socket.to_path_buf();
+    let cleanup = async move {
+        let mut rt = RuntimeServiceClient::new(connect(&socket).await.ok()?);
+        let pods = rt
+            .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+            .await
+            .ok()?
+            .into_inner()
+            .items;
+        for pod in pods {
+            eprintln!("cleanup: removing pod {}", pod.id);
+            let id = pod.id.clone();
+            if let Err(e) = rt
+                .stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await
+            {
+                eprintln!("cleanup: StopPodSandbox {id}: {}", e.message());
+            }
+            if let Err(e) = rt
+                .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                .await
+            {
+                eprintln!("cleanup: RemovePodSandbox {}: {}", pod.id, e.message());
+            }
+        }
+        Some(())
+    };
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), cleanup).await });
 }
 
 impl Drop for Harness {
@@ -460,6 +529,167 @@ impl Drop for Harness {
         } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("cleanup: removing {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// The `[nanovisor]` table of nanovisor-cri's configuration: the handler nanovisor-cri serves
+/// itself (`nanovisor-pods`' `Config`), set up like containerd's `nanovisor` handler: our runsc,
+/// containerd's images and snapshots, the same CNI network and pause image, the checkpoint
+/// images under `DIR/checkpoints`, and a pool of one sandbox restored from the test's
+/// checkpoint image over the Node image. Its state lives under `DIR/p` (short: runsc's control
+/// sockets are below it).
+pub fn pods_config(h: &Harness) -> String {
+    let d = h.dir.display();
+    format!(
+        r#"[nanovisor]
+runsc = "{runsc}"
+root = "{d}/p"
+containerd_socket = "{containerd}"
+containerd_namespace = "k8s.io"
+snapshotter = "overlayfs"
+sandbox_image = "{pause}"
+cni_bin_dirs = ["/usr/lib/cni"]
+cni_conf_dir = "{d}/cni/net.d"
+checkpoint_dir = "{d}/checkpoints"
+
+[[nanovisor.pool]]
+checkpoint = "{CHECKPOINT_NAME}"
+image = "{node}"
+size = 1
+"#,
+        runsc = h.runsc.display(),
+        containerd = h.socket.display(),
+        pause = h.sandbox_image,
+        node = h.reference(NODE_REPO),
+    )
+}
+
+/// nanovisor-cri in front of the harness's containerd (see [`Harness::start_nanovisor_cri`]).
+pub struct NanovisorCri {
+    /// Its CRI socket.
+    pub socket: PathBuf,
+    /// Its log (stderr, `--debug`).
+    pub log: PathBuf,
+    /// The `[nanovisor]` handler's state directory (`DIR/p`), if configured.
+    pub pods_root: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl Harness {
+    /// Writes nanovisor-cri's configuration (`DIR/nanovisor-cri.toml`: listen on
+    /// `DIR/nanovisor-cri.sock`, containerd's CRI socket upstream, and [`pods_config`] when
+    /// `with_pods`) and starts it. [`NanovisorCri::connect`] waits until it answers.
+    pub fn start_nanovisor_cri(&self, with_pods: bool) -> NanovisorCri {
+        let socket = self.path("nanovisor-cri.sock");
+        let mut config = format!(
+            "listen = \"{}\"\nupstream = \"{}\"\n\n",
+            socket.display(),
+            self.socket.display()
+        );
+        if with_pods {
+            config.push_str(&pods_config(self));
+        }
+        let config = self.write("nanovisor-cri.toml", &config);
+        let log = self.path("nanovisor-cri.log");
+        let mut cmd = Command::new(cri_binary());
+        cmd.arg("--config").arg(&config);
+        if self.cri_debug {
+            cmd.arg("--debug");
+        }
+        cmd.env_clear().env("PATH", PATH);
+        for key in ["RUST_BACKTRACE", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        let child = spawn_logged(&mut cmd, &log);
+        NanovisorCri {
+            socket,
+            log,
+            pods_root: with_pods.then(|| self.path("p")),
+            child: Some(child),
+        }
+    }
+}
+
+impl NanovisorCri {
+    /// A channel to nanovisor-cri once Version answers through it (within 30 s).
+    pub async fn connect(&mut self) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("its socket is not there");
+        loop {
+            if self.socket.exists() {
+                match connect(&self.socket).await {
+                    Ok(ch) => {
+                        let version = RuntimeServiceClient::new(ch.clone())
+                            .version(k8s_cri::v1::VersionRequest {
+                                version: "v1".into(),
+                            })
+                            .await;
+                        match version {
+                            Ok(_) => return ch,
+                            Err(e) => last = format!("Version: {:?}: {}", e.code(), e.message()),
+                        }
+                    }
+                    Err(e) => last = format!("connecting: {e}"),
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "nanovisor-cri exited ({status}):\n{}",
+                    tail(&read(&self.log), 40)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nanovisor-cri did not answer on {} within 30 s ({last}):\n{}",
+                self.socket.display(),
+                tail(&read(&self.log), 40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&read(&self.log), n)
+    }
+}
+
+impl Drop for NanovisorCri {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- nanovisor-cri's log (last 60 lines) ----\n{}",
+                self.log_tail(60)
+            );
+        }
+        if self.child.is_some() {
+            remove_all_pods_at(&self.socket);
+        }
+        if let Some(child) = self.child.take() {
+            stop(child, "nanovisor-cri");
+        }
+        let saved = target_dir().join("cri-e2e");
+        if std::fs::create_dir_all(&saved).is_ok() {
+            let _ = std::fs::copy(&self.log, saved.join("nanovisor-cri.log"));
+        }
+        // What its handler left (a sandbox it did not release): processes naming its state
+        // directory, then mounts under it.
+        if let Some(root) = &self.pods_root {
+            let needle = root.as_os_str().as_bytes();
+            let me = std::process::id();
+            for (pid, cmdline) in processes() {
+                if pid != me && cmdline.windows(needle.len()).any(|w| w == needle) {
+                    eprintln!("cleanup: killing {pid}: {}", printable(&cmdline));
+                    // SAFETY: kill has no memory-safety preconditions; the pid names the
+                    // handler's state directory (a sandbox nanovisor-cri started).
+                    unsafe { kill(pid as c_int, SIGKILL) };
+                }
+            }
+            unmount_under(root);
+        }
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
