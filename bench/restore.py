@@ -14,8 +14,13 @@ first request: see docs/checkpoint.md, "Start-up time"). Then memory: the
 PSS of 1, 10 and 50 sandboxes restored from one image (their sandbox processes' Pss from
 /proc/PID/smaps_rollup), per sandbox.
 
-Usage: bench/restore.py [-n RUNS] [--pss 1,10,50]   (needs root and KVM; uses
-target/release/runsc, or $NANOVISOR_RUNSC). Not a test: it prints figures.
+The image is built with runsc's default warm-up (requests served before the checkpoint,
+see `runsc image build --warm-up`); `--warm-up N` passes N instead (0: a cold image).
+
+Usage: bench/restore.py [-n RUNS] [--pss 1,10,50] [--warm-up N]   (needs root and KVM;
+uses target/release/runsc, or $NANOVISOR_RUNSC). Not a test: it prints figures. Run it
+with a clean environment (`env -i PATH=$PATH HOME=$HOME`): an exported NODE_EXTRA_CA_CERTS
+slows native Node's start-up (the sandboxes get the bundle's environment either way).
 """
 
 import argparse
@@ -128,6 +133,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("-n", "--runs", type=int, default=10)
     p.add_argument("--pss", default="1,10,50")
+    p.add_argument("--warm-up", type=int, default=None,
+                   help="warm-up requests for the image build (default: runsc's)")
     a = p.parse_args()
     exe = os.environ.get("NANOVISOR_RUNSC", os.path.join(ROOT, "target/release/runsc"))
     work = tempfile.mkdtemp(prefix="nv-bench-restore-")
@@ -166,8 +173,10 @@ def main():
 
         log("building the image: runsc image build --ready-port")
         b = bundle(os.path.join(work, "bundle-build"), fresh_net())
+        warm = [] if a.warm_up is None else ["--warm-up", str(a.warm_up)]
         out = runsc("image", "build", "-o", os.path.join(work, "images"),
-                    "--ready-port", str(PORT), "--bundle", b, capture=True)
+                    "--ready-port", str(PORT), *warm, "--bundle", b, capture=True)
+        log(out.stderr.decode().strip().splitlines()[-1:])
         image = out.stdout.decode().strip()
         # The first restore verifies memory.img in full and stamps it; later ones do not.
         ns = fresh_net()

@@ -279,3 +279,54 @@ fn a_busy_thread_pool_resumes_and_an_idle_connection_is_reset() {
         "work 2a6a4f0832d046838f4a22cbadc94dff"
     );
 }
+
+/// `runsc image build --ready-port` sends warm-up requests before it checkpoints (over the
+/// veth of the namespace it makes for a `-- CMD` app): the counter server restored from
+/// the image has served them, so its next answer is one more than their number.
+#[test]
+fn warm_up_requests_are_served_before_the_checkpoint() {
+    let s = Scratch::new_tagged("warm");
+    let script = workspace_root().join("tests/node/counter_server.js");
+    let images = s.dir.join("images");
+    let out = s.dir.join("build.out");
+    let (code, _, err) = s.runsc(
+        &[
+            "image",
+            "build",
+            "-o",
+            images.to_str().expect("utf-8"),
+            "--ready-port",
+            PORT,
+            "--warm-up",
+            "7",
+            "--timeout",
+            "120",
+            "--",
+            "node",
+            script.to_str().expect("utf-8"),
+            PORT,
+        ],
+        Some(&out),
+    );
+    assert_eq!(code, 0, "image build: {err}");
+    assert!(
+        err.contains("7 requests, 7 answered 2xx"),
+        "the build's progress does not report the warm-up: {err}"
+    );
+    let image = std::fs::read_to_string(&out).expect("build output");
+    let bundle = s.bundle();
+    let (code, _, err) = s.runsc(
+        &[
+            "restore",
+            "--image-path",
+            image.trim(),
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--detach",
+            "warm-a",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "restore: {err}");
+    assert_eq!(get_path(&s, "warm-a", "/"), "8");
+}

@@ -120,9 +120,10 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // The vDSO's clock needs ~20 ms of calibration before guests read time without a
     // syscall: spend them building the sandbox.
     sentry::vdso::start_clock_updater();
-    // Joining a cgroup waits for an RCU grace period (cgroup v1: ~10 ms here), mostly
-    // idle: done on a thread while this one opens the root and adopts the network, and
-    // joined before the sandbox allocates its memory, which is then charged to it.
+    // Joining a cgroup waits for an RCU grace period (cgroup v1: ~6-10 ms here), mostly
+    // idle: done on a thread while this one opens the root, adopts the network and, for a
+    // restore, builds the sandbox (see `cgroup_before_sandbox`). Either way it is joined
+    // before any guest code runs and before the host's file tree goes.
     let cgroup = {
         let (spec, id) = (spec.clone(), args.id.clone());
         std::thread::Builder::new()
@@ -162,15 +163,26 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     steps.done("root file system, mounts and policy");
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
     steps.done("network");
-    let cgroup = cgroup
-        .join()
-        .map_err(|_| anyhow!("creating the cgroup: the thread panicked"))??;
-    steps.done("cgroup joined");
+    let join = |cgroup: std::thread::JoinHandle<_>| {
+        cgroup
+            .join()
+            .map_err(|_| anyhow!("creating the cgroup: the thread panicked"))?
+    };
+    let mut cgroup_thread = Some(cgroup);
+    let mut cgroup = None;
+    if let Some(thread) = cgroup_thread.take_if(|_| cgroup_before_sandbox(args)) {
+        cgroup = join(thread)?;
+        steps.done("cgroup joined");
+    }
     let built = match &args.restore {
         Some(image) => restore_sandbox(args, image, stack, root_source, mounts, &mut steps)?,
         None => new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?,
     };
     steps.done("sandbox");
+    if let Some(thread) = cgroup_thread.take() {
+        cgroup = join(thread)?;
+        steps.done("cgroup joined");
+    }
 
     let sock_path = state_dir.join("control.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -302,6 +314,16 @@ fn restore_sandbox(
     })?;
     tracing::info!(image = %opened.digest(), pid, "restored from a checkpoint");
     Ok(Built::Restored(sandbox, pid))
+}
+
+/// Whether the cgroup must be joined before the sandbox is built: yes for a new one, which
+/// loads the app into guest memory as it is built (those pages are charged to whoever
+/// writes them first). A restored sandbox's memory is a private mapping of the image that
+/// is faulted in once its guest runs, after the join; what its build allocates (the VM,
+/// vCPUs, threads: a few hundred KiB) goes to runsc's cgroup, and the join's wait (an RCU
+/// grace period on cgroup v1, ~6 ms here) overlaps with the build instead of preceding it.
+fn cgroup_before_sandbox(args: &BootArgs) -> bool {
+    args.restore.is_none()
 }
 
 /// The sandbox's host cgroup: `linux.cgroupsPath` (or `nanovisor/ID`) with the spec's

@@ -8,17 +8,26 @@
 //! is a TCP port some guest socket listens on (asked of the sandbox's netstack, so no
 //! connection is made and nothing is counted by the app), or a text the app prints.
 //! What the app prints goes to a log in the work directory, shown when it fails.
+//!
+//! Warm-up (`--warm-up N`, with `--ready-port`): once ready, the app gets N requests of
+//! `GET /` before the checkpoint, so the image holds a warm app
+//! (see [`crate::network::warm_up`]).
 
 use std::io::IsTerminal as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
+use ipnet::IpNet;
 
 use crate::commands::{checkpoint, GlobalOpts};
 use crate::container::{Container, Status};
+use crate::network::netns::SandboxNetns;
+use crate::network::rtnl::Rtnl;
+use crate::network::warm_up;
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -34,6 +43,15 @@ pub struct BuildArgs {
     /// Give up if the app is not ready after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 60)]
     timeout: u64,
+    /// With --ready-port: send the app this many requests of `GET /` (HTTP/1.1) once it is
+    /// ready, before the checkpoint; 0 sends none. Node's V8 compiles each function when
+    /// it first runs: the first request a server answers pays for compiling its whole
+    /// request path. Served before the checkpoint, that work is in the image, and no
+    /// restored sandbox does it again. The app is reached at the address of the bundle's
+    /// network namespace (with `-- CMD…`, one made for the build: a veth pair to this
+    /// host, as `runsc do --network sandbox` makes).
+    #[arg(long = "warm-up", value_name = "N", default_value_t = warm_up::DEFAULT_REQUESTS)]
+    warm_up: u32,
     /// The app's OCI bundle (else the command after `--`).
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
     bundle: Option<PathBuf>,
@@ -101,9 +119,22 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
         start: Instant::now(),
         last: Default::default(),
     };
+    let warming = args.ready_port.is_some() && args.warm_up > 0;
+    // A namespace of its own for a `-- CMD…` app to be reached in; kept until the app's
+    // sandbox is gone (`cleanup` below is dropped first).
+    let build_netns = match (&args.bundle, warming) {
+        (None, true) => build_netns(),
+        _ => None,
+    };
     let bundle = match &args.bundle {
         Some(b) => std::path::absolute(b).with_context(|| format!("bundle {}", b.display()))?,
-        None => command_bundle(args, work)?,
+        None => command_bundle(args, work, build_netns.as_ref())?,
+    };
+    let warm_to = match args.ready_port {
+        Some(port) if warming => {
+            app_address(&bundle, build_netns.as_ref()).map(|ip| SocketAddr::new(ip, port))
+        }
+        _ => None,
     };
     let root = work.join("root");
     let log = work.join("app.log");
@@ -161,6 +192,16 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
         }
         progress.say(&format!("waiting for the app ({})", readiness(args)));
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(to) = warm_to {
+        progress.say(&format!(
+            "warming the app up ({} requests to {to})",
+            args.warm_up
+        ));
+        match warm_up::run(to, args.warm_up) {
+            Ok(report) => progress.say(&format!("warmed up: {report}")),
+            Err(e) => eprintln!("warning: warm-up of {to} stopped: {e:#}; checkpointing as is"),
+        }
     }
     progress.say("ready; checkpointing");
     std::fs::create_dir_all(&args.output)
@@ -239,13 +280,87 @@ fn tail(log: &Path) -> String {
     format!("; the app printed:\n{}", lines[from..].join("\n"))
 }
 
-/// A bundle over the host's root running `args.command`.
-fn command_bundle(args: &BuildArgs, work: &Path) -> anyhow::Result<PathBuf> {
+/// A network namespace for a `-- CMD…` app, so warm-up requests can reach it: the veth
+/// pair `runsc do --network sandbox` makes, with the guest's address configured inside
+/// for the sandbox to adopt (as a CNI plugin leaves a pod's). None, with a warning, when
+/// it cannot be made (no CAP_NET_ADMIN, no iproute2): the app is built without warm-up.
+fn build_netns() -> Option<SandboxNetns> {
+    let made =
+        SandboxNetns::create(&format!("image-build-{}", std::process::id())).and_then(|ns| {
+            let net = IpNet::new(IpAddr::V4(ns.guest_addr), ns.prefix_len)?;
+            let (gateway, dev) = (ns.host_addr, ns.guest_if.clone());
+            ns.run_inside(move || -> anyhow::Result<()> {
+                let mut nl = Rtnl::open().context("opening an rtnetlink socket")?;
+                let link = nl
+                    .links()?
+                    .into_iter()
+                    .find(|l| l.ifname == dev)
+                    .ok_or_else(|| anyhow!("no {dev} in the build's namespace"))?;
+                nl.add_addr(link.ifindex, net)
+                    .with_context(|| format!("adding {net} to {dev}"))?;
+                nl.add_default_route_v4(gateway)
+                    .with_context(|| format!("adding a default route via {gateway}"))?;
+                Ok(())
+            })??;
+            Ok(ns)
+        });
+    match made {
+        Ok(ns) => Some(ns),
+        Err(e) => {
+            eprintln!("warning: no network namespace for the app ({e:#}): no warm-up");
+            None
+        }
+    }
+}
+
+/// Where the app can be reached from here: the build's own namespace's guest address, or
+/// the first address (IPv4 first) of the interface in the bundle's network namespace,
+/// read before the sandbox adopts it. None, with a warning, when there is none.
+fn app_address(bundle: &Path, netns: Option<&SandboxNetns>) -> Option<IpAddr> {
+    if let Some(ns) = netns {
+        return Some(IpAddr::V4(ns.guest_addr));
+    }
+    let config = bundle.join("config.json");
+    let path = oci_spec::runtime::Spec::load(&config)
+        .ok()
+        .and_then(|spec| crate::boot::network::netns_path(&spec));
+    let Some(path) = path else {
+        eprintln!(
+            "warning: the bundle names no network namespace to reach the app through: \
+             no warm-up"
+        );
+        return None;
+    };
+    match crate::network::adopt::addresses(&path) {
+        Ok(addrs) => {
+            let first = addrs
+                .iter()
+                .find(|a| a.addr().is_ipv4())
+                .or(addrs.first())
+                .map(|a| a.addr());
+            if first.is_none() {
+                eprintln!("warning: {} has no address: no warm-up", path.display());
+            }
+            first
+        }
+        Err(e) => {
+            eprintln!("warning: {e:#}: no warm-up");
+            None
+        }
+    }
+}
+
+/// A bundle over the host's root running `args.command`, in `netns` when given.
+fn command_bundle(
+    args: &BuildArgs,
+    work: &Path,
+    netns: Option<&SandboxNetns>,
+) -> anyhow::Result<PathBuf> {
     let bundle = work.join("bundle");
     std::fs::create_dir_all(&bundle)?;
     let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_string()];
     env.extend(args.env.iter().cloned());
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
                     "args": args.command, "env": env, "cwd": args.cwd},
@@ -253,6 +368,10 @@ fn command_bundle(args: &BuildArgs, work: &Path) -> anyhow::Result<PathBuf> {
         "linux": {"resources": {"memory": {"limit": args.memory.checked_mul(1 << 20)
             .ok_or_else(|| anyhow!("--memory {} MiB is too large", args.memory))?}}},
     });
+    if let Some(ns) = netns {
+        config["linux"]["namespaces"] =
+            serde_json::json!([{"type": "network", "path": ns.netns_path()}]);
+    }
     std::fs::write(bundle.join("config.json"), config.to_string())?;
     Ok(bundle)
 }

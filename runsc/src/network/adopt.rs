@@ -30,23 +30,23 @@
 //! whoever made the namespace runs `ethtool -K PEER tx off tso off gso off`.
 //!
 //! Threads: as in [`super::netns`], one dedicated thread `setns`es into the namespace and stays
-//! there, running closures (and the `ip` commands, which inherit its namespace); every other
-//! thread keeps the caller's namespace. The namespace lives at least as long as that thread or
-//! any socket opened in it, even if its owner unmounts `PATH` meanwhile.
+//! there, running closures (an rtnetlink socket it opens, [`super::rtnl`], belongs to the
+//! namespace); every other thread keeps the caller's namespace. The namespace lives at least
+//! as long as that thread or any socket opened in it, even if its owner unmounts `PATH`
+//! meanwhile.
 
 use std::fs::File;
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{anyhow, bail, Context as _};
 use ipnet::IpNet;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use netlink_packet_route::AddressFamily;
 
 use super::ns_thread::NsThread;
+use super::rtnl::{Addr, DefaultRoute, Link, Rtnl};
 
 /// A network namespace whose interface's addresses now belong to a sandbox. Dropping it lets the
 /// thread inside go; the namespace stays as its owner left it (minus the addresses).
@@ -73,7 +73,7 @@ impl AdoptedNetns {
     /// dedicated thread, find the interface (`ifname`, or the first Ethernet one other than
     /// loopback that is up), read its addresses, default gateways and MTU, remove the addresses
     /// from the kernel interface and turn offloads off (see the module doc). Call it from a
-    /// thread in runsc's own namespace; needs CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2.
+    /// thread in runsc's own namespace; needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
     pub fn adopt(path: &Path, ifname: Option<&str>) -> anyhow::Result<AdoptedNetns> {
         let ns_file = File::open(path)
             .with_context(|| format!("opening network namespace {}", path.display()))?;
@@ -102,8 +102,9 @@ impl AdoptedNetns {
             inside.run(move || Iface::read(&place, wanted.as_deref()))??
         };
         {
-            let (place, name, addrs) = (place.clone(), iface.name.clone(), iface.addrs.clone());
-            inside.run(move || release(&place, &name, &addrs))??;
+            let (place, name, index) = (place.clone(), iface.name.clone(), iface.ifindex);
+            let addrs = iface.addrs.clone();
+            inside.run(move || release(&place, &name, index, &addrs))??;
         }
         let peer_if = turn_peer_offloads_off(&ns_file, path, &iface);
 
@@ -138,6 +139,29 @@ impl AdoptedNetns {
     ) -> anyhow::Result<T> {
         self.inside.run(f)
     }
+}
+
+/// The addresses [`AdoptedNetns::adopt`] would take from the namespace at `path` (its first
+/// Ethernet interface that is up), read without changing anything: where the sandbox that
+/// adopts it will be reached (`runsc image build --warm-up`).
+pub fn addresses(path: &Path) -> anyhow::Result<Vec<IpNet>> {
+    let ns_file = File::open(path)
+        .with_context(|| format!("opening network namespace {}", path.display()))?;
+    let place = Place::Inside(path.to_owned());
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: plain syscall on an fd `ns_file` owns; it moves only this
+                // short-lived thread into the network namespace.
+                if unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error())
+                        .with_context(|| format!("setns({}, CLONE_NEWNET)", path.display()));
+                }
+                Ok(Iface::read(&place, None)?.addrs)
+            })
+            .join()
+            .map_err(|_| anyhow!("reading {}: the thread panicked", path.display()))?
+    })
 }
 
 impl Drop for AdoptedNetns {
@@ -181,41 +205,45 @@ struct Iface {
 impl Iface {
     /// Read the interface from the calling thread's namespace (`place`).
     fn read(place: &Place, wanted: Option<&str>) -> anyhow::Result<Iface> {
-        let links: Vec<Link> = ip_json(place, &["-j", "-d", "link", "show"])?;
+        let nl = &mut rtnl(place)?;
+        let links = nl
+            .links()
+            .with_context(|| format!("{place}: listing links"))?;
         let link = pick_link(&links, wanted).map_err(|why| anyhow!("{place}: {why}"))?;
         let name = link.ifname.clone();
-        let with_addrs: Vec<Link> = ip_json(place, &["-j", "addr", "show", "dev", &name])?;
-        let addrs = with_addrs
-            .first()
-            .map(|l| adoptable_addrs(&l.addr_info))
-            .unwrap_or_default();
+        let addrs = adoptable_addrs(
+            &nl.addrs(link.ifindex)
+                .with_context(|| format!("{place}: listing the addresses of {name}"))?,
+        );
         if addrs.is_empty() {
             bail!(
                 "{place}: {name} has no address to adopt (is it configured yet, or did another \
                  sandbox adopt it already?)"
             );
         }
-        // Ask only for the families the interface has: a kernel without IPv6 fails `ip -6`.
+        // Ask only for the families the interface has.
         let mut gateway_v4 = None;
         if addrs.iter().any(|a| a.addr().is_ipv4()) {
-            let routes: Vec<Route> = ip_json(place, &["-j", "-4", "route", "show", "default"])?;
-            gateway_v4 = match default_gateway(&routes, &name) {
+            let routes = nl
+                .default_routes(AddressFamily::Inet)
+                .with_context(|| format!("{place}: listing IPv4 default routes"))?;
+            gateway_v4 = match default_gateway(&routes, link.ifindex) {
                 Some(IpAddr::V4(gw)) => Some(gw),
                 _ => None,
             };
         }
         let mut gateway_v6 = None;
         if addrs.iter().any(|a| a.addr().is_ipv6()) {
-            let routes: Vec<Route> = ip_json(place, &["-j", "-6", "route", "show", "default"])?;
-            gateway_v6 = match default_gateway(&routes, &name) {
+            let routes = nl
+                .default_routes(AddressFamily::Inet6)
+                .with_context(|| format!("{place}: listing IPv6 default routes"))?;
+            gateway_v6 = match default_gateway(&routes, link.ifindex) {
                 Some(IpAddr::V6(gw)) => Some(gw),
                 _ => None,
             };
         }
-        let peer = match (&link.linkinfo, link.link_index) {
-            (Some(info), Some(index)) if info.info_kind.as_deref() == Some("veth") => {
-                Some((index, link.link_netnsid))
-            }
+        let peer = match link.link_index {
+            Some(index) if link.veth => Some((index, link.link_netnsid)),
             _ => None,
         };
         Ok(Iface {
@@ -230,15 +258,20 @@ impl Iface {
     }
 }
 
-/// Remove `addrs` from `ifname` in the calling thread's namespace (`place`), turn the kernel's
-/// IPv6 off on it, and its offloads (best effort).
-fn release(place: &Place, ifname: &str, addrs: &[IpNet]) -> anyhow::Result<()> {
-    // Last first: `ip addr` lists an IPv4 subnet's primary address before its secondaries, and
-    // deleting a primary takes its secondaries with it.
+/// An rtnetlink socket in the calling thread's namespace (`place`).
+fn rtnl(place: &Place) -> anyhow::Result<Rtnl> {
+    Rtnl::open().with_context(|| format!("{place}: opening an rtnetlink socket"))
+}
+
+/// Remove `addrs` from `ifname` (index `ifindex`) in the calling thread's namespace (`place`),
+/// turn the kernel's IPv6 off on it, and its offloads (best effort).
+fn release(place: &Place, ifname: &str, ifindex: u32, addrs: &[IpNet]) -> anyhow::Result<()> {
+    let nl = &mut rtnl(place)?;
+    // Last first: the kernel lists an IPv4 subnet's primary address before its secondaries,
+    // and deleting a primary takes its secondaries with it.
     for net in addrs.iter().rev() {
-        let net = net.to_string();
-        ip(place, &["addr", "del", &net, "dev", ifname])
-            .with_context(|| format!("removing {net} from {ifname}"))?;
+        nl.del_addr(ifindex, *net)
+            .with_context(|| format!("{place}: removing {net} from {ifname}"))?;
     }
     // No link-local address, router solicitations or NDP answers from the kernel either; the
     // sandbox answers for its own addresses. A kernel without IPv6 has nothing to turn off.
@@ -276,13 +309,20 @@ fn turn_peer_offloads_off(ns: &File, path: &Path, iface: &Iface) -> Option<Strin
     if peer_nsid.is_none() {
         return keep("the peer is inside the adopted namespace too".to_owned());
     }
-    // Listing the links first makes the kernel give the adopted namespace an id here, if a
-    // peer is here and it had none.
-    let links: Vec<Link> = match ip_json(&Place::Runsc, &["-j", "-d", "link", "show"]) {
-        Ok(links) => links,
+    let mut nl = match rtnl(&Place::Runsc) {
+        Ok(nl) => nl,
         Err(e) => return keep(format!("{e:#}")),
     };
-    let nsid = match nsid_of(ns) {
+    // Listing the links first makes the kernel give the adopted namespace an id here, if a
+    // peer is here and it had none.
+    let links = match nl.links() {
+        Ok(links) => links,
+        Err(e) => return keep(format!("listing runsc's links: {e}")),
+    };
+    let Ok(fd) = u32::try_from(ns.as_raw_fd()) else {
+        return keep("a negative fd".to_owned());
+    };
+    let nsid = match nl.nsid_of(fd) {
         Ok(Some(id)) => id,
         Ok(None) => return keep("no link in runsc's namespace leads into it".to_owned()),
         Err(e) => return keep(format!("RTM_GETNSID: {e}")),
@@ -296,84 +336,33 @@ fn turn_peer_offloads_off(ns: &File, path: &Path, iface: &Iface) -> Option<Strin
     }
 }
 
-/// A link in `ip -j [-d] link|addr` output (the fields adoption reads).
-#[derive(Debug, Deserialize)]
-struct Link {
-    ifindex: u32,
-    ifname: String,
-    #[serde(default)]
-    flags: Vec<String>,
-    mtu: Option<u32>,
-    link_type: Option<String>,
-    /// The peer's ifindex (veth), in the namespace `link_netnsid` names.
-    link_index: Option<u32>,
-    /// Absent when the peer is in the same namespace.
-    link_netnsid: Option<i32>,
-    linkinfo: Option<LinkInfo>,
-    #[serde(default)]
-    addr_info: Vec<AddrInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct LinkInfo {
-    info_kind: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct AddrInfo {
-    local: Option<IpAddr>,
-    prefixlen: Option<u8>,
-}
-
-/// A route in `ip -j route` output.
-#[derive(Debug, Deserialize)]
-struct Route {
-    dev: Option<String>,
-    gateway: Option<IpAddr>,
-    metric: Option<u32>,
-    /// Multipath routes name devices and gateways per hop.
-    #[serde(default)]
-    nexthops: Vec<NextHop>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NextHop {
-    dev: Option<String>,
-    gateway: Option<IpAddr>,
-}
-
 /// The interface to adopt: `wanted` (which must be up), or the first Ethernet link other than
 /// loopback that is up.
 fn pick_link<'a>(links: &'a [Link], wanted: Option<&str>) -> Result<&'a Link, String> {
-    let up = |l: &Link| l.flags.iter().any(|f| f == "UP");
     match wanted {
         Some(name) => {
             let link = links
                 .iter()
                 .find(|l| l.ifname == name)
                 .ok_or_else(|| format!("no interface {name}"))?;
-            if !up(link) {
+            if !link.up {
                 return Err(format!("{name} is down"));
             }
             Ok(link)
         }
         None => links
             .iter()
-            .find(|l| {
-                up(l)
-                    && !l.flags.iter().any(|f| f == "LOOPBACK")
-                    && l.link_type.as_deref() == Some("ether")
-            })
+            .find(|l| l.up && !l.loopback && l.ether)
             .ok_or_else(|| "no Ethernet interface other than loopback is up".to_owned()),
     }
 }
 
 /// The addresses worth adopting: all but IPv6 link-local ones (`fe80::/10`), which the sandbox
 /// neither needs nor could keep unique.
-fn adoptable_addrs(infos: &[AddrInfo]) -> Vec<IpNet> {
-    infos
+fn adoptable_addrs(addrs: &[Addr]) -> Vec<IpNet> {
+    addrs
         .iter()
-        .filter_map(|a| IpNet::new(a.local?, a.prefixlen?).ok())
+        .map(|a| a.net)
         .filter(|net| match net.addr() {
             IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
             IpAddr::V4(_) => true,
@@ -381,18 +370,19 @@ fn adoptable_addrs(infos: &[AddrInfo]) -> Vec<IpNet> {
         .collect()
 }
 
-/// The gateway of the lowest-metric default route through `ifname`, if one has a gateway.
-fn default_gateway(routes: &[Route], ifname: &str) -> Option<IpAddr> {
+/// The gateway of the lowest-metric default route through link `ifindex`, if one has a
+/// gateway.
+fn default_gateway(routes: &[DefaultRoute], ifindex: u32) -> Option<IpAddr> {
     routes
         .iter()
         .filter_map(|r| {
-            let gw = if r.dev.as_deref() == Some(ifname) {
+            let gw = if r.oif == Some(ifindex) {
                 r.gateway
             } else {
                 r.nexthops
                     .iter()
-                    .find(|h| h.dev.as_deref() == Some(ifname) && h.gateway.is_some())
-                    .and_then(|h| h.gateway)
+                    .find(|(oif, gw)| *oif == ifindex && gw.is_some())
+                    .and_then(|(_, gw)| *gw)
             };
             Some((r.metric.unwrap_or(0), gw?))
         })
@@ -407,144 +397,72 @@ fn find_peer(links: &[Link], ifindex: u32, peer_index: u32, nsid: i32) -> Option
         l.ifindex == peer_index
             && l.link_index == Some(ifindex)
             && l.link_netnsid == Some(nsid)
-            && l.linkinfo.as_ref().and_then(|i| i.info_kind.as_deref()) == Some("veth")
+            && l.veth
     })
-}
-
-/// Run `ip ARGS` in the calling thread's network namespace (`place`) and return its stdout.
-fn ip(place: &Place, args: &[&str]) -> anyhow::Result<String> {
-    let cmdline = format!("ip {}", args.join(" "));
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            anyhow!("running `{cmdline}` in {place}: `ip` not found (install iproute2)")
-        } else {
-            anyhow!("running `{cmdline}` in {place}: {e}")
-        }
-    })?;
-    if !out.status.success() {
-        bail!(
-            "`{cmdline}` in {place} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("`{cmdline}` in {place}: not UTF-8"))
-}
-
-/// Run `ip -j …` (see [`ip`]) and parse its JSON.
-fn ip_json<T: DeserializeOwned>(place: &Place, args: &[&str]) -> anyhow::Result<T> {
-    let out = ip(place, args)?;
-    serde_json::from_str(&out)
-        .with_context(|| format!("parsing the output of `ip {}` in {place}", args.join(" ")))
-}
-
-// From <linux/net_namespace.h>; libc does not carry them.
-const NETNSA_NSID: u16 = 1;
-const NETNSA_FD: u16 = 3;
-/// `sizeof(struct nlmsghdr)`.
-const NLMSG_HDRLEN: usize = 16;
-/// `NLMSG_ALIGN(sizeof(struct rtgenmsg))`.
-const RTGENMSG_LEN: usize = 4;
-/// Attribute types carry two flag bits above these.
-const NLA_TYPE_MASK: u16 = 0x3fff;
-
-/// The id the calling thread's namespace gives the namespace `ns` is a handle of
-/// (`RTM_GETNSID` with `NETNSA_FD`); None when it gives it none.
-fn nsid_of(ns: &File) -> io::Result<Option<i32>> {
-    // SAFETY: plain syscall with constant arguments; no pointers.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a freshly created fd that nothing else owns.
-    let mut sock = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-    let fd = u32::try_from(ns.as_raw_fd()).map_err(|_| io::Error::other("negative fd"))?;
-    // A request always gets an answer (RTM_NEWNSID or an error), so the read cannot hang.
-    sock.write_all(&getnsid_request(fd))?;
-    let mut reply = [0u8; 512];
-    let n = sock.read(&mut reply)?;
-    parse_nsid_reply(&reply[..n])
-}
-
-/// An `RTM_GETNSID` request naming the namespace by the fd `ns_fd`.
-fn getnsid_request(ns_fd: u32) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + RTGENMSG_LEN + 8;
-    let mut msg = Vec::with_capacity(len);
-    msg.extend_from_slice(&(len as u32).to_ne_bytes());
-    msg.extend_from_slice(&libc::RTM_GETNSID.to_ne_bytes());
-    msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]); // struct rtgenmsg, padded
-    msg.extend_from_slice(&8u16.to_ne_bytes());
-    msg.extend_from_slice(&NETNSA_FD.to_ne_bytes());
-    msg.extend_from_slice(&ns_fd.to_ne_bytes());
-    msg
-}
-
-/// The nsid in the kernel's answer to [`getnsid_request`]; None for "not assigned" (-1).
-fn parse_nsid_reply(buf: &[u8]) -> io::Result<Option<i32>> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("RTM_GETNSID: {why}"));
-    let u16_at = |b: &[u8], at: usize| b.get(at..at + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]));
-    let i32_at = |b: &[u8], at: usize| {
-        b.get(at..at + 4)
-            .map(|s| i32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let len = i32_at(buf, 0).ok_or_else(|| bad("short reply"))? as u32 as usize;
-    let msg = buf.get(..len).ok_or_else(|| bad("truncated reply"))?;
-    match u16_at(msg, 4).ok_or_else(|| bad("short reply"))? {
-        t if t == libc::NLMSG_ERROR as u16 => {
-            let err = i32_at(msg, NLMSG_HDRLEN).ok_or_else(|| bad("short error"))?;
-            Err(io::Error::from_raw_os_error(err.saturating_neg()))
-        }
-        t if t == libc::RTM_NEWNSID => {
-            let mut at = NLMSG_HDRLEN + RTGENMSG_LEN;
-            while let (Some(alen), Some(atype)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
-                let alen = usize::from(alen);
-                if alen < 4 {
-                    break;
-                }
-                if atype & NLA_TYPE_MASK == NETNSA_NSID {
-                    let id = i32_at(msg, at + 4).ok_or_else(|| bad("short NETNSA_NSID"))?;
-                    return Ok((id >= 0).then_some(id));
-                }
-                at += (alen + 3) & !3;
-            }
-            Err(bad("no NETNSA_NSID in the reply"))
-        }
-        t => Err(bad(&format!("unexpected message type {t}"))),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
-    fn links(json: &str) -> Vec<Link> {
-        serde_json::from_str(json).expect("parses")
+    /// Run `ip ARGS` (set-up only: the code under test speaks rtnetlink itself).
+    fn ip(args: &[&str]) -> String {
+        let out = Command::new("ip").args(args).output().expect("running ip");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
     }
 
-    const CNI_LINKS: &str = r#"[
-        {"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"link_type":"loopback"},
-        {"ifindex":2,"ifname":"tunl0","flags":["NOARP"],"mtu":1480,"link_type":"ipip"},
-        {"ifindex":3,"link_index":73,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],
-         "mtu":1450,"link_type":"ether","link_netnsid":0,"linkinfo":{"info_kind":"veth"},
-         "addr_info":[
-           {"family":"inet","local":"10.244.1.7","prefixlen":24,"scope":"global"},
-           {"family":"inet6","local":"fd00:10:244:1::7","prefixlen":64,"scope":"global"},
-           {"family":"inet6","local":"fe80::c0de:83ff:fee2:68e1","prefixlen":64,"scope":"link"}]},
-        {"ifindex":4,"ifname":"net1","flags":["BROADCAST","MULTICAST"],"link_type":"ether"}
-    ]"#;
+    fn link(ifindex: u32, ifname: &str, up: bool) -> Link {
+        Link {
+            ifindex,
+            ifname: ifname.to_owned(),
+            up,
+            ether: true,
+            ..Link::default()
+        }
+    }
+
+    /// What a CNI plugin leaves in a pod's namespace: loopback, a tunnel device, the veth
+    /// `eth0` (peer 73 in namespace 0) and a second Ethernet link that is down.
+    fn cni_links() -> Vec<Link> {
+        vec![
+            Link {
+                loopback: true,
+                ether: false,
+                mtu: Some(65536),
+                ..link(1, "lo", true)
+            },
+            Link {
+                ether: false,
+                ..link(2, "tunl0", false)
+            },
+            Link {
+                mtu: Some(1450),
+                link_index: Some(73),
+                link_netnsid: Some(0),
+                veth: true,
+                ..link(3, "eth0", true)
+            },
+            link(4, "net1", false),
+        ]
+    }
+
+    fn addr(net: &str) -> Addr {
+        Addr {
+            ifindex: 3,
+            net: net.parse().expect("cidr"),
+        }
+    }
 
     #[test]
     fn picks_the_first_ethernet_interface_that_is_up() {
-        let links = links(CNI_LINKS);
+        let links = cni_links();
         assert_eq!(pick_link(&links, None).expect("found").ifname, "eth0");
         assert_eq!(pick_link(&links, Some("eth0")).expect("named").ifindex, 3);
         assert_eq!(
@@ -560,8 +478,11 @@ mod tests {
 
     #[test]
     fn adopts_all_addresses_but_ipv6_link_local() {
-        let links = links(CNI_LINKS);
-        let addrs = adoptable_addrs(&links[2].addr_info);
+        let addrs = adoptable_addrs(&[
+            addr("10.244.1.7/24"),
+            addr("fd00:10:244:1::7/64"),
+            addr("fe80::c0de:83ff:fee2:68e1/64"),
+        ]);
         let want: Vec<IpNet> = ["10.244.1.7/24", "fd00:10:244:1::7/64"]
             .iter()
             .map(|s| s.parse().expect("cidr"))
@@ -572,80 +493,56 @@ mod tests {
 
     #[test]
     fn default_gateway_is_the_lowest_metric_route_through_the_interface() {
-        let routes: Vec<Route> = serde_json::from_str(
-            r#"[
-            {"dst":"default","gateway":"192.0.2.1","dev":"net1","flags":[]},
-            {"dst":"default","gateway":"10.244.1.254","dev":"eth0","metric":200,"flags":[]},
-            {"dst":"default","gateway":"10.244.1.1","dev":"eth0","metric":100,"flags":["onlink"]},
-            {"dst":"default","dev":"eth0","metric":1,"flags":[]}
-        ]"#,
-        )
-        .expect("parses");
+        let route = |oif: u32, gw: Option<&str>, metric: Option<u32>| DefaultRoute {
+            oif: Some(oif),
+            gateway: gw.map(|g| g.parse().expect("ip")),
+            metric,
+            nexthops: Vec::new(),
+        };
+        let routes = [
+            route(4, Some("192.0.2.1"), None),
+            route(3, Some("10.244.1.254"), Some(200)),
+            route(3, Some("10.244.1.1"), Some(100)),
+            route(3, None, Some(1)),
+        ];
         assert_eq!(
-            default_gateway(&routes, "eth0"),
+            default_gateway(&routes, 3),
             Some(IpAddr::V4(Ipv4Addr::new(10, 244, 1, 1)))
         );
-        assert_eq!(default_gateway(&routes, "eth9"), None);
-        let multipath: Vec<Route> = serde_json::from_str(
-            r#"[{"dst":"default","metric":1024,"flags":[],"nexthops":[
-                {"gateway":"fe80::1","dev":"net1","weight":1,"flags":[]},
-                {"gateway":"fe80::2","dev":"eth0","weight":1,"flags":[]}]}]"#,
-        )
-        .expect("parses");
+        assert_eq!(default_gateway(&routes, 9), None);
+        let multipath = [DefaultRoute {
+            oif: None,
+            gateway: None,
+            metric: Some(1024),
+            nexthops: vec![
+                (4, Some("fe80::1".parse().expect("ip"))),
+                (3, Some("fe80::2".parse().expect("ip"))),
+            ],
+        }];
         assert_eq!(
-            default_gateway(&multipath, "eth0"),
+            default_gateway(&multipath, 3),
             Some("fe80::2".parse().expect("ip"))
         );
     }
 
     #[test]
     fn the_peer_must_match_both_ways_and_by_namespace_id() {
-        let host = links(
-            r#"[
-            {"ifindex":73,"link_index":3,"ifname":"other","link_netnsid":1,"linkinfo":{"info_kind":"veth"}},
-            {"ifindex":73,"link_index":3,"ifname":"vethab12","link_netnsid":2,"linkinfo":{"info_kind":"veth"}},
-            {"ifindex":74,"link_index":3,"ifname":"vethcd34","link_netnsid":2,"linkinfo":{"info_kind":"veth"}}
-        ]"#,
-        );
+        let veth = |ifname: &str, ifindex: u32, nsid: i32| Link {
+            link_index: Some(3),
+            link_netnsid: Some(nsid),
+            veth: true,
+            ..link(ifindex, ifname, true)
+        };
+        let host = [
+            veth("other", 73, 1),
+            veth("vethab12", 73, 2),
+            veth("vethcd34", 74, 2),
+        ];
         assert_eq!(find_peer(&host, 3, 73, 2).expect("peer").ifname, "vethab12");
         // Another pod's veth with the same indices in another namespace is not ours.
         assert_eq!(find_peer(&host, 3, 73, 1).expect("peer").ifname, "other");
         assert!(find_peer(&host, 3, 73, 5).is_none());
         assert!(find_peer(&host, 4, 73, 2).is_none());
-    }
-
-    #[test]
-    fn nsid_request_and_replies() {
-        let req = getnsid_request(7);
-        assert_eq!(req.len(), 28);
-        assert_eq!(u32::from_ne_bytes([req[0], req[1], req[2], req[3]]), 28);
-        assert_eq!(&req[24..28], &7u32.to_ne_bytes());
-
-        let reply = |ty: u16, body: &[u8]| {
-            let mut m = Vec::new();
-            m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-            m.extend_from_slice(&ty.to_ne_bytes());
-            m.extend_from_slice(&[0; 10]);
-            m.extend_from_slice(body);
-            m
-        };
-        let nsid = |id: i32| {
-            let mut body = vec![0u8; 4];
-            body.extend_from_slice(&8u16.to_ne_bytes());
-            body.extend_from_slice(&NETNSA_NSID.to_ne_bytes());
-            body.extend_from_slice(&id.to_ne_bytes());
-            reply(libc::RTM_NEWNSID, &body)
-        };
-        assert_eq!(parse_nsid_reply(&nsid(2)).expect("ok"), Some(2));
-        assert_eq!(parse_nsid_reply(&nsid(-1)).expect("ok"), None);
-        let err = reply(libc::NLMSG_ERROR as u16, &(-libc::EBADF).to_ne_bytes());
-        assert_eq!(
-            parse_nsid_reply(&err).expect_err("error").raw_os_error(),
-            Some(libc::EBADF)
-        );
-        assert!(parse_nsid_reply(&nsid(2)[..20]).is_err());
-        assert!(parse_nsid_reply(&reply(libc::RTM_NEWNSID, &[0; 4])).is_err());
-        assert!(parse_nsid_reply(&[1, 2]).is_err());
     }
 
     /// Whether this process may create namespaces and veths, with iproute2 present.
@@ -664,6 +561,10 @@ mod tests {
         if !can_create() {
             return;
         }
+        let nsid_of = |f: &File| {
+            let fd = u32::try_from(f.as_raw_fd()).expect("fd");
+            Rtnl::open().expect("netlink").nsid_of(fd)
+        };
         let own = File::open("/proc/self/ns/net").expect("own netns");
         assert_eq!(nsid_of(&own).expect("answer"), None);
         let not_ns = File::open("/proc/self/stat").expect("a file");
@@ -678,8 +579,12 @@ mod tests {
 
     impl Drop for CniNetns {
         fn drop(&mut self) {
-            let _ = ip(&Place::Runsc, &["link", "del", &self.host_if]);
-            let _ = ip(&Place::Runsc, &["netns", "del", &self.name]);
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.host_if])
+                .output();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .output();
         }
     }
 
@@ -693,11 +598,11 @@ mod tests {
             name: format!("nvadopt-unit-{pid}"),
             host_if: format!("nvau{pid}"),
         };
-        let host = |args: &[&str]| ip(&Place::Runsc, args).expect("ip");
+        let host = |args: &[&str]| ip(args);
         let inside = |args: &[&str]| {
             let mut all = vec!["-n", ns.name.as_str()];
             all.extend_from_slice(args);
-            ip(&Place::Runsc, &all).expect("ip -n")
+            ip(&all)
         };
         host(&["netns", "add", &ns.name]);
         host(&[
@@ -737,15 +642,20 @@ mod tests {
         assert_eq!(adopted.peer_if.as_deref(), Some(ns.host_if.as_str()));
 
         // The kernel inside holds none of them (nor a link-local address) any more.
-        let left: Vec<Link> =
-            serde_json::from_str(&inside(&["-j", "addr", "show", "dev", "eth0"])).expect("json");
-        assert!(left[0].addr_info.is_empty(), "{left:?}");
+        let left = inside(&["-j", "addr", "show", "dev", "eth0"]);
+        assert!(left.contains("\"addr_info\":[]"), "{left}");
         // Jobs run in the namespace.
-        let ifname = adopted
-            .run_inside(|| ip(&Place::Runsc, &["-j", "link", "show", "dev", "eth0"]))
+        let eth0 = adopted
+            .run_inside(|| {
+                let mut nl = Rtnl::open().expect("netlink inside");
+                nl.links()
+                    .expect("links inside")
+                    .into_iter()
+                    .find(|l| l.ifname == "eth0")
+            })
             .expect("run_inside")
             .expect("eth0 inside");
-        assert!(ifname.contains("\"link_netnsid\""), "{ifname}");
+        assert!(eth0.veth && eth0.link_netnsid.is_some(), "{eth0:?}");
 
         let again = AdoptedNetns::adopt(&path, Some("eth0"))
             .err()
