@@ -3,7 +3,7 @@
 # its Node server, with containerd's runc, our shim (boot and restore) and nanovisor-cri (boot
 # and restore from its pool), in one run (tests/examples/pod_start.rs says how it measures).
 #
-# Usage: bench/pod_start.sh [--runs N] [--gap-ms MS] [--only TEXT]...
+# Usage: bench/pod_start.sh [--runs N] [--gap-ms MS] [--only TEXT]... [--pool-warm-up]
 # Needs root, and what the CRI test needs (containerd, containernetworking-plugins,
 # docker-registry, skopeo, protobuf-compiler): .ci/run installs them.
 # Not a test: it prints figures, it does not judge them.

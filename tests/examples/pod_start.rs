@@ -13,7 +13,8 @@
 //! RunPodSandbox's answer and to the first 200, p50/min/max over the runs, and the p50's ratio
 //! to runc's. Pods are removed between runs (not timed), one at a time, and the next run
 //! waits `--gap-ms` so that a pool can refill. `--only TEXT` runs the variants whose name
-//! contains TEXT.
+//! contains TEXT. `--pool-warm-up` has nanovisor-cri's pool send each sandbox one `GET /`
+//! once restored (pods/src/config.rs `warm_up`), which the first request otherwise pays for.
 //!
 //! Run it through `bench/pod_start.sh`, which builds the release binaries first:
 //! `cargo run --release -p nanovisor-tests --example pod_start -- [--runs N] [--gap-ms MS]`
@@ -102,6 +103,8 @@ struct Args {
     gap: Duration,
     /// Only the variants whose name contains one of these (all when empty).
     only: Vec<String>,
+    /// nanovisor-cri's pool sends each sandbox a warm-up request once restored.
+    pool_warm_up: bool,
 }
 
 fn args() -> Args {
@@ -109,9 +112,14 @@ fn args() -> Args {
         runs: 10,
         gap: Duration::from_millis(1000),
         only: Vec::new(),
+        pool_warm_up: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--pool-warm-up" {
+            a.pool_warm_up = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         let number = value.parse::<u64>().ok();
         match (flag.as_str(), number) {
@@ -119,7 +127,7 @@ fn args() -> Args {
             ("--gap-ms", Some(ms)) => a.gap = Duration::from_millis(ms),
             ("--only", _) if !value.is_empty() => a.only.push(value),
             _ => {
-                eprintln!("usage: pod_start [--runs N (>0)] [--gap-ms MS] [--only TEXT]...");
+                eprintln!("usage: pod_start [--runs N (>0)] [--gap-ms MS] [--only TEXT]... [--pool-warm-up]");
                 std::process::exit(2);
             }
         }
@@ -253,6 +261,7 @@ fn main() {
     let a = args();
     let mut suite = setup::Suite::new();
     suite.h.cri_debug = false;
+    suite.h.pool_warm_up = a.pool_warm_up;
     let mut server = suite.h.start_nanovisor_cri(true);
     let (h, image) = (&suite.h, suite.node_ref.as_str());
     let rt = setup::tokio_runtime();

@@ -83,6 +83,9 @@ pub struct Harness {
     pub sandbox_image: String,
     /// Whether nanovisor-cri logs at debug level (the tests); the benchmark turns it off.
     pub cri_debug: bool,
+    /// Whether the pool's sandboxes get a warm-up request once restored (the benchmark's
+    /// `--pool-warm-up`; `warm_up` in pods/src/config.rs).
+    pub pool_warm_up: bool,
 }
 
 impl Harness {
@@ -107,6 +110,7 @@ impl Harness {
             runsc: PathBuf::new(),
             sandbox_image: String::new(),
             cri_debug: true,
+            pool_warm_up: false,
         }
     }
 
@@ -556,11 +560,17 @@ checkpoint_dir = "{d}/checkpoints"
 checkpoint = "{CHECKPOINT_NAME}"
 image = "{node}"
 size = 1
-"#,
+{warm_up}"#,
         runsc = h.runsc.display(),
         containerd = h.socket.display(),
         pause = h.sandbox_image,
         node = h.reference(NODE_REPO),
+        // GET / of the checkpointed server changes nothing.
+        warm_up = if h.pool_warm_up {
+            "warm_up = { port = 8080 }\n"
+        } else {
+            ""
+        },
     )
 }
 
