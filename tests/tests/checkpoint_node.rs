@@ -208,33 +208,28 @@ fn get_path(s: &Scratch, id: &str, path: &str) -> String {
     out.trim().to_string()
 }
 
+/// `runsc image build -o DIR/images READY… --timeout 120 -- node SCRIPT PORT`: the image's
+/// path and the build's stderr (its progress).
+fn build_image(s: &Scratch, ready: &[&str], script: &Path) -> (String, String) {
+    let images = s.dir.join("images");
+    let out = s.dir.join("build.out");
+    let mut args = vec!["image", "build", "-o", images.to_str().expect("utf-8")];
+    args.extend_from_slice(ready);
+    args.extend_from_slice(&["--timeout", "120", "--", "node"]);
+    args.extend_from_slice(&[script.to_str().expect("utf-8"), PORT]);
+    let (code, _, err) = s.runsc(&args, Some(&out));
+    assert_eq!(code, 0, "image build: {err}");
+    let image = std::fs::read_to_string(&out).expect("build output");
+    (image.trim().to_string(), err)
+}
+
 #[test]
 fn a_busy_thread_pool_resumes_and_an_idle_connection_is_reset() {
     let s = Scratch::new_tagged("pool");
     let script = workspace_root().join("tests/node/pool_server.js");
-    let images = s.dir.join("images");
     // Built with the image builder: boot, wait for the marker, checkpoint.
-    let out = s.dir.join("build.out");
-    let (code, _, err) = s.runsc(
-        &[
-            "image",
-            "build",
-            "-o",
-            images.to_str().expect("utf-8"),
-            "--ready-marker",
-            "ready",
-            "--timeout",
-            "120",
-            "--",
-            "node",
-            script.to_str().expect("utf-8"),
-            PORT,
-        ],
-        Some(&out),
-    );
-    assert_eq!(code, 0, "image build: {err}");
-    let image = std::fs::read_to_string(&out).expect("build output");
-    let image = image.trim();
+    let (image, _) = build_image(&s, &["--ready-marker", "ready"], &script);
+    let image = image.as_str();
     assert!(
         Path::new(image)
             .file_name()
@@ -287,39 +282,17 @@ fn a_busy_thread_pool_resumes_and_an_idle_connection_is_reset() {
 fn warm_up_requests_are_served_before_the_checkpoint() {
     let s = Scratch::new_tagged("warm");
     let script = workspace_root().join("tests/node/counter_server.js");
-    let images = s.dir.join("images");
-    let out = s.dir.join("build.out");
-    let (code, _, err) = s.runsc(
-        &[
-            "image",
-            "build",
-            "-o",
-            images.to_str().expect("utf-8"),
-            "--ready-port",
-            PORT,
-            "--warm-up",
-            "7",
-            "--timeout",
-            "120",
-            "--",
-            "node",
-            script.to_str().expect("utf-8"),
-            PORT,
-        ],
-        Some(&out),
-    );
-    assert_eq!(code, 0, "image build: {err}");
+    let (image, err) = build_image(&s, &["--ready-port", PORT, "--warm-up", "7"], &script);
     assert!(
         err.contains("7 requests, 7 answered 2xx"),
         "the build's progress does not report the warm-up: {err}"
     );
-    let image = std::fs::read_to_string(&out).expect("build output");
     let bundle = s.bundle();
     let (code, _, err) = s.runsc(
         &[
             "restore",
             "--image-path",
-            image.trim(),
+            &image,
             "--bundle",
             bundle.to_str().expect("utf-8"),
             "--detach",
