@@ -69,3 +69,30 @@ fn sleep_signal() {
 fn itimer() {
     check_guest("itimer", &[], 0);
 }
+
+/// Terminal modes (`terminal.c`) on a host pty: the program runs under `script(1)`, natively
+/// and as `runsc do`, and both print the same (script copies the pty's output).
+#[test]
+fn terminal_modes() {
+    use nanovisor_tests::{guest_bin, run, runsc};
+    use std::process::Command;
+    let prog = guest_bin("terminal");
+    let under_script = |line: String| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        run(cmd)
+    };
+    let native = under_script(prog.display().to_string());
+    let sandboxed = under_script(format!(
+        "{} do --rootfs / -- {}",
+        runsc().display(),
+        prog.display()
+    ));
+    assert_eq!(native.status, 0, "natively: {}", native.stdout_str());
+    assert!(
+        native.stdout_str().contains("raw (TCSANOW): OK"),
+        "natively: {}",
+        native.stdout_str()
+    );
+    nanovisor_tests::assert_same_outcome("terminal (under script)", &native, &sandboxed);
+}

@@ -26,7 +26,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(5, fstat, Full, "", sys_fstat),
     syscall!(6, lstat, Full, "", sys_lstat),
     syscall!(8, lseek, Full, "", sys_lseek),
-    syscall!(16, ioctl, Partial, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TIOCGWINSZ/TIOCGPGRP on a tty; others → ENOTTY", sys_ioctl),
+    syscall!(16, ioctl, Partial, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TCSETS/TCSETSW/TCSETSF/TIOCGWINSZ/TIOCGPGRP on a tty; others → ENOTTY", sys_ioctl),
     syscall!(17, pread64, Full, "", sys_pread64),
     syscall!(18, pwrite64, Full, "", sys_pwrite64),
     syscall!(19, readv, Full, "", sys_readv),

@@ -19,6 +19,10 @@ use crate::state::files::{FileState, StdioState};
 use crate::state::{SaveContext, StateError};
 
 const TCGETS: u32 = 0x5401;
+/// tcsetattr: now, after output drains, after output drains and input is flushed.
+const TCSETS: u32 = 0x5402;
+const TCSETSW: u32 = 0x5403;
+const TCSETSF: u32 = 0x5404;
 const TIOCGWINSZ: u32 = 0x5413;
 const TIOCGPGRP: u32 = 0x540f;
 /// How often a wait that includes a host fd polls it again.
@@ -189,6 +193,18 @@ impl FileDescription for HostFd {
             return Err(Errno::ENOTTY);
         }
         let mut buf = [0u8; 64];
+        if let TCSETS | TCSETSW | TCSETSF = cmd {
+            // The guest sets its terminal's mode (raw mode, echo): the terminal is the
+            // container's own pty, or the caller's terminal for `runsc do`, which a native
+            // program would change the same way.
+            mm.copy_in(arg, &mut buf[..TERMIOS_SIZE])?;
+            // SAFETY: the set commands read one `struct termios` (TERMIOS_SIZE bytes, all
+            // initialised in `buf`) from the pointer.
+            if unsafe { libc::ioctl(self.fd.as_raw_fd(), cmd as _, buf.as_ptr()) } < 0 {
+                return Err(last_errno());
+            }
+            return Ok(0);
+        }
         let len = match cmd {
             TCGETS => TERMIOS_SIZE,
             TIOCGWINSZ => 8,
