@@ -80,7 +80,7 @@ pub async fn create(
     blocking(move || {
         let pid_file = bundle.join("init.pid");
         reaper.kick();
-        runsc.create(&id, &bundle, &pid_file, image.as_deref(), stdio)?;
+        runsc.create(&id, &bundle, &pid_file, image.as_deref(), None, stdio)?;
         let text = std::fs::read_to_string(&pid_file)
             .map_err(Error::io(format!("reading {}", pid_file.display())))?;
         text.trim()

@@ -5,10 +5,12 @@
 //! - [`service`]: the task API (Create, Start, Exec, Kill, Wait, Delete, …) and its events.
 //! - [`runsc`]: the typed wrapper around the runsc command line.
 //! - [`exits`]: exit statuses of the shim's children (it is their subreaper).
+//! - [`console`]: terminals (`terminal: true`): the console socket, relays, ResizePty.
 //! - [`stdio`], [`bundle`], [`process`], [`metrics`], [`config`], [`options`]: the parts.
 
 pub mod bundle;
 pub mod config;
+pub mod console;
 pub mod exits;
 pub mod hold;
 pub mod metrics;

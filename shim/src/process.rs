@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use containerd_shim::api::Status;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 
+use crate::console::Console;
 use crate::exits::Exit;
 use crate::stdio::StdinRelay;
 
@@ -28,6 +29,9 @@ pub struct Process {
     pub started: bool,
     pub exit: Option<Exit>,
     pub stdin: Option<StdinRelay>,
+    /// With `terminal: true`, once created (execs: started): the pty master and its relays,
+    /// which go with the process.
+    pub console: Option<Console>,
     /// An exec's OCI process (JSON), until it is started.
     pub spec: Option<Vec<u8>>,
     /// Files to remove with the process (an exec's process.json and pid files).
@@ -43,6 +47,7 @@ impl Process {
             started: false,
             exit: None,
             stdin: None,
+            console: None,
             spec: None,
             files: Vec::new(),
         }

@@ -86,12 +86,16 @@ impl Runsc {
         bundle: &Path,
         pid_file: &Path,
         checkpoint_image: Option<&Path>,
+        console_socket: Option<&Path>,
         stdio: Stdio3,
     ) -> Result<(), RunscError> {
         let log = log_path(bundle);
         let mut cmd = self.command(Some(&log));
         cmd.arg("create").arg("--bundle").arg(bundle);
         cmd.arg("--pid-file").arg(pid_file);
+        if let Some(s) = console_socket {
+            cmd.arg("--console-socket").arg(s);
+        }
         if let Some(image) = checkpoint_image {
             cmd.arg("--checkpoint-image").arg(image);
         }

@@ -22,9 +22,10 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::bundle::{self, Record};
 use crate::config::Config;
+use crate::console::{Console, ConsoleSocket};
 use crate::exits::Exits;
 use crate::process::{timestamp, Process, StdioPaths};
-use crate::runsc::Runsc;
+use crate::runsc::{Runsc, Stdio3};
 use crate::{metrics, options, stdio};
 
 /// The version Connect reports.
@@ -66,6 +67,10 @@ struct Holder {
     /// The container restored from the pod's image, once there is one.
     restored: Option<String>,
 }
+
+/// How long a terminal's output may take to drain after its process exits (a reader that
+/// does not read holds it up; the exit is reported anyway after this).
+const TERMINAL_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a holder has to go after SIGKILL.
 const HOLDER_KILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -180,6 +185,25 @@ impl Service {
                 let Some(exit) = service.inner.exits.wait(pid as i32, None) else {
                     return;
                 };
+                // A terminal's output first: containerd's clients take the exit as the
+                // moment to read the output to its end.
+                let output = service
+                    .lock()
+                    .get_mut(&id)
+                    .and_then(|c| c.process_mut(&exec_id).ok())
+                    .and_then(|p| p.console.as_mut())
+                    .and_then(|console| {
+                        console.hang_up();
+                        console.take_output()
+                    });
+                if let Some(output) = output {
+                    if !output.finish(TERMINAL_DRAIN_TIMEOUT) {
+                        containerd_shim::warn!(
+                            "{id} {exec_id}: the terminal's output did not drain within \
+                             {TERMINAL_DRAIN_TIMEOUT:?}"
+                        );
+                    }
+                }
                 {
                     let mut containers = service.lock();
                     if let Some(p) = containers
@@ -251,10 +275,11 @@ impl Service {
         .map_err(internal)?;
         let spec = bundle::read_config(&bundle).map_err(invalid)?;
         let image = bundle::checkpoint_image(&spec, &config.checkpoint_dir).map_err(invalid)?;
-        if req.terminal {
+        if req.terminal && image.is_some() {
             return Err(get_rpc_status(
                 Code::UNIMPLEMENTED,
-                "containers with a terminal are not supported by this shim yet",
+                "a container restored from a checkpoint image cannot have a terminal: its \
+                 stdio is the one it was checkpointed with (set tty: false)",
             ));
         }
         let claimed = match (&image, bundle::container_type(&spec)) {
@@ -351,15 +376,36 @@ impl Service {
         }
         let rootfs_mounted = bundle::mount_rootfs(&bundle, &req.rootfs).map_err(internal)?;
         let result = (|| {
+            let pid_file = bundle.join("init.pid");
+            if req.terminal {
+                let socket = ConsoleSocket::new().map_err(internal)?;
+                runsc
+                    .create(
+                        &req.id,
+                        &bundle,
+                        &pid_file,
+                        image,
+                        Some(socket.path()),
+                        Stdio3::default(),
+                    )
+                    .map_err(internal)?;
+                let console = socket
+                    .receive_master()
+                    .and_then(|master| Console::start(master, &req.stdin, &req.stdout))
+                    .map_err(|e| {
+                        let _ = runsc.delete(&req.id);
+                        internal(e)
+                    })?;
+                return Ok((read_pid(&pid_file)?, None, Some(console)));
+            }
             let (stdio, relay) =
                 stdio::open(&req.stdin, &req.stdout, &req.stderr).map_err(invalid)?;
-            let pid_file = bundle.join("init.pid");
             runsc
-                .create(&req.id, &bundle, &pid_file, image, stdio)
+                .create(&req.id, &bundle, &pid_file, image, None, stdio)
                 .map_err(internal)?;
-            Ok((read_pid(&pid_file)?, relay))
+            Ok((read_pid(&pid_file)?, relay, None))
         })();
-        let (pid, relay) = match result {
+        let (pid, relay, console) = match result {
             Ok(r) => r,
             Err(e) => {
                 if rootfs_mounted {
@@ -376,6 +422,7 @@ impl Service {
         });
         init.pid = pid as u32;
         init.stdin = relay;
+        init.console = console;
         self.lock().insert(
             req.id.clone(),
             Container {
@@ -417,20 +464,48 @@ impl Service {
         let result = (|| {
             std::fs::write(&process_file, &spec)
                 .map_err(|e| internal(format!("writing {}: {e}", process_file.display())))?;
-            let (stdio, relay) =
-                stdio::open(&paths.stdin, &paths.stdout, &paths.stderr).map_err(invalid)?;
-            runsc
-                .exec(
-                    id,
-                    &bundle,
-                    &process_file,
-                    &pid_file,
-                    &internal_pid_file,
-                    None,
-                    stdio,
-                )
-                .map_err(internal)?;
-            Ok((read_pid(&pid_file)?, read_pid(&internal_pid_file)?, relay))
+            let exec = |socket: Option<&Path>, stdio| {
+                runsc
+                    .exec(
+                        id,
+                        &bundle,
+                        &process_file,
+                        &pid_file,
+                        &internal_pid_file,
+                        socket,
+                        stdio,
+                    )
+                    .map_err(internal)
+            };
+            let (relay, console) = if paths.terminal {
+                let socket = ConsoleSocket::new().map_err(internal)?;
+                exec(Some(socket.path()), Stdio3::default())?;
+                let console = socket
+                    .receive_master()
+                    .and_then(|master| Console::start(master, &paths.stdin, &paths.stdout))
+                    .map_err(internal);
+                match console {
+                    Ok(console) => (None, Some(console)),
+                    Err(e) => {
+                        // Without its terminal nobody could see or drive the process.
+                        if let Ok(pid) = read_pid(&internal_pid_file) {
+                            let _ = runsc.kill_pid(id, pid, libc::SIGKILL as u32);
+                        }
+                        return Err(e);
+                    }
+                }
+            } else {
+                let (stdio, relay) =
+                    stdio::open(&paths.stdin, &paths.stdout, &paths.stderr).map_err(invalid)?;
+                exec(None, stdio)?;
+                (relay, None)
+            };
+            Ok((
+                read_pid(&pid_file)?,
+                read_pid(&internal_pid_file)?,
+                relay,
+                console,
+            ))
         })();
         let mut containers = self.lock();
         let p = containers
@@ -438,7 +513,7 @@ impl Service {
             .and_then(|c| c.process_mut(exec_id).ok())
             .ok_or_else(|| not_found(format!("exec {exec_id}")))?;
         p.files = files;
-        let (pid, sandbox_pid, relay) = match result {
+        let (pid, sandbox_pid, relay, console) = match result {
             Ok(r) => r,
             Err(e) => {
                 p.remove_files();
@@ -449,6 +524,7 @@ impl Service {
         p.sandbox_pid = Some(sandbox_pid);
         p.started = true;
         p.stdin = relay;
+        p.console = console;
         drop(containers);
         self.watch(id.to_string(), exec_id.to_string(), pid as u32);
         Ok(pid as u32)
@@ -616,12 +692,6 @@ impl containerd_shim::Task for Service {
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
         check_exec_id(&req.exec_id)?;
-        if req.terminal {
-            return Err(get_rpc_status(
-                Code::UNIMPLEMENTED,
-                "exec with a terminal is not supported by this shim yet",
-            ));
-        }
         let spec = req
             .spec
             .as_ref()
@@ -806,8 +876,14 @@ impl containerd_shim::Task for Service {
         let c = containers
             .get(&req.id)
             .ok_or_else(|| not_found(format!("container {}", req.id)))?;
-        if let Some(relay) = &c.process(&req.exec_id)?.stdin {
+        let p = c.process(&req.exec_id)?;
+        if let Some(relay) = &p.stdin {
             relay.close();
+        }
+        // A terminal has one stream both ways: closing its input hangs it up, as runc's
+        // shim does once its stdin ends.
+        if let Some(console) = &p.console {
+            console.hang_up();
         }
         Ok(api::Empty::new())
     }
@@ -822,12 +898,39 @@ impl containerd_shim::Task for Service {
     fn resize_pty(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::ResizePtyRequest,
+        req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
-        Err(get_rpc_status(
-            Code::UNIMPLEMENTED,
-            "terminals are not supported by this shim yet",
-        ))
+        let (runsc, sandbox_pid) = {
+            let containers = self.lock();
+            let c = containers
+                .get(&req.id)
+                .ok_or_else(|| not_found(format!("container {}", req.id)))?;
+            let p = c.process(&req.exec_id)?;
+            // Without a terminal (or before an exec's has been made) there is nothing to
+            // size: runc's shim answers the same.
+            let Some(console) = &p.console else {
+                return Ok(api::Empty::new());
+            };
+            let changed = console
+                .resize(req.width, req.height)
+                .map_err(|e| internal(format!("resizing the terminal: {e}")))?;
+            if !changed || p.exit.is_some() {
+                return Ok(api::Empty::new());
+            }
+            (Arc::clone(&c.runsc), p.sandbox_pid)
+        };
+        // What Linux does for a terminal's processes (they are guest processes here, so it
+        // cannot): SIGWINCH, for them to read the new size. A process that has just exited
+        // makes this fail, which is no error of the resize.
+        let sent = match (req.exec_id.is_empty(), sandbox_pid) {
+            (true, _) => runsc.kill(&req.id, libc::SIGWINCH as u32, false),
+            (false, Some(pid)) => runsc.kill_pid(&req.id, pid, libc::SIGWINCH as u32),
+            (false, None) => Ok(()),
+        };
+        if let Err(e) = sent {
+            containerd_shim::warn!("{} {}: SIGWINCH after a resize: {e}", req.id, req.exec_id);
+        }
+        Ok(api::Empty::new())
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {

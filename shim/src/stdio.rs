@@ -77,7 +77,7 @@ pub fn open(
     Ok((stdio, relay))
 }
 
-fn open_output(stream: &'static str, uri: &str) -> Result<Option<OwnedFd>, StdioError> {
+pub(crate) fn open_output(stream: &'static str, uri: &str) -> Result<Option<OwnedFd>, StdioError> {
     if uri.is_empty() {
         return Ok(None);
     }
@@ -104,7 +104,7 @@ fn open_output(stream: &'static str, uri: &str) -> Result<Option<OwnedFd>, Stdio
 }
 
 /// A FIFO path, refusing URI schemes other than `fifo://`.
-fn plain_path<'a>(stream: &'static str, uri: &'a str) -> Result<&'a str, StdioError> {
+pub(crate) fn plain_path<'a>(stream: &'static str, uri: &'a str) -> Result<&'a str, StdioError> {
     if let Some(path) = uri.strip_prefix("fifo://") {
         return Ok(path);
     }

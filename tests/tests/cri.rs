@@ -30,7 +30,16 @@
 //!   no process names the pod, so the checks after removal look for what names the pod's and
 //!   containers' ids (and the sandbox's pid, if PodSandboxStatus tells it) instead.
 //!
-//! The three tests share one registry, containerd and checkpoint image (the first test to come
+//! `cri_terminals_through_our_shim` (containerd's `nanovisor` handler, `cri/terminal.rs`): a
+//! container with `tty: true` and `stdin: true` logs what its terminal looks like; an exec with
+//! a terminal, driven through containerd by `ctr tasks exec -t` under `script` (util-linux, a
+//! pty for ctr), gets the size ctr sends with ResizePty and the line typed to it, and its output
+//! reaches ctr before its exit code does; `ctr tasks attach` sizes the container's terminal
+//! and the container sees the new size (SIGWINCH); a tty container that prints and exits is
+//! reported exited with its line in its log; in a pod restored from a checkpoint image, a
+//! container with a terminal is refused.
+//!
+//! The four tests share one registry, containerd and checkpoint image (the first test to come
 //! makes them, the last to finish removes them) and run one after another.
 //!
 //! On failure the test prints containerd's warnings and errors, `ctr tasks ls` and runsc's logs
@@ -54,6 +63,8 @@ mod image;
 mod scenario;
 #[path = "cri/setup.rs"]
 mod setup;
+#[path = "cri/terminal.rs"]
+mod terminal;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -123,6 +134,28 @@ fn cri_runs_pods_with_our_shim_and_with_the_runc_shim() {
         scenario(h, &mut cri, node_ref).await;
     });
     log_step(suite.start, "containerd suite done");
+}
+
+/// Terminals through our shim (containerd's `nanovisor` handler): a container with `tty: true`
+/// and `stdin: true`, and an exec with a terminal through `ctr tasks exec -t` (ResizePty,
+/// stdin, output before the exit), `ctr tasks attach` (the container's ResizePty), and the
+/// refusal of a terminal in a restored pod; see `cri/terminal.rs`.
+#[test]
+fn cri_terminals_through_our_shim() {
+    let (suite, _turn) = suite();
+    let _diagnose = DiagnoseOnPanic(&suite.h);
+    let (h, node_ref) = (&suite.h, suite.node_ref.as_str());
+    let rt = tokio_runtime();
+    rt.block_on(async {
+        let ch = harness::connect(&h.socket)
+            .await
+            .expect("connecting to containerd's CRI");
+        let mut cri = cri_on(ch, CONTAINERD, HANDLER, Runner::OurShim, suite.start);
+        prepare(&mut cri, node_ref).await;
+        terminal::terminals(h, &mut cri, node_ref).await;
+        terminal::restored_terminal_refused(h, &mut cri, node_ref).await;
+    });
+    log_step(suite.start, "terminals done");
 }
 
 /// Acceptance of nanovisor-cri, part one: with its `[nanovisor]` handler configured, a pod of
