@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::logs::{Log, Stream};
 use crate::model::{Ctr, CtrState, PodKind};
 use crate::spec::{self, Role};
-use crate::{blocking, filters, names, pods, rootfs, status, Inner};
+use crate::{blocking, filters, names, pods, resources, rootfs, status, Inner};
 
 /// How long a container has to go after SIGKILL.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,6 +84,13 @@ pub async fn create(
     if reference.is_empty() {
         return Err(Error::Invalid("container config: no image".into()));
     }
+    // Checked before anything is made: InvalidArgument names what cannot be honoured.
+    let own_resources = match config.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+        Some(r) => {
+            resources::to_oci(r).map_err(|e| Error::Invalid(format!("container {name:?}: {e}")))?
+        }
+        None => None,
+    };
     let op = pod_op(inner, &pod_id)?;
     let _guard = op.lock().await;
     let (pod_config, kind, sandbox, netns, dir, ready) = {
@@ -127,6 +134,22 @@ pub async fn create(
         (PodKind::Restored { .. }, Some(s)) => (Role::Member { sandbox: s }, None),
     };
     let id = names::new_id().map_err(Error::io("making an id"))?;
+    // A container that restores the pod's sandbox holds the whole pod: the pod-level limits
+    // and cgroup, or its own limits when the pod gives none (resources.rs). A container that
+    // joins a sandbox keeps its own in config.json, where runsc applies none.
+    let (limits, cgroups_path) = match role {
+        Role::Own => {
+            let limits = match pods::sandbox_resources(&pod_config)? {
+                Some(r) => resources::to_oci(&r).map_err(|e| Error::Invalid(e.to_string()))?,
+                None => own_resources,
+            };
+            (
+                limits,
+                Some(pods::record_cgroup(inner, &pod_id, &pod_config, &id)?),
+            )
+        }
+        _ => (own_resources, None),
+    };
     let bundle = dir.join(&id);
     let key = rootfs::snapshot_key(&id);
     pods::update_record(inner, &pod_id, |r| {
@@ -142,6 +165,9 @@ pub async fn create(
     };
     if let Err(e) = rootfs::prepare(inner, &key, &image.chain_id, &bundle).await {
         forget(inner);
+        if let Some(path) = cgroups_path {
+            pods::update_record(inner, &pod_id, |r| r.cgroups.retain(|c| c != &path));
+        }
         return Err(e);
     }
     let made = async {
@@ -153,6 +179,8 @@ pub async fn create(
             role,
             rootfs: &bundle.join("rootfs"),
             files: &crate::etc::existing(&dir),
+            resources: limits.clone(),
+            cgroups_path: cgroups_path.clone(),
         })
         .map_err(Error::Invalid)?;
         rootfs::write_config(&bundle, &spec)?;
@@ -183,6 +211,12 @@ pub async fn create(
             let _ = rootfs::delete(inner, &id).await;
             if let Err(c) = rootfs::release(inner, &key, &bundle).await {
                 tracing::warn!(container = id, "cleaning up a failed create: {c}");
+            }
+            if let Some(path) = cgroups_path {
+                // A boot that failed leaves its cgroup; kept in the record if it cannot go.
+                if let Err(c) = pods::remove_cgroup(inner, &pod_id, path).await {
+                    tracing::warn!(container = id, "cleaning up a failed create: {c}");
+                }
             }
             forget(inner);
             return Err(e);
@@ -461,12 +495,20 @@ pub async fn remove_locked(inner: &Arc<Inner>, id: &str) -> Result<()> {
         r.snapshots.retain(|k| k != &key);
         r.bundles.retain(|b| b != &bundle);
     });
-    let mut state = inner.lock();
-    state.ctrs.remove(id);
-    if let Some(p) = state.pods.get_mut(&pod_id) {
-        if p.sandbox.as_deref() == Some(id) {
-            p.sandbox = None;
+    let was_sandbox = {
+        let mut state = inner.lock();
+        state.ctrs.remove(id);
+        match state.pods.get_mut(&pod_id) {
+            Some(p) if p.sandbox.as_deref() == Some(id) => {
+                p.sandbox = None;
+                true
+            }
+            _ => false,
         }
+    };
+    // The pod's sandbox (a restored one) went with this container: so does its cgroup.
+    if was_sandbox {
+        pods::remove_cgroups(inner, &pod_id, |c| crate::cgroup::is_for(c, id)).await;
     }
     Ok(())
 }

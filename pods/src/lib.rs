@@ -13,11 +13,15 @@
 //!   process).
 //! - Pools of sandboxes restored ahead of time make RunPodSandbox of an annotated pod a
 //!   claim ([`pool`]: read there what differs for a pooled pod).
+//! - A pod's sandbox runs in a host cgroup under kubelet's `cgroup_parent`, limited by the
+//!   pod-level resources ([`cgroup`], [`resources`]: read there how per-container limits map
+//!   onto one sandbox).
 //! - State is kept in memory ([`model`]) and, for cleaning up after a restart, on disk
 //!   ([`record`]).
 
 #![forbid(unsafe_code)]
 
+pub mod cgroup;
 pub mod cni;
 pub mod config;
 mod containers;
@@ -35,6 +39,7 @@ mod pods;
 mod pool;
 pub mod reaper;
 pub mod record;
+pub mod resources;
 mod rootfs;
 pub mod spec;
 pub mod stats;
@@ -253,8 +258,11 @@ impl Runtime {
         r: UpdateContainerResourcesRequest,
     ) -> Result<UpdateContainerResourcesResponse, Status> {
         containers::resolve(&self.inner, &r.container_id)?;
+        // runsc has no `update`: a sandbox's cgroup limits are written, and its guest memory
+        // sized, once when it boots.
         Err(Error::Unimplemented(
-            "updating a sandbox's resources is not supported (runsc update)".into(),
+            "UpdateContainerResources: nanovisor fixes a pod's limits when its sandbox boots              (runsc has no update, and the guest's memory is sized then); recreate the pod to              change them"
+                .into(),
         )
         .into())
     }

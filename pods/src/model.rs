@@ -188,6 +188,16 @@ impl Ctr {
             labels: self.config.labels.clone(),
             annotations: self.config.annotations.clone(),
             mounts: self.config.mounts.clone(),
+            // What CreateContainer asked for; the sandbox enforces the pod's sum (resources.rs).
+            resources: self
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|linux| ContainerResources {
+                    linux: Some(linux),
+                    windows: None,
+                }),
             log_path: self
                 .log_path
                 .as_ref()

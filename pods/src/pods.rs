@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::model::{Pod, PodKind};
 use crate::record::{self, CniRecord, PodRecord};
 use crate::spec::{self, Role};
-use crate::{blocking, cni, containers, filters, names, netns, rootfs, status, Inner};
+use crate::{
+    blocking, cgroup, cni, containers, filters, names, netns, resources, rootfs, status, Inner,
+};
 
 /// The pod annotation naming a checkpoint image (as the shim's).
 pub const CHECKPOINT_ANNOTATION: &str = shim::bundle::CHECKPOINT_ANNOTATION;
@@ -73,6 +75,48 @@ fn validate(config: &PodSandboxConfig) -> Result<()> {
     Ok(())
 }
 
+/// kubelet's cgroup for the pod (`linux.cgroup_parent`); empty without one.
+pub(crate) fn cgroup_parent(config: &PodSandboxConfig) -> &str {
+    config
+        .linux
+        .as_ref()
+        .map_or("", |l| l.cgroup_parent.as_str())
+}
+
+/// The pod-level resources (resources.rs), checked: InvalidArgument naming what is refused;
+/// less what kubelet's pod cgroup, when there is one, leaves unlimited.
+pub(crate) fn sandbox_resources(
+    config: &PodSandboxConfig,
+) -> Result<Option<LinuxContainerResources>> {
+    let sum =
+        resources::pod_level(config).map_err(|e| Error::Invalid(format!("pod sandbox {e}")))?;
+    // Two small sysfs reads: not worth a blocking task.
+    Ok(sum.map(|r| resources::within_parent(r, cgroup::parent_limits(cgroup_parent(config)))))
+}
+
+/// The sandbox cgroup of runsc container `rid` for pod `id`: recorded before runsc makes it,
+/// so that whatever happens next it is removed (cgroup.rs).
+pub(crate) fn record_cgroup(
+    inner: &Inner,
+    id: &str,
+    config: &PodSandboxConfig,
+    rid: &str,
+) -> Result<String> {
+    let path = cgroup::cgroups_path(cgroup_parent(config), rid).map_err(Error::Invalid)?;
+    update_record(inner, id, |r| r.cgroups.push(path.clone()));
+    Ok(path)
+}
+
+/// Removes the cgroup at `path` (after its sandbox has gone) and forgets it in pod `id`'s
+/// record.
+pub(crate) async fn remove_cgroup(inner: &Inner, id: &str, path: String) -> Result<()> {
+    let p = path.clone();
+    blocking(move || cgroup::remove(&p).map_err(Error::io("removing the sandbox's cgroup")))
+        .await?;
+    update_record(inner, id, |r| r.cgroups.retain(|c| c != &path));
+    Ok(())
+}
+
 /// CNI_ARGS for a pod, as containerd sets them.
 fn cni_args(id: &str, config: &PodSandboxConfig) -> Vec<(String, String)> {
     let meta = config.metadata.clone().unwrap_or_default();
@@ -97,15 +141,18 @@ pub async fn run(inner: &Arc<Inner>, r: RunPodSandboxRequest) -> Result<RunPodSa
         .ok_or_else(|| Error::Invalid("RunPodSandbox: no config".into()))?;
     validate(&config)?;
     let image = checkpoint_image(inner, &config)?;
+    let limited = sandbox_resources(&config)?.is_some_and(|r| resources::limits(&r));
+    cgroup::check_parent(cgroup_parent(&config)).map_err(Error::Invalid)?;
     // A pod with a policy of its own never takes a pooled sandbox, made without it.
-    // Nor does one with host ports: the pooled sandbox's CNI ADD had none.
+    // Nor does one with host ports: the pooled sandbox's CNI ADD had none. Nor one with a
+    // memory or CPU limit: the pooled sandbox's guest memory and cgroup were made without it.
     let own_acl = shim::bundle::ACL_ANNOTATIONS
         .iter()
         .any(|k| config.annotations.contains_key(*k));
-    let poolable = !own_acl && config.port_mappings.iter().all(|m| m.host_port <= 0);
+    let poolable = !own_acl && !limited && config.port_mappings.iter().all(|m| m.host_port <= 0);
     if let (Some(name), true) = (config.annotations.get(CHECKPOINT_ANNOTATION), poolable) {
         if let Some(warm) = inner.pools.claim(name) {
-            return Ok(claim(inner, config, warm));
+            return Ok(claim(inner, config, warm).await);
         }
     }
     let id = names::new_id().map_err(Error::io("making an id"))?;
@@ -175,12 +222,15 @@ pub async fn run(inner: &Arc<Inner>, r: RunPodSandboxRequest) -> Result<RunPodSa
 }
 
 /// A pod made of a pooled sandbox (pool.rs): its record is on disk already.
-fn claim(
+async fn claim(
     inner: &Arc<Inner>,
     config: PodSandboxConfig,
-    warm: crate::pool::Warm,
+    mut warm: crate::pool::Warm,
 ) -> RunPodSandboxResponse {
     let id = warm.pod_id.clone();
+    if !cgroup_parent(&config).is_empty() {
+        adopt_pooled(&config, &mut warm).await;
+    }
     inner.lock().pods.insert(
         id.clone(),
         Pod {
@@ -202,6 +252,46 @@ fn claim(
         },
     );
     RunPodSandboxResponse { pod_sandbox_id: id }
+}
+
+/// Moves a claimed pooled sandbox from its own `/nanovisor/ID` into a cgroup under the
+/// pod's `cgroup_parent`, so that kubelet's pod cgroup bounds and counts it (the pod has no
+/// limits: a pod with some takes no pooled sandbox). The move is recorded before it is made,
+/// and the old cgroup goes once empty. A failure is logged only: the pod runs, outside
+/// kubelet's pod cgroup.
+async fn adopt_pooled(config: &PodSandboxConfig, warm: &mut crate::pool::Warm) {
+    let path = match cgroup::cgroups_path(cgroup_parent(config), &warm.ctr_id) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(pod = warm.pod_id, "{e}");
+            return;
+        }
+    };
+    let old: Vec<String> = warm.record.cgroups.clone();
+    warm.record.cgroups.push(path.clone());
+    if let Err(e) = record::save(&warm.dir, &warm.record) {
+        tracing::warn!(pod = warm.pod_id, "saving the pod's record: {e}");
+        return;
+    }
+    let pid = warm.pid;
+    let moved = blocking(move || {
+        cgroup::adopt(&path, pid).map_err(Error::io("adopting a pooled sandbox"))?;
+        for c in old {
+            cgroup::remove(&c).map_err(Error::io("removing the pool's cgroup"))?;
+        }
+        Ok(())
+    })
+    .await;
+    match moved {
+        Ok(()) => {
+            let new = warm.record.cgroups.pop();
+            warm.record.cgroups = new.into_iter().collect();
+            if let Err(e) = record::save(&warm.dir, &warm.record) {
+                tracing::warn!(pod = warm.pod_id, "saving the pod's record: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(pod = warm.pod_id, "{e}"),
+    }
 }
 
 async fn attach_network(
@@ -284,6 +374,12 @@ async fn boot_sandbox(
         }),
         ..Default::default()
     };
+    // The sandbox holds every container of the pod: it gets the pod-level limits.
+    let limits = match sandbox_resources(config)? {
+        Some(r) => resources::to_oci(&r).map_err(|e| Error::Invalid(e.to_string()))?,
+        None => None,
+    };
+    let cgroups_path = record_cgroup(inner, id, config, id)?;
     let spec = spec::config(&spec::Input {
         image: &image,
         container: &container,
@@ -292,6 +388,8 @@ async fn boot_sandbox(
         role: Role::Sandbox { pod: id },
         rootfs: &bundle.join("rootfs"),
         files: &crate::etc::existing(&inner.pods_dir().join(id)),
+        resources: limits,
+        cgroups_path: Some(cgroups_path),
     })
     .map_err(Error::Invalid)?;
     rootfs::write_config(&bundle, &spec)?;
@@ -367,11 +465,36 @@ pub async fn stop(inner: &Arc<Inner>, id: &str) -> Result<()> {
     if let Some(warm) = unbound {
         rootfs::delete(inner, &warm.ctr_id).await?;
     }
+    // The pod's sandboxes have gone: their cgroups go now, as runc's do at containerd's task
+    // delete, so that kubelet can remove its pod cgroup. One that still holds a process (a
+    // restored sandbox whose container was created but never started runs until
+    // RemoveContainer) stays recorded for RemovePodSandbox.
+    remove_cgroups(inner, &id, |_| true).await;
     release_network(inner, &id).await?;
     if let Some(p) = inner.lock().pods.get_mut(&id) {
         p.ready = false;
     }
     Ok(())
+}
+
+/// Removes the recorded sandbox cgroups of pod `id` that `which` picks, once their
+/// sandboxes have gone; one that cannot be removed is logged and stays in the record.
+pub(crate) async fn remove_cgroups(inner: &Inner, id: &str, which: impl Fn(&str) -> bool) {
+    let paths: Vec<String> = match inner.lock().pods.get(id) {
+        Some(p) => p
+            .record
+            .cgroups
+            .iter()
+            .filter(|c| which(c))
+            .cloned()
+            .collect(),
+        None => return,
+    };
+    for path in paths {
+        if let Err(e) = remove_cgroup(inner, id, path).await {
+            tracing::warn!(pod = id, "{e}");
+        }
+    }
 }
 
 /// CNI DEL and the network namespace's removal; done once.
@@ -487,6 +610,15 @@ pub(crate) async fn release_record(inner: &Arc<Inner>, rec: &PodRecord, dir: &Pa
     for rid in rec.runsc_ids.iter().rev() {
         note(rootfs::delete(inner, rid).await);
     }
+    // Only once runsc has deleted the sandboxes: a cgroup with a process in it stays.
+    for path in rec.cgroups.clone() {
+        note(
+            blocking(move || {
+                cgroup::remove(&path).map_err(Error::io("removing a sandbox's cgroup"))
+            })
+            .await,
+        );
+    }
     for (key, bundle) in rec.snapshots.iter().zip(&rec.bundles) {
         note(rootfs::release(inner, key, bundle).await);
     }
@@ -592,7 +724,7 @@ pub fn list(inner: &Inner, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> 
 
 pub async fn stats(inner: &Arc<Inner>, id: &str) -> Result<PodSandboxStats> {
     let id = resolve(inner, id)?;
-    let (attributes, sandbox, ctrs) = {
+    let (attributes, sandbox, ctrs, cgroups) = {
         let state = inner.lock();
         let p = state
             .pods
@@ -613,14 +745,31 @@ pub async fn stats(inner: &Arc<Inner>, id: &str) -> Result<PodSandboxStats> {
             },
             p.sandbox.clone(),
             ctrs,
+            p.record.cgroups.clone(),
         )
     };
     let now = status::now_nanos();
-    let data = match sandbox {
-        Some(s) => containers::runsc_stats(inner, &s)
+    // The pod as the host sees it: its sandbox's cgroup (guest memory, the sentry and its
+    // threads), when there is one; else the sentry's own figures for its guest.
+    let host = blocking(move || Ok(cgroups.iter().find_map(|c| cgroup::usage(c))))
+        .await
+        .ok()
+        .flatten();
+    let data = match (host, sandbox) {
+        (Some(_), _) | (None, None) => serde_json::Value::Null,
+        (None, Some(s)) => containers::runsc_stats(inner, &s)
             .await
             .unwrap_or(serde_json::Value::Null),
-        None => serde_json::Value::Null,
+    };
+    let (cpu, memory) = match host {
+        Some(u) => (
+            crate::stats::cgroup_cpu(&u, now),
+            crate::stats::cgroup_memory(&u, now),
+        ),
+        None => (
+            crate::stats::cpu(&data, now),
+            crate::stats::memory(&data, now),
+        ),
     };
     let mut containers = Vec::new();
     for c in ctrs {
@@ -631,8 +780,8 @@ pub async fn stats(inner: &Arc<Inner>, id: &str) -> Result<PodSandboxStats> {
     Ok(PodSandboxStats {
         attributes: Some(attributes),
         linux: Some(LinuxPodSandboxStats {
-            cpu: Some(crate::stats::cpu(&data, now)),
-            memory: Some(crate::stats::memory(&data, now)),
+            cpu: Some(cpu),
+            memory: Some(memory),
             containers,
             ..Default::default()
         }),

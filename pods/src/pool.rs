@@ -29,6 +29,12 @@
 //! - The pool's sandbox has the default ACL (`default_acl_file`), if any. A pod with ACL
 //!   annotations of its own (`dev.nanovisor.acl*`) is therefore never given a pooled sandbox:
 //!   it is restored for itself, with its policy.
+//! - The pooled sandbox is made in `/nanovisor/ID` with no limits (the pool sets none); a
+//!   claim moves its process into `CGROUP_PARENT/ID` under the pod's `cgroup_parent`, still
+//!   without limits, so that kubelet's pod cgroup bounds and counts it (memory it charged
+//!   before the claim stays with the old cgroup, which goes). A pod whose pod-level resources
+//!   limit memory or CPU is never given a pooled sandbox (its guest memory was sized when it
+//!   was restored): it is restored for itself, with them.
 //! - Output the app wrote before the claim is in the container's log, stamped when it was
 //!   written; at most 1 MiB of it is kept.
 //! - The container's `created_at`/`started_at` are the claim's times; a pooled sandbox that
@@ -265,6 +271,11 @@ async fn build(
         hostname: "nanovisor-pool".into(),
         ..Default::default()
     };
+    // No pod, no kubelet parent: runsc's own `/nanovisor/ID`, without limits (see the module
+    // comment), recorded before runsc makes it.
+    let cgroups_path = crate::cgroup::cgroups_path("", ctr_id).map_err(Error::Internal)?;
+    rec.cgroups.push(cgroups_path.clone());
+    save(rec)?;
     let spec = spec::config(&spec::Input {
         image,
         container: &container,
@@ -273,6 +284,8 @@ async fn build(
         role: Role::Own,
         rootfs: &bundle.join("rootfs"),
         files: &[],
+        resources: None,
+        cgroups_path: Some(cgroups_path),
     })
     .map_err(Error::Invalid)?;
     rootfs::write_config(&bundle, &spec)?;

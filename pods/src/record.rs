@@ -1,6 +1,6 @@
 //! What is persisted of a pod, under `ROOT/pods/ID/record.json`: enough to release it after
-//! nanovisor-cri restarts (its runsc containers, mounts, snapshots, CNI attachment and network
-//! namespace). Pods are not adopted back: on start every recorded pod is released, and kubelet
+//! nanovisor-cri restarts (its runsc containers, mounts, snapshots, sandbox cgroups, CNI
+//! attachment and network namespace). Pods are not adopted back: on start every recorded pod is released, and kubelet
 //! makes its pods again, seeing them gone.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ pub struct PodRecord {
     pub bundles: Vec<PathBuf>,
     /// Snapshot keys.
     pub snapshots: Vec<String>,
+    /// `linux.cgroupsPath`s of the pod's sandboxes (cgroup.rs), removed after the sandboxes.
+    #[serde(default)]
+    pub cgroups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,9 +68,19 @@ mod tests {
             netns: Some("/var/run/netns/cni-x".into()),
             runsc_ids: vec!["p".into()],
             snapshots: vec!["nanovisor/p".into()],
+            cgroups: vec!["/kubepods/pod1/p".into()],
             ..Default::default()
         };
         save(dir.path(), &r).expect("save");
         assert_eq!(load(dir.path()).expect("load"), r);
+    }
+
+    #[test]
+    fn records_of_an_older_run_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old =
+            r#"{"id":"p","netns":null,"cni":null,"runsc_ids":["p"],"bundles":[],"snapshots":[]}"#;
+        std::fs::write(dir.path().join(RECORD), old).expect("write");
+        assert!(load(dir.path()).expect("load").cgroups.is_empty());
     }
 }

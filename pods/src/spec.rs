@@ -2,7 +2,8 @@
 //! containerd's CRI plugin builds it for runc: the command (Kubernetes' rules for command,
 //! args, Entrypoint and Cmd), environment, working directory, user, mounts, and the
 //! annotations by which runsc puts a pod's containers in one sandbox
-//! (`io.kubernetes.cri.container-type`, `io.kubernetes.cri.sandbox-id`).
+//! (`io.kubernetes.cri.container-type`, `io.kubernetes.cri.sandbox-id`), and the resources and
+//! cgroup its callers chose (resources.rs, cgroup.rs).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -146,6 +147,10 @@ pub struct Input<'a> {
     pub rootfs: &'a Path,
     /// Pod files to bind read-only: (container path, host file).
     pub files: &'a [(String, std::path::PathBuf)],
+    /// OCI `linux.resources` (resources.rs).
+    pub resources: Option<Value>,
+    /// `linux.cgroupsPath`, for a container that owns its sandbox (cgroup.rs).
+    pub cgroups_path: Option<String>,
 }
 
 pub fn config(input: &Input<'_>) -> Result<Value, String> {
@@ -250,6 +255,18 @@ pub fn config(input: &Input<'_>) -> Result<Value, String> {
         }
     }
     let hostname = input.pod.hostname.clone();
+    let mut linux = json!({
+        "namespaces": [
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "network", "path": input.netns},
+        ],
+    });
+    if let Some(r) = &input.resources {
+        linux["resources"] = r.clone();
+    }
+    if let Some(p) = &input.cgroups_path {
+        linux["cgroupsPath"] = json!(p);
+    }
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -263,12 +280,7 @@ pub fn config(input: &Input<'_>) -> Result<Value, String> {
         "hostname": hostname,
         "mounts": mounts,
         "annotations": annotations,
-        "linux": {
-            "namespaces": [
-                {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-                {"type": "network", "path": input.netns},
-            ],
-        },
+        "linux": linux,
     }))
 }
 
