@@ -250,6 +250,7 @@ pub async fn create(
                 pid,
                 prestarted: false,
                 start_error: None,
+                oom_killed: false,
             },
         );
     }
@@ -313,6 +314,7 @@ fn bind_pooled(
             pid,
             prestarted: true,
             start_error: None,
+            oom_killed: false,
         },
     );
     watch(inner, &id, pid);
@@ -329,7 +331,15 @@ fn watch(inner: &Arc<Inner>, id: &str, pid: u32) {
             let Some(exit) = inner.reaper.exits.wait(pid as i32, None) else {
                 return;
             };
+            // Asked before the exit is recorded, so that no status shows the container
+            // exited with reason `Error` first. Only a SIGKILL can be an OOM kill.
+            let oom_killed = exit.status == 128 + libc::SIGKILL
+                && inner.runsc.oom_killed(&id).unwrap_or_else(|e| {
+                    tracing::warn!("container {id}: asking about an OOM kill: {e}");
+                    false
+                });
             if let Some(c) = inner.lock().ctrs.get_mut(&id) {
+                c.oom_killed = oom_killed;
                 c.exited = true;
                 c.exit_code = exit.status;
                 c.finished_at = status::unix_nanos(exit.at);

@@ -82,6 +82,9 @@ pub struct Ctr {
     pub prestarted: bool,
     /// Why StartContainer failed (CRI's reason `StartError`, this as the message).
     pub start_error: Option<String>,
+    /// The sandbox's out-of-memory killer ended the container's init (CRI's reason
+    /// `OOMKilled`, as containerd gives it on a TaskOOM event).
+    pub oom_killed: bool,
 }
 
 #[derive(Default)]
@@ -135,6 +138,7 @@ impl Ctr {
             pid: 0,
             prestarted: false,
             start_error: None,
+            oom_killed: false,
         }
     }
 
@@ -166,6 +170,7 @@ impl Ctr {
             return "StartError";
         }
         match (self.state, self.exit_code) {
+            (CtrState::Exited, _) if self.oom_killed => "OOMKilled",
             (CtrState::Exited, 0) => "Completed",
             (CtrState::Exited, _) => "Error",
             _ => "",
@@ -234,6 +239,12 @@ mod tests {
         assert_eq!((s.created_at, s.started_at, s.finished_at), (1, 2, 3));
         assert_eq!(s.log_path, "/logs/c.log");
         assert_eq!(Ctr::sample(CtrState::Running, 0).reason(), "");
+        let mut oom = Ctr::sample(CtrState::Exited, 137);
+        oom.oom_killed = true;
+        assert_eq!(
+            (oom.status().reason.as_str(), oom.status().exit_code),
+            ("OOMKilled", 137)
+        );
         let mut bad = Ctr::sample(CtrState::Exited, 127);
         bad.start_error = Some("no such program".into());
         assert_eq!(

@@ -142,6 +142,8 @@ pub struct SandboxStats {
     pub pids: u32,
     /// Processes of the sandbox killed for want of guest memory, since it started.
     pub oom_kills: u64,
+    /// The init of the container asked about was one of them.
+    pub init_oom_killed: bool,
 }
 
 pub(crate) struct Container {
@@ -402,6 +404,11 @@ impl Sandbox {
         Ok(g.wait_all_gone())
     }
 
+    /// Whether process `pid` was ended by the out-of-memory killer.
+    pub fn oom_killed(&self, pid: i32) -> bool {
+        self.kernel.oom.killed(pid)
+    }
+
     /// The container's init pid, if it has been started.
     pub fn init_pid(&self, id: &str) -> Option<i32> {
         self.containers()
@@ -491,6 +498,9 @@ impl Sandbox {
             memory_bytes: self.platform.memory().frames_in_use() * crate::arch::PAGE_SIZE,
             pids: self.processes(id).len() as u32,
             oom_kills: self.kernel.oom.kills(),
+            init_oom_killed: id
+                .and_then(|id| self.init_pid(id))
+                .is_some_and(|pid| self.oom_killed(pid)),
         }
     }
 

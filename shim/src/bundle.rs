@@ -164,6 +164,54 @@ pub fn detach_from_pod(bundle: &Path) -> Result<(), BundleError> {
     std::fs::write(&path, text).map_err(|source| BundleError::Io { path, source })
 }
 
+/// The pod's memory limit (the sum of its containers' limits, which kubelet passes in
+/// `PodSandboxConfig.linux.resources`), as containerd 1.6 gives it to the sandbox container:
+/// an annotation only, its spec has no limit.
+const SANDBOX_MEMORY_ANNOTATION: &str = "io.kubernetes.cri.sandbox-memory";
+
+/// Gives a pod's sandbox container the pod's memory limit as its own (`linux.resources.
+/// memory.limit`), unless its spec has one: runsc sizes the guest of the whole pod from the
+/// sandbox container's limit, so that a pod filling its memory meets the guest's OOM killer
+/// (and its container ends `OOMKilled`) rather than the default guest size. Whether it did.
+pub fn size_pod_memory(bundle: &Path) -> Result<bool, BundleError> {
+    let mut config = read_config(bundle)?;
+    if container_type(&config) != Some("sandbox") {
+        return Ok(false);
+    }
+    let Some(limit) = annotation(&config, SANDBOX_MEMORY_ANNOTATION)
+        .and_then(|m| m.parse::<i64>().ok())
+        .filter(|m| *m > 0)
+    else {
+        return Ok(false);
+    };
+    let has_limit = config
+        .pointer("/linux/resources/memory/limit")
+        .and_then(|l| l.as_i64())
+        .is_some_and(|l| l > 0);
+    if has_limit {
+        return Ok(false);
+    }
+    let path = bundle.join("config.json");
+    let invalid = |message: &str| BundleError::Invalid {
+        path: path.clone(),
+        message: message.to_string(),
+    };
+    let mut memory = config
+        .as_object_mut()
+        .ok_or_else(|| invalid("not a JSON object"))?;
+    for key in ["linux", "resources", "memory"] {
+        memory = memory
+            .entry(key)
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or_else(|| invalid(&format!("{key} is not an object")))?;
+    }
+    memory.insert("limit".into(), serde_json::Value::from(limit));
+    let text = serde_json::to_vec(&config).map_err(|e| invalid(&e.to_string()))?;
+    std::fs::write(&path, text).map_err(|source| BundleError::Io { path, source })?;
+    Ok(true)
+}
+
 /// Gives a sandbox without an ACL annotation the default policy file, in config.json.
 pub fn add_default_acl(bundle: &Path, acl_file: &Path) -> Result<bool, BundleError> {
     let mut config = read_config(bundle)?;
@@ -257,6 +305,37 @@ mod tests {
         let member =
             bundle_with(r#"{"annotations":{"io.kubernetes.cri.container-type":"container"}}"#);
         assert!(!add_default_acl(member.path(), acl).expect("left"));
+    }
+
+    #[test]
+    fn a_pods_memory_sizes_its_sandbox_container() {
+        let sandbox = |extra: &str| {
+            bundle_with(&format!(
+                r#"{{"annotations":{{"io.kubernetes.cri.container-type":"sandbox",
+                "io.kubernetes.cri.sandbox-memory":"268435456"}}{extra}}}"#
+            ))
+        };
+        let b = sandbox(r#","linux":{"cgroupsPath":"/pod"}"#);
+        assert!(size_pod_memory(b.path()).expect("amended"));
+        let c = read_config(b.path()).expect("read");
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 256 << 20);
+        assert_eq!(c["linux"]["cgroupsPath"], "/pod", "the rest is kept");
+
+        // A limit of its own stays; so do containers, pods without a limit and non-pods.
+        let own = sandbox(r#","linux":{"resources":{"memory":{"limit":1073741824}}}"#);
+        assert!(!size_pod_memory(own.path()).expect("left"));
+        let c = read_config(own.path()).expect("read");
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], 1 << 30);
+        for config in [
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"container",
+                "io.kubernetes.cri.sandbox-memory":"268435456"}}"#,
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"sandbox",
+                "io.kubernetes.cri.sandbox-memory":"0"}}"#,
+            r#"{"process":{"args":["x"]}}"#,
+        ] {
+            let b = bundle_with(config);
+            assert!(!size_pod_memory(b.path()).expect("left"), "{config}");
+        }
     }
 
     #[test]

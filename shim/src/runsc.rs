@@ -184,6 +184,18 @@ impl Runsc {
             .unwrap_or(serde_json::Value::Null))
     }
 
+    /// `runsc state ID`'s `oomKilled`: whether the stopped container's init was ended by
+    /// the sandbox's out-of-memory killer.
+    pub fn oom_killed(&self, id: &str) -> Result<bool, RunscError> {
+        let out = self.simple("state", &[id])?;
+        let state: serde_json::Value =
+            serde_json::from_str(out.stdout.trim()).map_err(|e| RunscError::Output {
+                command: "state".into(),
+                message: format!("{e}: {:?}", out.stdout),
+            })?;
+        Ok(state.get("oomKilled") == Some(&serde_json::Value::Bool(true)))
+    }
+
     /// `runsc checkpoint --image-path DIR [--leave-running] ID`.
     pub fn checkpoint(
         &self,

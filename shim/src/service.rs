@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use containerd_shim::api;
 use containerd_shim::event::Event;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::topics;
@@ -204,6 +204,18 @@ impl Service {
                         );
                     }
                 }
+                // Before the exit is known (to Wait as to the events), as runc's shim reports
+                // the cgroup's OOM kill before the init's exit: containerd's CRI then gives
+                // the container the reason `OOMKilled`, never `Error` first.
+                if exec_id.is_empty() && service.oom_killed(&id, exit.status) {
+                    service.publish(
+                        topics::TASK_OOM_EVENT_TOPIC,
+                        TaskOOM {
+                            container_id: id.clone(),
+                            ..Default::default()
+                        },
+                    );
+                }
                 {
                     let mut containers = service.lock();
                     if let Some(p) = containers
@@ -232,6 +244,26 @@ impl Service {
         if let Err(e) = spawned {
             containerd_shim::error!("watching pid {pid}: {e}");
         }
+    }
+
+    /// Whether container `id`, whose init ended with `status`, was ended by the sandbox's
+    /// OOM killer. Only a SIGKILL can be one, so other exits cost no `runsc state`.
+    fn oom_killed(&self, id: &str, status: i32) -> bool {
+        if status != 128 + libc::SIGKILL {
+            return false;
+        }
+        let runsc = {
+            let containers = self.lock();
+            match containers.get(id) {
+                // A holder stands for a pod's sandbox container: no guest process of its own.
+                Some(c) if c.holder.is_none() => Arc::clone(&c.runsc),
+                _ => return false,
+            }
+        };
+        runsc.oom_killed(id).unwrap_or_else(|e| {
+            containerd_shim::warn!("{id}: asking about an OOM kill: {e}");
+            false
+        })
     }
 
     fn runsc_for(&self, req: &api::CreateTaskRequest) -> TtrpcResult<(Config, Runsc)> {
@@ -374,6 +406,7 @@ impl Service {
         if let Some(acl) = &config.default_acl_file {
             bundle::add_default_acl(&bundle, acl).map_err(invalid)?;
         }
+        bundle::size_pod_memory(&bundle).map_err(invalid)?;
         let rootfs_mounted = bundle::mount_rootfs(&bundle, &req.rootfs).map_err(internal)?;
         let result = (|| {
             let pid_file = bundle.join("init.pid");

@@ -39,7 +39,11 @@
 //! reported exited with its line in its log; in a pod restored from a checkpoint image, a
 //! container with a terminal is refused.
 //!
-//! The four tests share one registry, containerd and checkpoint image (the first test to come
+//! `cri_reports_oom_killed_containers_through_our_shim` (`cri/oom.rs`): in a pod with a
+//! 256 MiB memory limit, a container that allocates until the sandbox's OOM killer ends it
+//! is reported exited 137 with reason `OOMKilled`.
+//!
+//! The five tests share one registry, containerd and checkpoint image (the first test to come
 //! makes them, the last to finish removes them) and run one after another.
 //!
 //! On failure the test prints containerd's warnings and errors, `ctr tasks ls` and runsc's logs
@@ -59,6 +63,8 @@ mod client;
 mod harness;
 #[path = "cri/image.rs"]
 mod image;
+#[path = "cri/oom.rs"]
+mod oom;
 #[path = "cri/scenario.rs"]
 mod scenario;
 #[path = "cri/setup.rs"]
@@ -156,6 +162,26 @@ fn cri_terminals_through_our_shim() {
         terminal::restored_terminal_refused(h, &mut cri, node_ref).await;
     });
     log_step(suite.start, "terminals done");
+}
+
+/// A container over its pod's memory (`linux.resources`, which sizes the pod's guest) is
+/// ended by the sandbox's OOM killer and reported exited 137 with reason `OOMKilled`: our
+/// shim publishes TaskOOM before the exit (see `cri/oom.rs`).
+#[test]
+fn cri_reports_oom_killed_containers_through_our_shim() {
+    let (suite, _turn) = suite();
+    let _diagnose = DiagnoseOnPanic(&suite.h);
+    let (h, node_ref) = (&suite.h, suite.node_ref.as_str());
+    let rt = tokio_runtime();
+    rt.block_on(async {
+        let ch = harness::connect(&h.socket)
+            .await
+            .expect("connecting to containerd's CRI");
+        let mut cri = cri_on(ch, CONTAINERD, HANDLER, Runner::OurShim, suite.start);
+        prepare(&mut cri, node_ref).await;
+        oom::oom_killed(h, &mut cri, node_ref).await;
+    });
+    log_step(suite.start, "OOM kill through our shim done");
 }
 
 /// Acceptance of nanovisor-cri, part one: with its `[nanovisor]` handler configured, a pod of

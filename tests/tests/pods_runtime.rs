@@ -15,6 +15,7 @@
 //!    in `PARENT/ID` with the pod-level limits, the guest's memory sized by them, stats from
 //!    the cgroup, cpusets refused, no UpdateContainerResources, the cgroup gone after removal
 //!    (and after a restart); a restored pod with limits is not given a pooled sandbox.
+//!    A container that fills its pod's memory ends exited 137 with reason `OOMKilled`.
 //! 6. Errors: unknown ids are NotFound, bad requests InvalidArgument.
 //!
 //! Note: the pods runtime reaps every child of this test process (it is a subreaper), so the
@@ -740,6 +741,85 @@ async fn limited_pods(rt: &Runtime, h: &Harness, node: &str, start: Instant) {
 }
 
 /// The checkpoint name the test's pool restores (the same image as `web`).
+/// Allocates and touches 16 MiB at a time, saying so, until it is killed.
+const HOG: &str = "let n = 0; const kept = []; for (;;) { kept.push(Buffer.alloc(16 << 20, 1));\
+    n += 16; console.log(`holding ${n} MiB`); }";
+
+/// A container that fills its pod's memory (256 MiB, the least a guest gets, so that it is
+/// quick) is ended by the sandbox's OOM killer, and its status says so as containerd's does
+/// for a memory cgroup's OOM kill: exited, 137, reason `OOMKilled`.
+async fn oom_killed_pod(rt: &Runtime, h: &Harness, node: &str, start: Instant) {
+    step(start, "a container over its pod's memory");
+    let parent = parent_cgroup("oom");
+    make_kubelet_pod_cgroup(&parent);
+    let mut config = with_limits(pod_config(h, "oom"), &parent);
+    if let Some(r) = config.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+        r.memory_limit_in_bytes = 256 << 20;
+    }
+    let (pod, _, netns) = run_pod(rt, h, &config).await;
+    let mut hog = node_container("hog", node, HOG);
+    if let Some(linux) = hog.linux.as_mut() {
+        linux.resources = Some(LinuxContainerResources {
+            memory_limit_in_bytes: 256 << 20,
+            ..Default::default()
+        });
+    }
+    let ctr = ok(
+        "CreateContainer",
+        rt.create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(hog),
+            sandbox_config: Some(config.clone()),
+        })
+        .await,
+    )
+    .container_id;
+    ok(
+        "StartContainer",
+        rt.start_container(StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await,
+    );
+    let log = PathBuf::from(&config.log_directory).join("hog.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = container_status(rt, &ctr).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hog has not been OOM-killed after 30 s: state {}; its log:\n{}",
+            s.state,
+            read(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    step(
+        start,
+        &format!(
+            "hog exited: code {}, reason {:?}",
+            status.exit_code, status.reason
+        ),
+    );
+    let text = read(&log);
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (137, "OOMKilled"),
+        "the hog's exit (message {:?}); its log:\n{text}",
+        status.message
+    );
+    assert!(
+        text.contains("holding 128 MiB"),
+        "the hog got little memory before the kill; its log:\n{text}"
+    );
+    stop_and_remove_container(rt, &ctr).await;
+    stop_and_remove_pod(rt, &pod).await;
+    assert_pod_gone(h, &[&pod, &ctr], &netns).await;
+    remove_parent_cgroup(&parent);
+}
+
 const POOLED: &str = "web-pooled";
 
 fn build_checkpoint(h: &Harness, runsc: &Path, rootfs: &Path, name: &str) {
@@ -1337,6 +1417,7 @@ fn nanovisor_handler_runs_pods_itself() {
         failures(&pods, &config, &h, &node_ref).await;
         let booted = booted_pods(&pods, &h, &node_ref, start).await;
         limited_pods(&pods, &h, &node_ref, start).await;
+        oom_killed_pod(&pods, &h, &node_ref, start).await;
         let restored = restored_pod(&pods, &h, &node_ref, start).await;
         let (claim, pooled) = pooled_pods(&pods, &h, &node_ref, start).await;
         eprintln!(

@@ -141,7 +141,7 @@ pub fn process_spec(
     })
 }
 
-fn wait_response(status: ExitStatus) -> Response {
+fn wait_response(status: ExitStatus, oom_killed: bool) -> Response {
     use nanovisor_proto::control::wait_response::Status;
     let status = match status {
         ExitStatus::Exited(c) => Status::ExitCode(c as i32),
@@ -149,6 +149,7 @@ fn wait_response(status: ExitStatus) -> Response {
     };
     ok(response::Kind::Wait(WaitResponse {
         status: Some(status),
+        oom_killed,
     }))
 }
 
@@ -637,7 +638,13 @@ impl Controller {
                         .wait(p)
                         .map_err(|e| error(ErrorCode::NotFound, e.to_string()))?,
                 };
-                wait_response(status)
+                // The init's pid is known once it has been waited for (started).
+                let pid = match r.pid {
+                    0 => self.sandbox.init_pid(id),
+                    p => Some(p),
+                };
+                let oom_killed = pid.is_some_and(|p| self.sandbox.oom_killed(p));
+                wait_response(status, oom_killed)
             }
             request::Kind::State(r) => {
                 let (status, init_pid) = self.status(self.resolve(&r.container_id))?;
@@ -657,6 +664,7 @@ impl Controller {
                     net_rx_bytes: 0,
                     net_tx_bytes: 0,
                     oom_kills: s.oom_kills,
+                    init_oom_killed: s.init_oom_killed,
                 }))
             }
             request::Kind::Pause(r) => {

@@ -175,6 +175,7 @@ mod tests {
             net_rx_bytes: 1,
             net_tx_bytes: 2,
             oom_kills: 0,
+            init_oom_killed: false,
         };
         let e = stats_event("c1", &s);
         assert_eq!(e["type"], "stats");

@@ -6,13 +6,15 @@
 //! container POD), whose pid stands for the container. Signals that can be caught
 //! (SIGTERM, SIGINT, …) are passed on to the process, so that signalling the waiter's
 //! pid signals the process; SIGKILL ends only the waiter. If the sandbox goes away
-//! first, the process went with it: the waiter exits with 128+SIGKILL.
+//! first, the process went with it: the waiter exits with 128+SIGKILL. An init the
+//! sandbox's OOM killer ended is marked as such in its container's state directory
+//! before the waiter exits (see oom.rs).
 
 use clap::Args;
 
 use crate::commands::run::{forward_signals, forwarded_set};
-use crate::commands::{load, GlobalOpts};
-use crate::container::control::{ControlError, Endpoint};
+use crate::commands::{load, oom, GlobalOpts};
+use crate::container::control::{ControlError, Endpoint, ExitStatus};
 
 #[derive(Args)]
 pub struct ExecWaitArgs {
@@ -39,7 +41,17 @@ pub fn run(args: ExecWaitArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     mask.thread_block()?;
     forward_signals(mask, to.clone(), args.pid);
     match to.connect().and_then(|mut ctl| ctl.wait(args.pid)) {
-        Ok(status) => Ok(status.code()),
+        Ok(status) => {
+            // Before our exit tells the container's end: whoever reaps us and then asks
+            // `runsc state` must find the OOM kill, even if the pod is gone by then.
+            if args.pid == 0 && status == ExitStatus::Signaled(libc::SIGKILL) {
+                match load(global, &to.container_id) {
+                    Ok(target) => oom::mark_if_oom_killed(&target),
+                    Err(e) => tracing::debug!("{e:#}"),
+                }
+            }
+            Ok(status.code())
+        }
         Err(e @ (ControlError::Connect(_) | ControlError::Transport(_))) => {
             tracing::info!(
                 container = to.container_id,

@@ -17,6 +17,7 @@ pub mod image_pull;
 pub mod image_push;
 pub mod kill;
 pub mod list;
+pub mod oom;
 pub mod pause;
 pub mod ps;
 pub mod restore;

@@ -1,12 +1,14 @@
 //! `runsc wait [--pid PID] ID` (as gVisor's): block until the container's init (or
-//! process PID) exits and print `{"id":ID,"exitStatus":N}`, N being 128+S for signal S.
+//! process PID) exits and print `{"id":ID,"exitStatus":N}`, N being 128+S for signal S,
+//! with `"oomKilled":true` when the init was ended by the sandbox's OOM killer.
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
 
-use crate::commands::{load, GlobalOpts};
+use crate::commands::{load, oom, GlobalOpts};
+use crate::container::control::ExitStatus;
 use crate::container::Status;
 
 #[derive(Args)]
@@ -34,7 +36,10 @@ pub fn run(args: WaitArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
         );
     }
     let exit = c.control()?.wait(args.pid)?;
-    let out = serde_json::json!({"id": args.id, "exitStatus": exit.code()});
+    let mut out = serde_json::json!({"id": args.id, "exitStatus": exit.code()});
+    if args.pid == 0 && exit == ExitStatus::Signaled(libc::SIGKILL) && oom::init_oom_killed(&c) {
+        out["oomKilled"] = serde_json::Value::Bool(true);
+    }
     println!("{out}");
     Ok(0)
 }

@@ -9,7 +9,9 @@
 //!
 //! The count feeds the control API's stats (`runsc events` turns a new kill into an
 //! `oom` event). Containers' inits are known by pid, so that the log says a container
-//! ended because its init was OOM-killed, not merely that something got SIGKILL.
+//! ended because its init was OOM-killed, not merely that something got SIGKILL, and the
+//! control API says so with the init's exit (`WaitResponse.oom_killed`) and in the
+//! container's stats (`init_oom_killed`): what becomes CRI's reason `OOMKilled`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

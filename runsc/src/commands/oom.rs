@@ -1,0 +1,64 @@
+//! Whether a container's init was ended by the sandbox's out-of-memory killer, for
+//! `runsc state` (`"oomKilled": true`) and `runsc wait`, which is how containerd's shim
+//! and nanovisor-pods tell an `OOMKilled` container from one killed by a signal.
+//!
+//! The sandbox knows (`StatsResponse.init_oom_killed`, and `WaitResponse.oom_killed` with
+//! the exit) for as long as the container is in it. A pod container's waiter (`runsc exec-wait`), which is the first to learn of the
+//! init's end, also leaves a mark in the container's state directory, so that the answer
+//! outlives the sandbox: the pod may be torn down before anyone asks.
+
+use crate::container::Container;
+
+/// The mark's file name in the container's state directory (empty file).
+const MARK: &str = "oom-killed";
+
+/// Whether the init of `c`, which has ended, was OOM-killed: the mark, or the sandbox's
+/// word while it runs.
+pub fn init_oom_killed(c: &Container) -> bool {
+    if matches!(c.dir.read(MARK), Ok(Some(_))) {
+        return true;
+    }
+    c.sandbox_alive() && ask_sandbox(c)
+}
+
+/// Asks the sandbox and, on a yes, marks the container (the init has ended). A failure
+/// to write the mark is logged: the sandbox still answers while it lives.
+pub fn mark_if_oom_killed(c: &Container) {
+    if ask_sandbox(c) {
+        if let Err(e) = c.dir.write_atomic(MARK, b"") {
+            tracing::warn!(container = c.id(), "marking the OOM kill: {e}");
+        }
+    }
+}
+
+fn ask_sandbox(c: &Container) -> bool {
+    match c.control().and_then(|mut ctl| ctl.stats()) {
+        Ok(s) => s.init_oom_killed,
+        Err(e) => {
+            tracing::debug!(container = c.id(), "asking about an OOM kill: {e}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::dir::Root;
+
+    #[test]
+    fn the_mark_outlives_the_sandbox() {
+        let path = std::env::temp_dir().join(format!("runsc-oom-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let root = Root::new(&path).expect("root");
+        let (dir, _lock) = root.create("c1").expect("container dir");
+        let c = Container::from_dir(dir).expect("container");
+        // No sandbox to ask and no mark: not OOM-killed, and nothing is marked.
+        assert!(!init_oom_killed(&c));
+        mark_if_oom_killed(&c);
+        assert!(!init_oom_killed(&c));
+        c.dir.write_atomic(MARK, b"").expect("mark");
+        assert!(init_oom_killed(&c));
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
