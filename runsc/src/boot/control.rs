@@ -436,6 +436,13 @@ impl Controller {
 
     /// Blocks until container `id`'s init has started and ended (or will never run);
     /// how it ended.
+    /// Whether container `id`'s init has been ended by the sandbox's OOM killer.
+    pub fn init_oom_killed(&self, id: &str) -> bool {
+        self.sandbox
+            .init_pid(id)
+            .is_some_and(|pid| self.sandbox.oom_killed(pid))
+    }
+
     pub fn wait_init(&self, id: &str) -> Result<ExitStatus, Response> {
         let pid = {
             let mut containers = self.containers();

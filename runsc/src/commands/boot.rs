@@ -54,6 +54,9 @@ pub struct BootArgs {
 /// What stays alive while the sandbox runs.
 struct Booted {
     _cgroup: Option<confine::cgroup::Cgroup>,
+    /// The container's OOM mark (`commands::oom`), opened while the host's tree is still
+    /// there; written only if the init is OOM-killed.
+    oom_mark: Option<File>,
     controller: Arc<Controller>,
     _netns: Option<AdoptedNetns>,
 }
@@ -79,6 +82,15 @@ pub fn run(args: BootArgs, root: &Path) -> anyhow::Result<i32> {
         )
     })?;
     sentry::sandbox::log_fatal_signal(&format!("container {}: init", args.id), status);
+    // When this sandbox's own container ends, so does the sandbox: no one can ask it then
+    // whether the init was OOM-killed, so it says so in the container's state directory.
+    if booted.controller.init_oom_killed(&args.id) {
+        if let Some(mut mark) = booted.oom_mark.as_ref() {
+            if let Err(e) = mark.write_all(crate::commands::oom::MARK_TEXT) {
+                tracing::warn!("marking the init's OOM kill: {e}");
+            }
+        }
+    }
     booted.controller.shut_down();
     // Let requests in flight (a `runsc wait`, the kill that ended the init) get their
     // answers before the socket goes.
@@ -203,6 +215,7 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // sandbox needs is open already), then every capability but reading the rootfs as
     // its owner would, no new privileges, and the reviewed seccomp allowlist
     // (runsc/src/confine/seccomp_policy.json) on every thread.
+    let oom_mark = open_oom_mark(&state_dir);
     confine::namespaces::pivot_to_empty(&[]).context("giving up the host's file tree")?;
     steps.done("control socket and pivot_root");
     let c = controller.clone();
@@ -214,6 +227,7 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     steps.done("capabilities and seccomp");
     Ok(Booted {
         _cgroup: cgroup,
+        oom_mark,
         controller,
         _netns: netns,
     })
@@ -314,6 +328,19 @@ fn restore_sandbox(
     })?;
     tracing::info!(image = %opened.digest(), pid, "restored from a checkpoint");
     Ok(Built::Restored(sandbox, pid))
+}
+
+/// The container's OOM mark, created empty (an empty mark says nothing); None, logged, if
+/// it cannot be made: the kill is then reported as a plain SIGKILL.
+fn open_oom_mark(state_dir: &Path) -> Option<File> {
+    let path = state_dir.join(crate::commands::oom::MARK);
+    match File::create(&path) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!("creating {}: {e}", path.display());
+            None
+        }
+    }
 }
 
 /// Whether the cgroup must be joined before the sandbox is built: yes for a new one, which

@@ -9,13 +9,16 @@
 
 use crate::container::Container;
 
-/// The mark's file name in the container's state directory (empty file).
-const MARK: &str = "oom-killed";
+/// The mark's file name in the container's state directory, and what it holds when the
+/// init was OOM-killed. (A sandbox process makes the file empty before it gives up the
+/// host's file tree, and fills it only if its own container's init was OOM-killed.)
+pub const MARK: &str = "oom-killed";
+pub const MARK_TEXT: &[u8] = b"oom\n";
 
 /// Whether the init of `c`, which has ended, was OOM-killed: the mark, or the sandbox's
 /// word while it runs.
 pub fn init_oom_killed(c: &Container) -> bool {
-    if matches!(c.dir.read(MARK), Ok(Some(_))) {
+    if matches!(c.dir.read(MARK), Ok(Some(text)) if text == MARK_TEXT) {
         return true;
     }
     c.sandbox_alive() && ask_sandbox(c)
@@ -25,7 +28,7 @@ pub fn init_oom_killed(c: &Container) -> bool {
 /// to write the mark is logged: the sandbox still answers while it lives.
 pub fn mark_if_oom_killed(c: &Container) {
     if ask_sandbox(c) {
-        if let Err(e) = c.dir.write_atomic(MARK, b"") {
+        if let Err(e) = c.dir.write_atomic(MARK, MARK_TEXT) {
             tracing::warn!(container = c.id(), "marking the OOM kill: {e}");
         }
     }
@@ -57,7 +60,7 @@ mod tests {
         assert!(!init_oom_killed(&c));
         mark_if_oom_killed(&c);
         assert!(!init_oom_killed(&c));
-        c.dir.write_atomic(MARK, b"").expect("mark");
+        c.dir.write_atomic(MARK, MARK_TEXT).expect("mark");
         assert!(init_oom_killed(&c));
         let _ = std::fs::remove_dir_all(&path);
     }
