@@ -29,11 +29,17 @@ mod calls;
 #[path = "pods/cgroups.rs"]
 mod cgroups;
 #[allow(dead_code)]
+#[path = "cri/client.rs"]
+mod client;
+#[allow(dead_code)]
 #[path = "cri/harness.rs"]
 mod harness;
 #[allow(dead_code)]
 #[path = "cri/image.rs"]
 mod image;
+#[allow(dead_code)]
+#[path = "cri/scenario.rs"]
+mod scenario;
 #[path = "pods/scenarios.rs"]
 mod scenarios;
 
@@ -43,34 +49,18 @@ use std::time::{Duration, Instant};
 
 use calls::*;
 use cgroups::*;
+use client::{namespaces, node_container, PEER, SERVER};
 use harness::Harness;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::*;
 use nanovisor_pods::{Config, PoolConfig, Runtime, WarmUp};
 use nanovisor_tests::runsc;
 use nanovisor_tests::shim_binary;
+use scenario::build_checkpoint;
 use scenarios::*;
-
-const SERVER: &str = "require('http').createServer((q, r) => r.end('hello from nanovisor'))\
-    .listen(8080, () => console.log('listening on 8080'))";
-const PEER: &str = "const get = () => require('http').get('http://127.0.0.1:8080/', r => {\
-    let b = ''; r.on('data', d => b += d); r.on('end', () => console.log('peer got: ' + b)); })\
-    .on('error', e => { console.log('peer error: ' + e.message); setTimeout(get, 200); });\
-    get(); setInterval(() => {}, 1000);";
-const CHECKPOINTED_SERVER: &str = "const booted = 'hello from the checkpoint';\
-    require('http').createServer((q, r) => r.end(booted)).listen(8080)";
 
 fn step(start: Instant, what: &str) {
     eprintln!("== [{:6.2}s] {what}", start.elapsed().as_secs_f64());
-}
-
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
 }
 
 fn pod_config(h: &Harness, name: &str) -> PodSandboxConfig {
@@ -98,29 +88,6 @@ fn pod_config(h: &Harness, name: &str) -> PodSandboxConfig {
     }
 }
 
-fn node_container(name: &str, image: &str, script: &str) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: vec!["node".into(), "-e".into(), script.into()],
-        log_path: format!("{name}.log"),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn nanovisor_handler_runs_pods_itself() {
     let start = Instant::now();
@@ -133,6 +100,10 @@ fn nanovisor_handler_runs_pods_itself() {
     let pause_ref = h.push(&pause, "nanovisor/pause");
     h.start_containerd(&runsc, &shim_binary(), &pause_ref);
     build_checkpoint(&h, &runsc, &node.rootfs(), "web");
+    // The pool's checkpoint: the same image under a second name.
+    let checkpoints = h.dir.join("checkpoints");
+    let image = std::fs::read_link(checkpoints.join("web")).expect("the image's link");
+    std::os::unix::fs::symlink(&image, checkpoints.join(POOLED)).expect("naming the image");
     step(start, "containerd up, checkpoint built");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

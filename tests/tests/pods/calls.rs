@@ -8,6 +8,8 @@ use crate::harness::{read, Harness};
 use k8s_cri::v1::*;
 use nanovisor_pods::Runtime;
 
+pub(crate) use crate::client::wait_for_log;
+
 pub(crate) fn ok<T>(what: &str, r: Result<T, tonic::Status>) -> T {
     r.unwrap_or_else(|s| panic!("{what}: {:?}: {}", s.code(), s.message()))
 }
@@ -175,25 +177,6 @@ pub(crate) async fn stop_and_remove_container(rt: &Runtime, ctr: &str) {
         })
         .await,
     );
-}
-
-pub(crate) async fn wait_for_log(path: &Path, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = read(path);
-        if log
-            .lines()
-            .any(|l| l.contains(" stdout F ") && l.ends_with(text))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} in {}:\n{log}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `GET /` from the host; the body of a 200.

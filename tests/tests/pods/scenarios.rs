@@ -15,48 +15,6 @@ use crate::*;
 
 pub(crate) const POOLED: &str = "web-pooled";
 
-pub(crate) fn build_checkpoint(h: &Harness, runsc: &Path, rootfs: &Path, name: &str) {
-    let bundle = h.dir.join("ckpt-bundle");
-    std::fs::create_dir_all(&bundle).expect("creating the checkpoint's bundle");
-    let config = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "args": ["node", "-e", CHECKPOINTED_SERVER],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "user": {"uid": 0, "gid": 0},
-        },
-        "root": {"path": rootfs, "readonly": true},
-        "hostname": "checkpoint",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
-        ],
-        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}]},
-    });
-    std::fs::write(bundle.join("config.json"), config.to_string()).expect("writing config.json");
-    let out = std::process::Command::new(runsc)
-        .arg("--root")
-        .arg(h.dir.join("build-root"))
-        .args(["image", "build", "-o"])
-        .arg(h.dir.join("images"))
-        .args(["--ready-port", "8080", "--timeout", "120", "--bundle"])
-        .arg(&bundle)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running runsc image build");
-    assert!(
-        out.status.success(),
-        "runsc image build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let checkpoints = h.dir.join("checkpoints");
-    std::fs::create_dir_all(&checkpoints).expect("creating the checkpoint directory");
-    std::os::unix::fs::symlink(&image, checkpoints.join(name)).expect("naming the image");
-    std::os::unix::fs::symlink(&image, checkpoints.join(POOLED)).expect("naming the image");
-}
-
 pub(crate) async fn pull(h: &mut Harness, image: &str) {
     let mut im = ImageServiceClient::new(h.connect().await);
     let r = im
