@@ -14,7 +14,7 @@ use clap::Args;
 
 use crate::commands::run::{forward_signals, forwarded_set};
 use crate::commands::{load, oom, GlobalOpts};
-use crate::container::control::{ControlError, Endpoint, ExitStatus};
+use crate::container::control::{ControlError, Endpoint};
 
 #[derive(Args)]
 pub struct ExecWaitArgs {
@@ -40,13 +40,13 @@ pub fn run(args: ExecWaitArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
     let mask = forwarded_set();
     mask.thread_block()?;
     forward_signals(mask, to.clone(), args.pid);
-    match to.connect().and_then(|mut ctl| ctl.wait(args.pid)) {
-        Ok(status) => {
+    match to.connect().and_then(|mut ctl| ctl.wait_exit(args.pid)) {
+        Ok((status, oom_killed)) => {
             // Before our exit tells the container's end: whoever reaps us and then asks
             // `runsc state` must find the OOM kill, even if the pod is gone by then.
-            if args.pid == 0 && status == ExitStatus::Signaled(libc::SIGKILL) {
+            if args.pid == 0 && oom_killed {
                 match load(global, &to.container_id) {
-                    Ok(target) => oom::mark_if_oom_killed(&target),
+                    Ok(target) => oom::mark(&target),
                     Err(e) => tracing::debug!("{e:#}"),
                 }
             }

@@ -1,11 +1,13 @@
 //! Whether a container's init was ended by the sandbox's out-of-memory killer, for
-//! `runsc state` (`"oomKilled": true`) and `runsc wait`, which is how containerd's shim
-//! and nanovisor-pods tell an `OOMKilled` container from one killed by a signal.
+//! `runsc state` (`"oomKilled": true`), which is how containerd's shim and nanovisor-pods
+//! tell an `OOMKilled` container from one killed by a signal. (`runsc wait` takes it from
+//! the sandbox's answer to the wait itself.)
 //!
-//! The sandbox knows (`StatsResponse.init_oom_killed`, and `WaitResponse.oom_killed` with
-//! the exit) for as long as the container is in it. A pod container's waiter (`runsc exec-wait`), which is the first to learn of the
-//! init's end, also leaves a mark in the container's state directory, so that the answer
-//! outlives the sandbox: the pod may be torn down before anyone asks.
+//! The sandbox knows (`WaitResponse.oom_killed` with the exit, `StatsResponse.
+//! init_oom_killed` after it) for as long as the container is in it. A pod container's
+//! waiter (`runsc exec-wait`), which is the first to learn of the init's end, also leaves a
+//! mark in the container's state directory, so that the answer outlives the sandbox: the
+//! pod may be torn down before anyone asks.
 
 use crate::container::Container;
 
@@ -24,13 +26,11 @@ pub fn init_oom_killed(c: &Container) -> bool {
     c.sandbox_alive() && ask_sandbox(c)
 }
 
-/// Asks the sandbox and, on a yes, marks the container (the init has ended). A failure
-/// to write the mark is logged: the sandbox still answers while it lives.
-pub fn mark_if_oom_killed(c: &Container) {
-    if ask_sandbox(c) {
-        if let Err(e) = c.dir.write_atomic(MARK, MARK_TEXT) {
-            tracing::warn!(container = c.id(), "marking the OOM kill: {e}");
-        }
+/// Marks `c`'s init as OOM-killed (the sandbox said so with its exit). A failure to
+/// write the mark is logged: the sandbox still answers while it lives.
+pub fn mark(c: &Container) {
+    if let Err(e) = c.dir.write_atomic(MARK, MARK_TEXT) {
+        tracing::warn!(container = c.id(), "marking the OOM kill: {e}");
     }
 }
 
@@ -56,9 +56,7 @@ mod tests {
         let root = Root::new(&path).expect("root");
         let (dir, _lock) = root.create("c1").expect("container dir");
         let c = Container::from_dir(dir).expect("container");
-        // No sandbox to ask and no mark: not OOM-killed, and nothing is marked.
-        assert!(!init_oom_killed(&c));
-        mark_if_oom_killed(&c);
+        // No sandbox to ask and no mark: not OOM-killed.
         assert!(!init_oom_killed(&c));
         c.dir.write_atomic(MARK, MARK_TEXT).expect("mark");
         assert!(init_oom_killed(&c));

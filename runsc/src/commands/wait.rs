@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use crate::commands::{load, oom, GlobalOpts};
-use crate::container::control::ExitStatus;
+use crate::commands::{load, GlobalOpts};
 use crate::container::Status;
 
 #[derive(Args)]
@@ -35,9 +34,9 @@ pub fn run(args: WaitArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             args.id
         );
     }
-    let exit = c.control()?.wait(args.pid)?;
+    let (exit, oom_killed) = c.control()?.wait_exit(args.pid)?;
     let mut out = serde_json::json!({"id": args.id, "exitStatus": exit.code()});
-    if args.pid == 0 && exit == ExitStatus::Signaled(libc::SIGKILL) && oom::init_oom_killed(&c) {
+    if args.pid == 0 && oom_killed {
         out["oomKilled"] = serde_json::Value::Bool(true);
     }
     println!("{out}");

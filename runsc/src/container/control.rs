@@ -227,6 +227,11 @@ impl Control {
     /// Waits for process `pid` (0: the init, which is first waited for to start) to end,
     /// however long that takes.
     pub fn wait(&mut self, pid: i32) -> Result<ExitStatus, ControlError> {
+        self.wait_exit(pid).map(|(status, _)| status)
+    }
+
+    /// [`Self::wait`], and whether the sandbox's OOM killer ended the process.
+    pub fn wait_exit(&mut self, pid: i32) -> Result<(ExitStatus, bool), ControlError> {
         self.no_timeout()?;
         let req = request::Kind::Wait(WaitRequest {
             container_id: self.id.clone(),
@@ -234,8 +239,12 @@ impl Control {
         });
         match self.call(req, &[])? {
             response::Kind::Wait(r) => match r.status {
-                Some(wait_response::Status::ExitCode(c)) => Ok(ExitStatus::Exited(c)),
-                Some(wait_response::Status::Signal(s)) => Ok(ExitStatus::Signaled(s)),
+                Some(wait_response::Status::ExitCode(c)) => {
+                    Ok((ExitStatus::Exited(c), r.oom_killed))
+                }
+                Some(wait_response::Status::Signal(s)) => {
+                    Ok((ExitStatus::Signaled(s), r.oom_killed))
+                }
                 None => Err(ControlError::Unexpected("an exit status")),
             },
             _ => Err(ControlError::Unexpected("Wait")),
