@@ -134,7 +134,7 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     sentry::vdso::start_clock_updater();
     // Joining a cgroup waits for an RCU grace period (cgroup v1: ~6-10 ms here), mostly
     // idle: done on a thread while this one opens the root, adopts the network and, for a
-    // restore, builds the sandbox (see `cgroup_before_sandbox`). Either way it is joined
+    // restore, builds the sandbox. Either way it is joined
     // before any guest code runs and before the host's file tree goes.
     let cgroup = {
         let (spec, id) = (spec.clone(), args.id.clone());
@@ -175,26 +175,31 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     steps.done("root file system, mounts and policy");
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
     steps.done("network");
-    let join = |cgroup: std::thread::JoinHandle<_>| {
-        cgroup
+    let join_cgroup = |steps: &mut Steps| {
+        let joined = cgroup
             .join()
-            .map_err(|_| anyhow!("creating the cgroup: the thread panicked"))?
-    };
-    let mut cgroup_thread = Some(cgroup);
-    let mut cgroup = None;
-    if let Some(thread) = cgroup_thread.take_if(|_| cgroup_before_sandbox(args)) {
-        cgroup = join(thread)?;
+            .map_err(|_| anyhow!("creating the cgroup: the thread panicked"))?;
         steps.done("cgroup joined");
-    }
-    let built = match &args.restore {
-        Some(image) => restore_sandbox(args, image, stack, root_source, mounts, &mut steps)?,
-        None => new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?,
+        joined
+    };
+    let (cgroup, built) = match &args.restore {
+        // A restored sandbox's memory is a private mapping of the image, faulted in once
+        // its guest runs, after the join: what its build allocates (the VM, vCPUs,
+        // threads: a few hundred KiB) goes to runsc's cgroup, and the join's wait (an RCU
+        // grace period on cgroup v1, ~6 ms here) overlaps with the build.
+        Some(image) => {
+            let built = restore_sandbox(args, image, stack, root_source, mounts, &mut steps)?;
+            (join_cgroup(&mut steps)?, built)
+        }
+        // A new sandbox loads the app into guest memory as it is built, and pages are
+        // charged to whoever writes them first: join before.
+        None => {
+            let cgroup = join_cgroup(&mut steps)?;
+            let built = new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?;
+            (cgroup, built)
+        }
     };
     steps.done("sandbox");
-    if let Some(thread) = cgroup_thread.take() {
-        cgroup = join(thread)?;
-        steps.done("cgroup joined");
-    }
 
     let sock_path = state_dir.join("control.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -341,16 +346,6 @@ fn open_oom_mark(state_dir: &Path) -> Option<File> {
             None
         }
     }
-}
-
-/// Whether the cgroup must be joined before the sandbox is built: yes for a new one, which
-/// loads the app into guest memory as it is built (those pages are charged to whoever
-/// writes them first). A restored sandbox's memory is a private mapping of the image that
-/// is faulted in once its guest runs, after the join; what its build allocates (the VM,
-/// vCPUs, threads: a few hundred KiB) goes to runsc's cgroup, and the join's wait (an RCU
-/// grace period on cgroup v1, ~6 ms here) overlaps with the build instead of preceding it.
-fn cgroup_before_sandbox(args: &BootArgs) -> bool {
-    args.restore.is_none()
 }
 
 /// The sandbox's host cgroup: `linux.cgroupsPath` (or `nanovisor/ID`) with the spec's
