@@ -253,6 +253,53 @@ impl Cri {
         );
     }
 
+    /// CreateContainer and StartContainer of `config` (its log `NAME.log`), then
+    /// ContainerStatus until it has exited (30 s): its id, its last status and its log.
+    pub(crate) async fn run_until_exit(
+        &mut self,
+        pod: &str,
+        sandbox: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> (String, ContainerStatus, String) {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let ctr = call(
+            "CreateContainer",
+            self.rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.clone()),
+            }),
+        )
+        .await
+        .container_id;
+        call(
+            "StartContainer",
+            self.rt.start_container(StartContainerRequest {
+                container_id: ctr.clone(),
+            }),
+        )
+        .await;
+        let log = PathBuf::from(&sandbox.log_directory).join(format!("{name}.log"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.container_status(&ctr).await;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return (ctr, s, read(&log));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} has not exited after 30 s: state {}; its log:\n{}",
+                s.state,
+                read(&log)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) async fn container_status(&mut self, id: &str) -> ContainerStatus {
         call(
             "ContainerStatus",

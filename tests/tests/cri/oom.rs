@@ -2,11 +2,8 @@
 //! CRI reports it as kubelet expects of a memory cgroup's OOM kill, exit code 137 and reason
 //! `OOMKilled` (through containerd, from the shim's TaskOOM event).
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
 use crate::client::*;
-use crate::harness::{read, Harness};
+use crate::harness::Harness;
 use k8s_cri::v1::*;
 
 /// The pod's memory, as kubelet sends it (the sum of its containers' limits): the least a
@@ -38,43 +35,11 @@ pub(crate) async fn oom_killed(h: &Harness, cri: &mut Cri, image: &str) {
         });
     }
     cri.step("CreateContainer hog, StartContainer");
-    let ctr = call(
-        "CreateContainer",
-        cri.rt.create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(hog),
-            sandbox_config: Some(config.clone()),
-        }),
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer",
-        cri.rt.start_container(StartContainerRequest {
-            container_id: ctr.clone(),
-        }),
-    )
-    .await;
-    let log = PathBuf::from(&config.log_directory).join("hog.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let s = cri.container_status(&ctr).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the hog has not been OOM-killed after 30 s: state {}; its log:\n{}",
-            s.state,
-            read(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (ctr, status, text) = cri.run_until_exit(&pod.id, &config, hog).await;
     cri.step(&format!(
         "hog exited: code {}, reason {:?}",
         status.exit_code, status.reason
     ));
-    let text = read(&log);
     assert_eq!(
         (status.exit_code, status.reason.as_str()),
         (137, "OOMKilled"),

@@ -158,48 +158,14 @@ pub(crate) async fn terminals(h: &Harness, cri: &mut Cri, image: &str) {
 async fn tty_exits(cri: &mut Cri, pod: &str, config: &PodSandboxConfig, image: &str) -> String {
     let mut container = node_container("once", image, "console.log('once and done')");
     container.tty = true;
-    let ctr = call(
-        "CreateContainer",
-        cri.rt.create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(container),
-            sandbox_config: Some(config.clone()),
-        }),
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer",
-        cri.rt.start_container(StartContainerRequest {
-            container_id: ctr.clone(),
-        }),
-    )
-    .await;
-    let log = PathBuf::from(&config.log_directory).join("once.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        let s = cri.container_status(&ctr).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the `once` container has not exited after 30 s: state {}; its log:\n{}",
-            s.state,
-            read(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (ctr, status, text) = cri.run_until_exit(pod, config, container).await;
     // At exit Node restores the terminal's mode (TCSETS): it must get through the sentry
     // (else Node aborts, 134).
     assert_eq!(
-        status.exit_code,
-        0,
+        status.exit_code, 0,
         "the `once` container's exit ({}); its log:\n{}",
-        status.reason,
-        read(&log)
+        status.reason, text
     );
-    let text = read(&log);
     assert!(
         text.lines().any(|l| l
             .trim_end_matches('\r')
