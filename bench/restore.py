@@ -5,6 +5,10 @@
   boot       our cold start: `runsc run --detach` of the same server in a sandbox
   restore    `runsc restore --detach` of a checkpoint image of it (`runsc image build`)
 
+Restores prefault the working set the image records (`runsc restore --working-set
+prefault`, the default); the same restore without it (`--working-set ignore`) is measured
+interleaved with it.
+
 Each sandbox adopts a network namespace with a veth pair this script makes (as a CNI
 plugin would), and the first 200 is fetched from the host over the veth; native is fetched
 over 127.0.0.1. Times run from just before the command starts to the end of the first
@@ -184,18 +188,27 @@ def main():
         runsc("restore", "--image-path", image, "--bundle", b, "--detach", "warm")
         first_200(ns.guest_ip)
         runsc("delete", "--force", "warm")
-        log("restore: runsc restore --detach")
-        t, returned = [], []
+        log("restore: runsc restore --detach (prefaulting the working set, and not)")
+        t, returned, cold = [], [], []
         for i in range(a.runs):
-            ns = fresh_net()
-            b = bundle(os.path.join(work, f"bundle-rs{i}"), ns)
-            start = time.monotonic()
-            runsc("restore", "--image-path", image, "--bundle", b, "--detach", f"rs{i}")
-            returned.append(time.monotonic() - start)
-            t.append(first_200(ns.guest_ip) - start)
-            runsc("delete", "--force", f"rs{i}")
+            for mode in ("prefault", "ignore"):
+                ns = fresh_net()
+                b = bundle(os.path.join(work, f"bundle-rs{mode}{i}"), ns)
+                sid = f"rs{mode}{i}"
+                start = time.monotonic()
+                runsc("restore", "--image-path", image, "--working-set", mode, "--bundle", b,
+                      "--detach", sid)
+                done = time.monotonic() - start
+                first = first_200(ns.guest_ip) - start
+                if mode == "prefault":
+                    t.append(first)
+                    returned.append(done)
+                else:
+                    cold.append(first)
+                runsc("delete", "--force", sid)
         results["nanovisor restore"] = t
         results["  (runsc returned)"] = returned
+        results["  no prefault"] = cold
         base = statistics.median(results["native node"])
         print(f"\nTime to first HTTP 200 ({a.runs} runs each; p50, ms; ratio to native node)")
         print(f"{'':20} {'p50':>8} {'min':>8} {'max':>8}  ratio")
@@ -206,23 +219,25 @@ def main():
         # Memory: N restored sandboxes (no network of their own: loopback only).
         pb = bundle(os.path.join(work, "bundle-pss"))
         print("\nPSS of restored sandboxes (sandbox processes' Pss, MiB)")
-        print(f"{'sandboxes':>10} {'total':>10} {'per sandbox':>12}")
-        for n in [int(x) for x in a.pss.split(",")]:
-            ids = [f"pss{n}-{i}" for i in range(n)]
-            for sid in ids:
-                runsc("restore", "--image-path", image, "--bundle", pb, "--detach", sid)
-            time.sleep(1)
-            total = 0
-            for sid in ids:
-                with open(os.path.join(runsc.root, sid, "state.json")) as f:
-                    pid = json.load(f)["pid"]
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1])
-            print(f"{n:10} {total / 1024:10.1f} {total / 1024 / n:12.1f}")
-            for sid in ids:
-                runsc("delete", "--force", sid, check=False)
+        print(f"{'working set':>12} {'sandboxes':>10} {'total':>10} {'per sandbox':>12}")
+        for mode in ("prefault", "ignore"):
+            for n in [int(x) for x in a.pss.split(",")]:
+                ids = [f"pss{mode}{n}-{i}" for i in range(n)]
+                for sid in ids:
+                    runsc("restore", "--image-path", image, "--working-set", mode,
+                          "--bundle", pb, "--detach", sid)
+                time.sleep(1)
+                total = 0
+                for sid in ids:
+                    with open(os.path.join(runsc.root, sid, "state.json")) as f:
+                        pid = json.load(f)["pid"]
+                    with open(f"/proc/{pid}/smaps_rollup") as f:
+                        for line in f:
+                            if line.startswith("Pss:"):
+                                total += int(line.split()[1])
+                print(f"{mode:>12} {n:10} {total / 1024:10.1f} {total / 1024 / n:12.1f}")
+                for sid in ids:
+                    runsc("delete", "--force", sid, check=False)
     finally:
         for ns in nets:
             ns.close()

@@ -166,8 +166,11 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     } else {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
     };
+    // Colours only for a person at a terminal, never in a log file (`--log`, boot.log).
+    let ansi = cli.log.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false);
     let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &cli.log {
         Some(path) => {

@@ -55,6 +55,15 @@ impl Scratch {
     /// Run runsc with stdout to `out`; its exit code, stdout (if not sent to a file)
     /// and stderr (through a file: a sandbox process keeps create's).
     fn runsc(&self, args: &[&str], out: Option<&Path>) -> (i32, String, String) {
+        self.runsc_with(args, out, &[])
+    }
+
+    fn runsc_with(
+        &self,
+        args: &[&str],
+        out: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let tag = format!("{}-{}", args[0], args.last().unwrap_or(&"")).replace('/', "_");
         let err_path = self.dir.join(format!("stderr-{tag}"));
         let out_path = out
@@ -72,6 +81,7 @@ impl Scratch {
             .arg("--root")
             .arg(&self.root)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(err)
@@ -82,6 +92,12 @@ impl Scratch {
             std::fs::read_to_string(&out_path).unwrap_or_default(),
             std::fs::read_to_string(&err_path).unwrap_or_default(),
         )
+    }
+
+    /// As [`Scratch::runsc`] with stdout to a file of its own, and extra environment
+    /// variables.
+    fn runsc_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        self.runsc_with(args, None, env)
     }
 
     /// GET / from inside container `id`: the status line and body.
@@ -277,29 +293,59 @@ fn a_busy_thread_pool_resumes_and_an_idle_connection_is_reset() {
 
 /// `runsc image build --ready-port` sends warm-up requests before it checkpoints (over the
 /// veth of the namespace it makes for a `-- CMD` app): the counter server restored from
-/// the image has served them, so its next answer is one more than their number.
+/// the image has served them, so its next answer is one more than their number. The last
+/// three were served by a restore of a first checkpoint, recording the image's working
+/// set: a restore prefaults those pages (and only with `--working-set prefault`).
 #[test]
 fn warm_up_requests_are_served_before_the_checkpoint() {
     let s = Scratch::new_tagged("warm");
     let script = workspace_root().join("tests/node/counter_server.js");
     let (image, err) = build_image(&s, &["--ready-port", PORT, "--warm-up", "7"], &script);
     assert!(
-        err.contains("7 requests, 7 answered 2xx"),
-        "the build's progress does not report the warm-up: {err}"
+        err.contains("warmed up: 4 requests, 4 answered 2xx")
+            && err.contains("working set recorded: 3 requests, 3 answered 2xx"),
+        "the build's progress does not report the warm-up and the recording: {err}"
     );
     let bundle = s.bundle();
-    let (code, _, err) = s.runsc(
-        &[
-            "restore",
-            "--image-path",
-            &image,
-            "--bundle",
-            bundle.to_str().expect("utf-8"),
-            "--detach",
-            "warm-a",
-        ],
-        None,
+    let restore = |id: &str, working_set: &str| {
+        let (code, _, err) = s.runsc_env(
+            &[
+                "restore",
+                "--image-path",
+                &image,
+                "--working-set",
+                working_set,
+                "--bundle",
+                bundle.to_str().expect("utf-8"),
+                "--detach",
+                id,
+            ],
+            &[("RUST_LOG", "sentry::platform::kvm::working_set=debug")],
+        );
+        assert_eq!(code, 0, "restore: {err}");
+        assert_eq!(get_path(&s, id, "/"), "8");
+        prefaulted_pages(&s, id)
+    };
+    // A Node server's first request touches a thousand pages or two; a record that is
+    // every present page would be ten thousand.
+    let pages = restore("warm-a", "prefault");
+    assert!(
+        pages.is_some_and(|n| (100..6000).contains(&n)),
+        "prefaulted pages of the recorded working set: {pages:?}"
     );
-    assert_eq!(code, 0, "restore: {err}");
-    assert_eq!(get_path(&s, "warm-a", "/"), "8");
+    assert_eq!(restore("warm-b", "ignore"), None);
+}
+
+/// The pages sandbox `id` prefaulted, from its log: None if it reported none (it reports
+/// once the thread doing it is done, well within the first request).
+fn prefaulted_pages(s: &Scratch, id: &str) -> Option<u64> {
+    let log = s.root.join(id).join("boot.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("working set prefaulted"))?;
+    let pages = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pages="))?;
+    pages.parse().ok()
 }

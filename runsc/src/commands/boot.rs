@@ -23,6 +23,7 @@ use sentry::steps::Steps;
 
 use crate::boot::control::{self, Controller};
 use crate::boot::network;
+use crate::commands::restore::WorkingSet;
 use crate::confine;
 use crate::network::adopt::AdoptedNetns;
 
@@ -47,6 +48,9 @@ pub struct BootArgs {
     /// process (`runsc restore`).
     #[arg(long, value_name = "DIR")]
     pub restore: Option<PathBuf>,
+    /// With --restore: what to do with the image's working set.
+    #[arg(long, value_enum, default_value_t = WorkingSet::Prefault)]
+    pub working_set: WorkingSet,
     /// The container id.
     pub id: String,
 }
@@ -320,6 +324,7 @@ fn restore_sandbox(
         net: stack,
         containers,
         stdio: stdio_by_id,
+        working_set: args.working_set.into(),
     })
     .with_context(|| format!("restoring {}", image.display()))?;
     if confine::seccomp::debug_hooks_requested() {

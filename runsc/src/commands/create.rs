@@ -32,6 +32,7 @@ use oci_spec::runtime::Spec;
 use sentry::sandbox::HostSource;
 
 use crate::boot::mounts;
+use crate::commands::restore::WorkingSet;
 use crate::commands::GlobalOpts;
 use crate::console;
 use crate::container::control::Endpoint;
@@ -81,6 +82,10 @@ pub struct CreateArgs {
     /// one step). containerd's shim uses this for pods annotated with a checkpoint image.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_image: Option<PathBuf>,
+    /// With --checkpoint-image: what to do with the pages the image records its guest
+    /// touching first (as `runsc restore --working-set`).
+    #[arg(long, value_enum, default_value_t = WorkingSet::Prefault, requires = "checkpoint_image")]
+    pub working_set: WorkingSet,
     /// The container id.
     pub id: String,
 }
@@ -96,8 +101,9 @@ pub struct CreateOpts<'a> {
     pub acl: Option<&'a Path>,
     /// `run` in the foreground: a terminal is relayed by us, not sent to a socket.
     pub foreground: bool,
-    /// `restore`: the sandbox comes from this checkpoint image, not the bundle's process.
-    pub restore: Option<&'a Path>,
+    /// `restore`: the sandbox comes from this checkpoint image, not the bundle's
+    /// process, and what to do with the image's working set.
+    pub restore: Option<(&'a Path, WorkingSet)>,
 }
 
 /// A created container.
@@ -120,7 +126,10 @@ pub fn run(args: CreateArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
             preserve_fds: args.preserve_fds,
             acl: args.acl.as_deref(),
             foreground: false,
-            restore: args.checkpoint_image.as_deref(),
+            restore: args
+                .checkpoint_image
+                .as_deref()
+                .map(|image| (image, args.working_set)),
         },
     )?;
     Ok(0)
@@ -470,8 +479,9 @@ impl Setup<'_> {
         if let Some(acl) = self.opts.acl {
             cmd.arg("--acl").arg(acl);
         }
-        if let Some(image) = self.opts.restore {
+        if let Some((image, working_set)) = self.opts.restore {
             cmd.arg("--restore").arg(image);
+            cmd.arg("--working-set").arg(working_set.as_arg());
         }
         cmd.arg(self.opts.id);
         let moves: Vec<(RawFd, RawFd)> = std::iter::once((ready_w.as_raw_fd(), READY_FD))

@@ -11,7 +11,11 @@
 //!
 //! Warm-up (`--warm-up N`, with `--ready-port`): once ready, the app gets N requests of
 //! `GET /` before the checkpoint, so the image holds a warm app
-//! (see [`crate::network::warm_up`]).
+//! (see [`crate::network::warm_up`]). The last few of them record the image's working
+//! set: the app is checkpointed, that image restored with its pages' accessed bits
+//! cleared (`--working-set record`), the requests served, and the image written is the
+//! checkpoint taken then, whose accessed bits say which pages a restored guest touches
+//! first. Restores prefault those (`sentry::platform::kvm::WorkingSet`).
 
 use std::io::IsTerminal as _;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +29,7 @@ use ipnet::IpNet;
 
 use crate::commands::{checkpoint, GlobalOpts};
 use crate::container::{Container, Status};
+use crate::network::adopt::Configuration;
 use crate::network::netns::SandboxNetns;
 use crate::network::rtnl::Rtnl;
 use crate::network::warm_up;
@@ -130,10 +135,11 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
         Some(b) => std::path::absolute(b).with_context(|| format!("bundle {}", b.display()))?,
         None => command_bundle(args, work, build_netns.as_ref())?,
     };
-    let warm_to = match args.ready_port {
-        Some(port) if warming => {
-            app_address(&bundle, build_netns.as_ref()).map(|ip| SocketAddr::new(ip, port))
-        }
+    // How the app's namespace is configured before its sandbox adopts it: where to reach
+    // it, and what to put back for the sandbox that records the working set.
+    let app_net = if warming { app_network(&bundle) } else { None };
+    let warm_to = match (args.ready_port, &app_net) {
+        (Some(port), Some(net)) => app_address(net).map(|ip| SocketAddr::new(ip, port)),
         _ => None,
     };
     let root = work.join("root");
@@ -171,36 +177,58 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
     )?;
     let cleanup = Cleanup(root.clone());
     runsc(&["start".as_ref(), id.as_ref()], Stdio::null())?;
-    let container = Container::load(&crate::container::dir::Root::new(&root)?, id)?;
+    let mut container = Container::load(&crate::container::dir::Root::new(&root)?, id)?;
+    wait_ready(args, &container, &log, &progress)?;
 
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    loop {
-        if ready(args, &container, &log)? {
-            break;
-        }
-        let (status, _) = container.status();
-        if status == Status::Stopped {
-            bail!("the app exited before it was ready{}", tail(&log));
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the app was not ready after {} s ({}){}",
-                args.timeout,
-                readiness(args),
-                tail(&log)
-            );
-        }
-        progress.say(&format!("waiting for the app ({})", readiness(args)));
-        std::thread::sleep(Duration::from_millis(20));
-    }
     if let Some(to) = warm_to {
-        progress.say(&format!(
-            "warming the app up ({} requests to {to})",
-            args.warm_up
-        ));
-        match warm_up::run(to, args.warm_up) {
-            Ok(report) => progress.say(&format!("warmed up: {report}")),
-            Err(e) => eprintln!("warning: warm-up of {to} stopped: {e:#}; checkpointing as is"),
+        let (before, recording) = warm_up::split(args.warm_up);
+        progress.say(&format!("warming the app up ({before} requests to {to})"));
+        let warmed = match warm_up::run(to, before) {
+            Ok(report) => {
+                progress.say(&format!("warmed up: {report}"));
+                true
+            }
+            Err(e) => {
+                eprintln!("warning: warm-up of {to} stopped: {e:#}; checkpointing as is");
+                false
+            }
+        };
+        if warmed && recording > 0 {
+            progress.say("checkpointing the warm app, to record its working set");
+            let first = work.join("first-image");
+            checkpoint::take(&container, false, |guest_bytes| {
+                checkpoints::ImageWriter::create(&first, sentry::VERSION, guest_bytes)
+                    .context("creating the first image")
+            })
+            .context("checkpointing the warm app")?;
+            delete(&root);
+            if let Some(net) = &app_net {
+                net.apply()
+                    .context("configuring the app's network namespace again")?;
+            }
+            progress.say("restoring it, recording what it touches");
+            let app_out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .context("opening the app's log")?;
+            runsc(
+                &[
+                    "create".as_ref(),
+                    "--bundle".as_ref(),
+                    bundle.as_os_str(),
+                    "--checkpoint-image".as_ref(),
+                    first.as_os_str(),
+                    "--working-set".as_ref(),
+                    "record".as_ref(),
+                    id.as_ref(),
+                ],
+                Stdio::from(app_out),
+            )?;
+            runsc(&["start".as_ref(), id.as_ref()], Stdio::null())?;
+            container = Container::load(&crate::container::dir::Root::new(&root)?, id)?;
+            wait_ready(args, &container, &log, &progress)?;
+            let report = warm_up::run(to, recording).context("recording the working set")?;
+            progress.say(&format!("working set recorded: {report}"));
         }
     }
     progress.say("ready; checkpointing");
@@ -229,21 +257,55 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
     Ok(written.dir)
 }
 
+/// Wait until the app is ready, or fail if it exits or the build's timeout passes.
+fn wait_ready(
+    args: &BuildArgs,
+    container: &Container,
+    log: &Path,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    loop {
+        if ready(args, container, log)? {
+            return Ok(());
+        }
+        let (status, _) = container.status();
+        if status == Status::Stopped {
+            bail!("the app exited before it was ready{}", tail(log));
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the app was not ready after {} s ({}){}",
+                args.timeout,
+                readiness(args),
+                tail(log)
+            );
+        }
+        progress.say(&format!("waiting for the app ({})", readiness(args)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Deletes the build's container however the build ends.
 struct Cleanup(PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Ok(exe) = std::env::current_exe() {
-            let _ = Command::new(exe)
-                .arg("--root")
-                .arg(&self.0)
-                .args(["delete", "--force", "image-build"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        delete(&self.0);
+    }
+}
+
+/// `runsc delete --force` the build's container under state root `root`.
+fn delete(root: &Path) {
+    if let Ok(exe) = std::env::current_exe() {
+        let _ = Command::new(exe)
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", "image-build"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -313,13 +375,9 @@ fn build_netns() -> Option<SandboxNetns> {
     }
 }
 
-/// Where the app can be reached from here: the build's own namespace's guest address, or
-/// the first address (IPv4 first) of the interface in the bundle's network namespace,
+/// The configuration of the bundle's network namespace (with `-- CMD…`, the build's own),
 /// read before the sandbox adopts it. None, with a warning, when there is none.
-fn app_address(bundle: &Path, netns: Option<&SandboxNetns>) -> Option<IpAddr> {
-    if let Some(ns) = netns {
-        return Some(IpAddr::V4(ns.guest_addr));
-    }
+fn app_network(bundle: &Path) -> Option<Configuration> {
     let config = bundle.join("config.json");
     let path = oci_spec::runtime::Spec::load(&config)
         .ok()
@@ -331,23 +389,27 @@ fn app_address(bundle: &Path, netns: Option<&SandboxNetns>) -> Option<IpAddr> {
         );
         return None;
     };
-    match crate::network::adopt::addresses(&path) {
-        Ok(addrs) => {
-            let first = addrs
-                .iter()
-                .find(|a| a.addr().is_ipv4())
-                .or(addrs.first())
-                .map(|a| a.addr());
-            if first.is_none() {
-                eprintln!("warning: {} has no address: no warm-up", path.display());
-            }
-            first
-        }
+    match Configuration::read(&path) {
+        Ok(net) => Some(net),
         Err(e) => {
             eprintln!("warning: {e:#}: no warm-up");
             None
         }
     }
+}
+
+/// Where the app is reached: its namespace's first IPv4 address, else its first.
+fn app_address(net: &Configuration) -> Option<IpAddr> {
+    let addrs = &net.addrs;
+    let first = addrs
+        .iter()
+        .find(|a| a.addr().is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.addr());
+    if first.is_none() {
+        eprintln!("warning: the app's network namespace has no address: no warm-up");
+    }
+    first
 }
 
 /// A bundle over the host's root running `args.command`, in `netns` when given.

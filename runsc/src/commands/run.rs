@@ -68,7 +68,7 @@ pub fn run(args: RunArgs, global: &GlobalOpts) -> anyhow::Result<i32> {
 pub fn run_from(
     args: RunArgs,
     global: &GlobalOpts,
-    restore: Option<&std::path::Path>,
+    restore: Option<(&std::path::Path, crate::commands::restore::WorkingSet)>,
 ) -> anyhow::Result<i32> {
     let Created {
         container,

@@ -141,13 +141,77 @@ impl AdoptedNetns {
     }
 }
 
-/// The addresses [`AdoptedNetns::adopt`] would take from the namespace at `path` (its first
-/// Ethernet interface that is up), read without changing anything: where the sandbox that
-/// adopts it will be reached (`runsc image build --warm-up`).
-pub fn addresses(path: &Path) -> anyhow::Result<Vec<IpNet>> {
+/// What [`AdoptedNetns::adopt`] would take from a namespace (its first Ethernet interface that
+/// is up), read without changing anything, so it can be put back for a second sandbox:
+/// `runsc image build` reaches its app at these addresses, and restores the app it
+/// checkpointed in the same namespace.
+pub struct Configuration {
+    path: PathBuf,
+    ifname: String,
+    /// The interface's addresses, with their prefixes (no IPv6 link-local).
+    pub addrs: Vec<IpNet>,
+    gateway_v4: Option<Ipv4Addr>,
+}
+
+impl Configuration {
+    /// Read the configuration of the namespace at `path`.
+    pub fn read(path: &Path) -> anyhow::Result<Configuration> {
+        let iface = in_namespace(path, {
+            let place = Place::Inside(path.to_owned());
+            move || Iface::read(&place, None)
+        })??;
+        Ok(Configuration {
+            path: path.to_owned(),
+            ifname: iface.name,
+            addrs: iface.addrs,
+            gateway_v4: iface.gateway_v4,
+        })
+    }
+
+    /// Configure the interface as it was read, after a sandbox that adopted it is gone:
+    /// its addresses, the kernel's IPv6 and the IPv4 default route (an IPv6 default route
+    /// is not put back). Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    pub fn apply(&self) -> anyhow::Result<()> {
+        let (ifname, addrs, gateway) = (self.ifname.clone(), self.addrs.clone(), self.gateway_v4);
+        let place = Place::Inside(self.path.clone());
+        in_namespace(&self.path, move || -> anyhow::Result<()> {
+            let nl = &mut rtnl(&place)?;
+            let links = nl
+                .links()
+                .with_context(|| format!("{place}: listing links"))?;
+            let link = links
+                .iter()
+                .find(|l| l.ifname == ifname)
+                .ok_or_else(|| anyhow!("{place}: no interface {ifname} any more"))?;
+            if addrs.iter().any(|a| a.addr().is_ipv6()) {
+                let v6 = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+                std::fs::write(&v6, "0").with_context(|| format!("{place}: writing 0 to {v6}"))?;
+            }
+            for net in &addrs {
+                match nl.add_addr(link.ifindex, *net) {
+                    Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+                        return Err(e).with_context(|| format!("{place}: adding {net} to {ifname}"))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(gw) = gateway {
+                match nl.add_default_route_v4(gw) {
+                    Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+                        return Err(e).with_context(|| format!("{place}: adding default via {gw}"))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?
+    }
+}
+
+/// Run `f` on a short-lived thread in the network namespace at `path`.
+fn in_namespace<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
     let ns_file = File::open(path)
         .with_context(|| format!("opening network namespace {}", path.display()))?;
-    let place = Place::Inside(path.to_owned());
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -157,10 +221,10 @@ pub fn addresses(path: &Path) -> anyhow::Result<Vec<IpNet>> {
                     return Err(io::Error::last_os_error())
                         .with_context(|| format!("setns({}, CLONE_NEWNET)", path.display()));
                 }
-                Ok(Iface::read(&place, None)?.addrs)
+                Ok(f())
             })
             .join()
-            .map_err(|_| anyhow!("reading {}: the thread panicked", path.display()))?
+            .map_err(|_| anyhow!("in {}: the thread panicked", path.display()))?
     })
 }
 

@@ -22,6 +22,19 @@ use anyhow::{bail, Context as _};
 /// milliseconds of build time in all.
 pub const DEFAULT_REQUESTS: u32 = 20;
 
+/// Of the warm-up requests, how many are served after the app's first checkpoint has
+/// been restored, to record what a restored guest touches first (its working set, see
+/// `runsc image build`): the first request after a restore touches most of it.
+pub const RECORDING_REQUESTS: u32 = 3;
+
+/// Split `count` warm-up requests into those served before the first checkpoint and
+/// those that record the working set after a restore of it. The first request compiles
+/// the request path, so it is never a recording one: it would record the compiler.
+pub fn split(count: u32) -> (u32, u32) {
+    let recording = RECORDING_REQUESTS.min(count.saturating_sub(1));
+    (count - recording, recording)
+}
+
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a response read (the rest is not needed to warm anything).
@@ -118,6 +131,15 @@ fn status_of(response: &[u8]) -> anyhow::Result<u16> {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn the_first_request_is_never_a_recording_one() {
+        assert_eq!(split(0), (0, 0));
+        assert_eq!(split(1), (1, 0));
+        assert_eq!(split(2), (1, 1));
+        assert_eq!(split(4), (1, 3));
+        assert_eq!(split(20), (17, 3));
+    }
 
     #[test]
     fn reads_the_status_line() {

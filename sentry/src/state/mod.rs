@@ -123,6 +123,7 @@ mod tests {
                 kernel_pdpt: 0,
                 vcpu_areas: vec![[4096, 8192, 12288, 16384]],
                 xcr0: 7,
+                working_set: true,
             },
             kernel: kernel::KernelState {
                 hostname: b"sandbox".to_vec(),

@@ -38,6 +38,8 @@ pub struct RestoreInput<'a> {
     /// Each container's stdio now (stdin, stdout, stderr), by container id: what its
     /// processes had as the container's stdio writes here from now on.
     pub stdio: HashMap<String, [std::os::fd::OwnedFd; 3]>,
+    /// What to do with the working set the image records (see `platform::kvm::WorkingSet`).
+    pub working_set: crate::platform::kvm::WorkingSet,
 }
 
 impl Sandbox {
@@ -136,7 +138,11 @@ impl Sandbox {
         )
         .map_err(|e| SandboxError::Checkpoint(StateError::Platform(e.to_string())))?;
         steps.done("kernel state decoded, memory.img mapped");
-        let platform = Arc::new(KvmPlatform::restore(memory, &state.platform)?);
+        let platform = Arc::new(KvmPlatform::restore(
+            memory,
+            &state.platform,
+            input.working_set,
+        )?);
         steps.done("VM created");
         let kernel = Kernel::restored(
             platform.clone(),
@@ -201,6 +207,9 @@ impl Sandbox {
         }
         steps.done("file systems and files");
         let restored = rx.threads(state.kernel)?;
+        // Every address space is restored: map the pages the guest will want first
+        // while the rest of the sandbox is made.
+        platform.start_prefault();
         steps.done("processes, threads and vCPUs");
         let sandbox = Arc::new(Sandbox {
             platform,

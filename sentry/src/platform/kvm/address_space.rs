@@ -100,6 +100,13 @@ impl KvmAddressSpace {
         })
     }
 
+    /// Run `f` on the tables, which no vCPU may have run yet (a restore's working-set
+    /// pass: a change made here needs no rewrite from inside the guest).
+    pub(super) fn with_tables<R>(&self, f: impl FnOnce(&GuestMemory, &PageTables) -> R) -> R {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        f(&self.memory, &tables)
+    }
+
     /// The value to load into CR3.
     pub(super) fn root(&self) -> u64 {
         self.root

@@ -14,6 +14,7 @@ mod pagetable;
 mod stub;
 pub mod tsc;
 mod vcpu;
+mod working_set;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use kvm_ioctls::{Cap, Kvm, VmFd};
 pub use address_space::KvmAddressSpace;
 pub use vcpu::KvmContext;
 use vcpu::VcpuFeatures;
+pub use working_set::WorkingSet;
 
 use super::memory::{Gpa, GuestMemory};
 use super::{Platform, PlatformError};
@@ -65,6 +67,9 @@ pub struct KvmPlatformState {
     pub vcpu_areas: Vec<[Gpa; 4]>,
     /// The XSAVE features guest FPU images hold: a restore needs the same.
     pub xcr0: u64,
+    /// Whether the accessed bits of user pages record a working set (`working_set.rs`)
+    /// rather than being set in every entry.
+    pub working_set: bool,
 }
 
 /// A KVM virtual machine with the ring-0 stub installed.
@@ -75,6 +80,7 @@ pub struct KvmPlatform {
     kernel: Mutex<KernelSpace>,
     features: VcpuFeatures,
     next_vcpu: AtomicUsize,
+    working_set: Mutex<working_set::Tracker>,
 }
 
 impl KvmPlatform {
@@ -93,10 +99,13 @@ impl KvmPlatform {
     pub fn restore(
         memory: GuestMemory,
         state: &KvmPlatformState,
+        working_set: WorkingSet,
     ) -> Result<KvmPlatform, PlatformError> {
         let kvm = Kvm::new()
             .map_err(|e| PlatformError::OpenKvm(std::io::Error::from_raw_os_error(e.errno())))?;
-        let platform = KvmPlatform::with_memory(kvm, memory, Some(state))?;
+        let mut platform = KvmPlatform::with_memory(kvm, memory, Some(state))?;
+        platform.working_set =
+            Mutex::new(working_set::Tracker::new(working_set, state.working_set));
         if platform.features.xcr0 != state.xcr0 {
             return Err(PlatformError::Incompatible(format!(
                 "the checkpoint's FPU state has XSAVE features {:#x}, this host's KVM offers {:#x}",
@@ -115,7 +124,18 @@ impl KvmPlatform {
             kernel_pdpt: kernel.pdpt,
             vcpu_areas: kernel.vcpu_areas.clone(),
             xcr0: self.features.xcr0,
+            working_set: self.working_set().recorded(),
         }
+    }
+
+    fn working_set(&self) -> std::sync::MutexGuard<'_, working_set::Tracker> {
+        self.working_set.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start prefaulting the working set of the address spaces restored so far, if
+    /// their image records one (see `working_set.rs`).
+    pub fn start_prefault(&self) {
+        working_set::prefault(self.memory.clone(), self.working_set().take_frames());
     }
 
     fn with_memory(
@@ -195,6 +215,7 @@ impl KvmPlatform {
                 sync_regs,
             },
             next_vcpu: AtomicUsize::new(0),
+            working_set: Mutex::new(working_set::Tracker::default()),
         };
         tracing::debug!(
             sync_regs,
@@ -386,11 +407,9 @@ impl Platform for KvmPlatform {
         root: Gpa,
     ) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
         let pdpt = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).pdpt;
-        Ok(Arc::new(KvmAddressSpace::restore(
-            self.memory.clone(),
-            root,
-            pdpt,
-        )?))
+        let space = KvmAddressSpace::restore(self.memory.clone(), root, pdpt)?;
+        space.with_tables(|memory, tables| self.working_set().restored(memory, tables));
+        Ok(Arc::new(space))
     }
 
     fn new_context(&self) -> Result<KvmContext, PlatformError> {
