@@ -140,7 +140,8 @@ pub struct SandboxStats {
     pub memory_bytes: u64,
     /// Processes in the container asked about.
     pub pids: u32,
-    /// Processes of the sandbox killed for want of guest memory, since it started.
+    /// Processes of the container asked about (of the whole sandbox when none) killed
+    /// for want of guest memory, since the sandbox started.
     pub oom_kills: u64,
     /// The init of the container asked about was one of them.
     pub init_oom_killed: bool,
@@ -497,7 +498,7 @@ impl Sandbox {
         SandboxStats {
             memory_bytes: self.platform.memory().frames_in_use() * crate::arch::PAGE_SIZE,
             pids: self.processes(id).len() as u32,
-            oom_kills: self.kernel.oom.kills(),
+            oom_kills: self.kernel.oom.kills(id),
             init_oom_killed: id
                 .and_then(|id| self.init_pid(id))
                 .is_some_and(|pid| self.oom_killed(pid)),

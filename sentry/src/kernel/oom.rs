@@ -7,20 +7,20 @@
 //! almost always the one that is growing. A syscall that cannot get a frame to copy into
 //! fails with ENOMEM instead, as Linux's in-kernel accesses do under a memcg limit.
 //!
-//! The count feeds the control API's stats (`runsc events` turns a new kill into an
-//! `oom` event). Containers' inits are known by pid, so that the log says a container
+//! The count, per container, feeds the control API's stats (`runsc events ID` turns a
+//! new kill of one of container ID's processes into an `oom` event). Containers' inits are known by pid, so that the log says a container
 //! ended because its init was OOM-killed, not merely that something got SIGKILL, and the
 //! control API says so with the init's exit (`WaitResponse.oom_killed`) and in the
 //! container's stats (`init_oom_killed`): what becomes CRI's reason `OOMKilled`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Processes killed for want of guest memory.
 #[derive(Default)]
 pub struct OomKiller {
-    kills: AtomicU64,
+    /// Kills by the container of the process killed.
+    kills: Mutex<HashMap<Arc<str>, u64>>,
     /// Thread-group ids of the victims (ids are never reused within a sandbox).
     victims: Mutex<HashSet<i32>>,
     /// Containers' inits: tgid → container id.
@@ -28,16 +28,22 @@ pub struct OomKiller {
 }
 
 impl OomKiller {
-    /// Count process `tgid` as killed. True only the first time for a process, so that
-    /// several of its threads faulting at once make one kill (one log line, one count).
-    pub fn record(&self, tgid: i32) -> bool {
+    /// Count process `tgid`, of container `container`, as killed. True only the first
+    /// time for a process, so that several of its threads faulting at once make one kill
+    /// (one log line, one count).
+    pub fn record(&self, tgid: i32, container: &Arc<str>) -> bool {
         let first = self
             .victims
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(tgid);
         if first {
-            self.kills.fetch_add(1, Ordering::SeqCst);
+            *self
+                .kills
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(container.clone())
+                .or_default() += 1;
         }
         first
     }
@@ -59,9 +65,13 @@ impl OomKiller {
             .cloned()
     }
 
-    /// Processes killed so far.
-    pub fn kills(&self) -> u64 {
-        self.kills.load(Ordering::SeqCst)
+    /// Processes of container `id` killed so far (of every container when None).
+    pub fn kills(&self, id: Option<&str>) -> u64 {
+        let kills = self.kills.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => kills.get(id).copied().unwrap_or(0),
+            None => kills.values().sum(),
+        }
     }
 
     /// Whether process `tgid` was killed by the OOM killer.
@@ -80,13 +90,18 @@ mod tests {
     #[test]
     fn one_kill_per_process() {
         let oom = OomKiller::default();
-        assert!(oom.record(7));
+        let (c1, c2): (Arc<str>, Arc<str>) = (Arc::from("c1"), Arc::from("c2"));
+        assert!(oom.record(7, &c1));
         assert!(
-            !oom.record(7),
+            !oom.record(7, &c1),
             "a second faulting thread of 7 is the same kill"
         );
-        assert!(oom.record(9));
-        assert_eq!(oom.kills(), 2);
+        assert!(oom.record(9, &c2));
+        assert!(oom.record(11, &c2));
+        assert_eq!(oom.kills(None), 3);
+        assert_eq!(oom.kills(Some("c1")), 1);
+        assert_eq!(oom.kills(Some("c2")), 2);
+        assert_eq!(oom.kills(Some("c3")), 0);
         assert!(oom.killed(7) && oom.killed(9) && !oom.killed(1));
         oom.note_init(1, "c1");
         assert_eq!(oom.init_of(1).as_deref(), Some("c1"));

@@ -283,7 +283,7 @@ pub fn handle_fault(
 /// so the whole process ends now and its frames go back when its address space does.
 fn oom_kill(task: &mut Task, addr: u64) {
     let (pid, oom) = (task.group.tgid, &task.kernel.oom);
-    if oom.record(pid) {
+    if oom.record(pid, &task.group.container()) {
         let comm = String::from_utf8_lossy(&task.process.comm);
         let what = match oom.init_of(pid) {
             Some(id) => format!("container {id}: init"),
