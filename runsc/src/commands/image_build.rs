@@ -52,9 +52,11 @@ pub struct BuildArgs {
     /// ready, before the checkpoint; 0 sends none. Node's V8 compiles each function when
     /// it first runs: the first request a server answers pays for compiling its whole
     /// request path. Served before the checkpoint, that work is in the image, and no
-    /// restored sandbox does it again. The app is reached at the address of the bundle's
-    /// network namespace (with `-- CMD…`, one made for the build: a veth pair to this
-    /// host, as `runsc do --network sandbox` makes).
+    /// restored sandbox does it again; the last three record which pages a restored copy
+    /// touches first, which restores prefault. The app is reached at the address of the
+    /// bundle's network namespace (with `-- CMD…`, or a bundle that names none by path,
+    /// one made for the build: a veth pair to this host, as `runsc do --network sandbox`
+    /// makes).
     #[arg(long = "warm-up", value_name = "N", default_value_t = warm_up::DEFAULT_REQUESTS)]
     warm_up: u32,
     /// The app's OCI bundle (else the command after `--`).
@@ -125,15 +127,22 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
         last: Default::default(),
     };
     let warming = args.ready_port.is_some() && args.warm_up > 0;
-    // A namespace of its own for a `-- CMD…` app to be reached in; kept until the app's
-    // sandbox is gone (`cleanup` below is dropped first).
-    let build_netns = match (&args.bundle, warming) {
-        (None, true) => build_netns(),
-        _ => None,
+    let given = match &args.bundle {
+        Some(b) => Some(std::path::absolute(b).with_context(|| format!("bundle {}", b.display()))?),
+        None => None,
     };
-    let bundle = match &args.bundle {
-        Some(b) => std::path::absolute(b).with_context(|| format!("bundle {}", b.display()))?,
-        None => command_bundle(args, work, build_netns.as_ref())?,
+    // A namespace of its own for the app to be reached in, unless its bundle names one;
+    // kept until the app's sandbox is gone (`cleanup` below is dropped first).
+    let build_netns = match &given {
+        _ if !warming => None,
+        None => build_netns(),
+        Some(b) if bundle_netns(b)?.is_none() => build_netns(),
+        Some(_) => None,
+    };
+    let bundle = match (&given, &build_netns) {
+        (Some(b), Some(ns)) => rebundle(b, work, &ns.netns_path())?,
+        (Some(b), None) => b.clone(),
+        (None, ns) => command_bundle(args, work, ns.as_ref())?,
     };
     // How the app's namespace is configured before its sandbox adopts it: where to reach
     // it, and what to put back for the sandbox that records the working set.
@@ -412,6 +421,46 @@ fn app_address(net: &Configuration) -> Option<IpAddr> {
     first
 }
 
+/// The network namespace the bundle at `bundle` names by path, if it does.
+fn bundle_netns(bundle: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let config = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    Ok(crate::boot::network::netns_path(&spec))
+}
+
+/// A copy of the bundle at `bundle` (which names no network namespace to join) that runs
+/// in the namespace at `netns`, for the app to be warmed up through: its config.json with the root made
+/// absolute and the network namespace set, in `work`. A sandbox restored from the image
+/// gets whatever network its own bundle gives it.
+fn rebundle(bundle: &Path, work: &Path, netns: &Path) -> anyhow::Result<PathBuf> {
+    let path = bundle.join("config.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let root = config
+        .pointer("/root/path")
+        .and_then(|p| p.as_str())
+        .ok_or_else(|| anyhow!("{}: no root.path", path.display()))?;
+    config["root"]["path"] = serde_json::json!(bundle.join(root));
+    let joined = serde_json::json!({"type": "network", "path": netns});
+    if !config.get("linux").is_some_and(|l| l.is_object()) {
+        config["linux"] = serde_json::json!({});
+    }
+    match config["linux"]["namespaces"].as_array_mut() {
+        Some(namespaces) => {
+            namespaces.retain(|n| n.get("type").and_then(|t| t.as_str()) != Some("network"));
+            namespaces.push(joined);
+        }
+        None => config["linux"]["namespaces"] = serde_json::json!([joined]),
+    }
+    let copy = work.join("bundle");
+    std::fs::create_dir_all(&copy)?;
+    std::fs::write(copy.join("config.json"), config.to_string())?;
+    Ok(copy)
+}
+
 /// A bundle over the host's root running `args.command`, in `netns` when given.
 fn command_bundle(
     args: &BuildArgs,
@@ -436,4 +485,53 @@ fn command_bundle(
     }
     std::fs::write(bundle.join("config.json"), config.to_string())?;
     Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebundled_app_joins_the_build_namespace_over_its_own_root() {
+        let dir = std::env::temp_dir().join(format!("nv-rebundle-{}", std::process::id()));
+        let (bundle, work) = (dir.join("app"), dir.join("work"));
+        std::fs::create_dir_all(&bundle).expect("bundle");
+        std::fs::create_dir_all(&work).expect("work");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["node", "server.js"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs", "readonly": true},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}]},
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).expect("config");
+        assert_eq!(bundle_netns(&bundle).expect("read"), None);
+
+        let copy = rebundle(&bundle, &work, Path::new("/var/run/netns/build")).expect("rebundle");
+        assert_eq!(
+            bundle_netns(&copy).expect("read"),
+            Some(PathBuf::from("/var/run/netns/build"))
+        );
+        let text = std::fs::read_to_string(copy.join("config.json")).expect("copy");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["root"]["path"], serde_json::json!(bundle.join("rootfs")));
+        assert_eq!(v["linux"]["namespaces"][0]["type"], "pid");
+        assert_eq!(v["linux"]["namespaces"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["process"]["args"][1], "server.js");
+
+        // A bundle with no `linux` at all gets one.
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::json!({"ociVersion": "1.0.2",
+                               "process": {"args": ["x"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                               "root": {"path": "/"}})
+            .to_string(),
+        )
+        .expect("config");
+        let copy = rebundle(&bundle, &work, Path::new("/run/netns/b")).expect("rebundle");
+        assert_eq!(
+            bundle_netns(&copy).expect("read"),
+            Some(PathBuf::from("/run/netns/b"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
