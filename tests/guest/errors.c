@@ -188,6 +188,9 @@ static void section_identity(void) {
   SHOW("sysinfo", sysinfo(&si));
   BOOL("sysinfo totalram > 0", si.totalram > 0 && si.mem_unit > 0);
   BOOL("sysinfo procs > 0", si.procs > 0);
+  /* Process group -INT_MIN cannot exist: ESRCH (the sentry once overflowed negating it). */
+  SHOW("kill pid INT_MIN", syscall(SYS_kill, INT_MIN, 0));
+  SHOW("wait4 pid INT_MIN WNOHANG", syscall(SYS_wait4, INT_MIN, NULL, 1, NULL));
 }
 
 int main(void) {

@@ -19,7 +19,7 @@ pub fn run_thread(
 ) -> Result<Option<ExitStatus>, PlatformError> {
     install_handler();
     task.group.set_kicker(task.tid, Kicker::current());
-    let result = run_loop(task, ctx);
+    let result = run_loop_contained(task, ctx);
     crate::platform::kick::publish_immediate_exit(std::ptr::null());
     let own = task.thread_exit;
     if let Some(status) = task.exit_status {
@@ -37,6 +37,24 @@ pub fn run_thread(
         super::process::group_ended(task, status);
     }
     result.map(|_| last)
+}
+
+/// [`run_loop`], with a panic (a sentry bug some guest call reached) contained to the
+/// guest process that hit it: the panic hook has printed it, the process dies of SIGKILL
+/// and the rest of the sandbox goes on. Without this the thread would vanish without
+/// leaving its group, and everything waiting for the process would wait forever.
+fn run_loop_contained(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError> {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut *task, ctx)));
+    outcome.unwrap_or_else(|_| {
+        tracing::error!(
+            tid = task.tid,
+            "sentry bug: a guest thread's trap handling panicked; killing its process"
+        );
+        task.thread_exit = None;
+        task.exit_status = Some(ExitStatus::Signaled(SIGKILL));
+        Ok(())
+    })
 }
 
 /// CLONE_CHILD_CLEARTID: zero the word and wake one futex waiter (pthread_join).

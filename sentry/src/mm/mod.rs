@@ -471,6 +471,7 @@ impl MemoryManager {
     /// mappings map the very same frames.
     pub fn fork(&self, space: Arc<dyn AddressSpace>) -> Result<MemoryManager, AccessError> {
         let st = self.state();
+        self.populate_shared_anonymous(&st)?;
         let child = MemoryManager::new(space, self.memory.clone());
         {
             let mut cst = child.state();
@@ -508,6 +509,36 @@ impl MemoryManager {
                 });
         }
         result.map(|_| child)
+    }
+
+    /// A shared anonymous area is one object for parent and child after fork, but its
+    /// pages exist only once touched: give the untouched ones a frame in the parent now,
+    /// so that both sides map the same frames instead of each getting a zero page of its
+    /// own on first touch (a write the other side would never see). The frames were
+    /// promised at mmap time (`check_commit`), unless the guest asked for MAP_NORESERVE.
+    fn populate_shared_anonymous(&self, st: &MmState) -> Result<(), AccessError> {
+        let areas = st
+            .vmas
+            .iter()
+            .filter(|v| v.shared && matches!(v.backing, Backing::Anonymous));
+        for vma in areas {
+            let mut page = vma.start;
+            while page < vma.end {
+                if self.space.translate(page).is_none() {
+                    let frame = self
+                        .memory
+                        .alloc_frame()
+                        .map_err(|_| AccessError::NoMemory)?;
+                    // Mapped with the area's rights, empty ones included, as a fault would.
+                    if self.space.map(page, frame, vma.perms).is_err() {
+                        self.memory.free_frame(frame);
+                        return Err(AccessError::NoMemory);
+                    }
+                }
+                page += PAGE_SIZE;
+            }
+        }
+        Ok(())
     }
 }
 

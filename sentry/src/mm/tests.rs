@@ -186,3 +186,38 @@ fn a_page_past_the_end_of_a_file_is_not_out_of_memory() {
     let mut byte = [0u8];
     assert_eq!(mm.copy_in(at + PAGE_SIZE, &mut byte), Err(Errno::EFAULT));
 }
+
+/// A fresh in-memory page table for a forked child, over the same guest memory as `mm`.
+fn child_space(mm: &MemoryManager) -> Arc<dyn AddressSpace> {
+    Arc::new(TableSpace {
+        pages: Mutex::default(),
+        memory: mm.guest_memory().clone(),
+    })
+}
+
+#[test]
+fn shared_anonymous_pages_untouched_before_fork_are_shared_after_it() {
+    let parent = manager(64);
+    let len = 4 * PAGE_SIZE;
+    let at = parent.mmap(anon(len, RW, MAP_SHARED)).expect("mapped");
+    // Only the first page is touched before the fork.
+    parent.copy_out(at, b"p").expect("parent writes");
+    let child = parent.fork(child_space(&parent)).expect("fork");
+    // The child writes a page nobody had touched; the parent must see it.
+    child
+        .copy_out(at + 2 * PAGE_SIZE, b"c")
+        .expect("child writes");
+    let mut b = [0u8; 1];
+    parent
+        .copy_in(at + 2 * PAGE_SIZE, &mut b)
+        .expect("parent reads");
+    assert_eq!(&b, b"c", "the child's write is visible to the parent");
+    child.copy_in(at, &mut b).expect("child reads");
+    assert_eq!(&b, b"p", "the parent's write is visible to the child");
+    // Private memory stays private.
+    let private = parent.mmap(anon(len, RW, MAP_PRIVATE)).expect("mapped");
+    let child = parent.fork(child_space(&parent)).expect("fork");
+    child.copy_out(private, b"c").expect("child writes");
+    parent.copy_in(private, &mut b).expect("parent reads");
+    assert_eq!(&b, &[0], "a private page is the child's own");
+}

@@ -191,6 +191,11 @@ pub fn raise(t: &mut Task, sig: u8) {
 fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let pid = a[0] as i32;
     let sig = a[1];
+    if pid == i32::MIN {
+        // Process group -INT_MIN does not exist; Linux answers ESRCH before it looks at
+        // the signal.
+        return Err(Errno::ESRCH);
+    }
     if sig != 0 {
         valid_signal(sig)?;
     }

@@ -208,6 +208,8 @@ fn sys_wait4(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let which = match pid {
+        // Its process group would be -INT_MIN, which does not exist (Linux: ESRCH).
+        i32::MIN => return Err(Errno::ESRCH),
         -1 => WaitFor::Any,
         0 => WaitFor::Pgid(t.group.pgid.load(std::sync::atomic::Ordering::Relaxed)),
         p if p < -1 => WaitFor::Pgid(-p),
