@@ -7,6 +7,10 @@
  *               malloc still works, and the program exits 0.
  *   child       a child runs `touch`; the parent reports how it ended, then waits for a
  *               signal (the test reads `runsc events` meanwhile).
+ *   children N  N times: a child runs `touch`, and the parent, as soon as waitpid says
+ *               it was killed, allocates and writes 32 MiB; exits 0 if it always could.
+ *               A dead child's memory must be free by the time its parent learns of the
+ *               death (Linux frees it before it notifies the parent).
  * Output is unbuffered, so nothing is lost when the process is killed. */
 #include "nv.h"
 
@@ -49,6 +53,29 @@ static int bigmap(unsigned long mib) {
   return 0;
 }
 
+static int children(int n) {
+  for (int i = 1; i <= n; i++) {
+    pid_t c = fork();
+    if (c < 0) {
+      printf("fork: %s\n", errname(errno));
+      return 1;
+    }
+    if (c == 0) touch_forever();
+    int st;
+    if (waitpid(c, &st, 0) != c) {
+      printf("waitpid: %s\n", errname(errno));
+      return 1;
+    }
+    char *p = malloc(32 * MIB);
+    if (p) memset(p, 3, 32 * MIB);
+    printf("child %d: %s %d; the parent allocates 32 MiB: %s\n", i,
+           WIFSIGNALED(st) ? "killed by signal" : "exited with",
+           WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), p ? "ok" : "NULL");
+    free(p);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   const char *mode = argc > 1 ? argv[1] : "touch";
@@ -76,6 +103,7 @@ int main(int argc, char **argv) {
     printf("parent allocates after the kill: %s\n", p ? "ok" : "NULL");
     for (;;) pause();
   }
-  fprintf(stderr, "usage: memhog touch | bigmap MIB | child\n");
+  if (strcmp(mode, "children") == 0 && argc > 2) return children(atoi(argv[2]));
+  fprintf(stderr, "usage: memhog touch | bigmap MIB | child | children N\n");
   return 2;
 }

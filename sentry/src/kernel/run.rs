@@ -32,6 +32,10 @@ pub fn run_thread(
         // The process is gone: its files close now, before the parent hears of it (a
         // parent that polls a pipe right after waitpid sees the hang-up, as on Linux).
         task.files = std::sync::Arc::new(crate::vfs::FdTable::new());
+        // So does its memory go back (Linux's exit_mm comes before exit_notify): a parent
+        // woken by the exit, say of a child the OOM killer ended, must find the child's
+        // frames free, or it is OOM-killed in turn.
+        task.mm.release();
     }
     if let Some(status) = last {
         super::process::group_ended(task, status);

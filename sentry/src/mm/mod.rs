@@ -92,6 +92,19 @@ impl Drop for MemoryManager {
 }
 
 impl MemoryManager {
+    /// The process using this address space has ended: forget every area and give every
+    /// frame back now, not when the last handle to it goes. A process's address space is
+    /// never another process's (fork and vfork copy it; CLONE_VM without CLONE_THREAD is
+    /// refused), and none of its threads runs any more, so nothing uses it again; a handle
+    /// left over finds no area and faults nothing in.
+    pub fn release(&self) {
+        let mut st = self.state();
+        st.vmas = VmaSet::default();
+        let memory = &self.memory;
+        self.space
+            .unmap(0, USER_ADDR_END, &mut |_, frame| memory.free_frame(frame));
+    }
+
     pub fn new(space: Arc<dyn AddressSpace>, memory: Arc<GuestMemory>) -> MemoryManager {
         MemoryManager {
             space,
