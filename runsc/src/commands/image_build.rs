@@ -203,41 +203,17 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
             }
         };
         if warmed && recording > 0 {
-            progress.say("checkpointing the warm app, to record its working set");
-            let first = work.join("first-image");
-            checkpoint::take(&container, false, |guest_bytes| {
-                checkpoints::ImageWriter::create(&first, sentry::VERSION, guest_bytes)
-                    .context("creating the first image")
-            })
-            .context("checkpointing the warm app")?;
-            delete(&root);
-            if let Some(net) = &app_net {
-                net.apply()
-                    .context("configuring the app's network namespace again")?;
-            }
-            progress.say("restoring it, recording what it touches");
-            let app_out = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&log)
-                .context("opening the app's log")?;
-            runsc(
-                &[
-                    "create".as_ref(),
-                    "--bundle".as_ref(),
-                    bundle.as_os_str(),
-                    "--checkpoint-image".as_ref(),
-                    first.as_os_str(),
-                    "--working-set".as_ref(),
-                    "record".as_ref(),
-                    id.as_ref(),
-                ],
-                Stdio::from(app_out),
-            )?;
-            runsc(&["start".as_ref(), id.as_ref()], Stdio::null())?;
-            container = Container::load(&crate::container::dir::Root::new(&root)?, id)?;
-            wait_ready(args, &container, &log, &progress)?;
-            let report = warm_up::run(to, recording).context("recording the working set")?;
-            progress.say(&format!("working set recorded: {report}"));
+            let build = Build {
+                args,
+                work,
+                root: &root,
+                log: &log,
+                bundle: &bundle,
+                id,
+                progress: &progress,
+                runsc: &runsc,
+            };
+            container = build.record_working_set(&container, app_net.as_ref(), to, recording)?;
         }
     }
     progress.say("ready; checkpointing");
@@ -264,6 +240,71 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
     ));
     drop(cleanup);
     Ok(written.dir)
+}
+
+/// What the working-set step needs of the build.
+struct Build<'a> {
+    args: &'a BuildArgs,
+    work: &'a Path,
+    root: &'a Path,
+    log: &'a Path,
+    bundle: &'a Path,
+    id: &'a str,
+    progress: &'a Progress,
+    /// Runs a runsc subcommand on the build's state root, stdout to the given place.
+    runsc: &'a dyn Fn(&[&std::ffi::OsStr], Stdio) -> anyhow::Result<()>,
+}
+
+impl Build<'_> {
+    /// Checkpoint the warm app, restore it with its accessed bits cleared (in its
+    /// namespace configured again: `net`), serve it `requests` requests at `to`; the
+    /// restored container, whose checkpoint records the pages they touched.
+    fn record_working_set(
+        &self,
+        warm: &Container,
+        net: Option<&Configuration>,
+        to: SocketAddr,
+        requests: u32,
+    ) -> anyhow::Result<Container> {
+        self.progress
+            .say("checkpointing the warm app, to record its working set");
+        let first = self.work.join("first-image");
+        checkpoint::take(warm, false, |guest_bytes| {
+            checkpoints::ImageWriter::create(&first, sentry::VERSION, guest_bytes)
+                .context("creating the first image")
+        })
+        .context("checkpointing the warm app")?;
+        delete(self.root);
+        if let Some(net) = net {
+            net.apply()
+                .context("configuring the app's network namespace again")?;
+        }
+        self.progress.say("restoring it, recording what it touches");
+        let app_out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log)
+            .context("opening the app's log")?;
+        (self.runsc)(
+            &[
+                "create".as_ref(),
+                "--bundle".as_ref(),
+                self.bundle.as_os_str(),
+                "--checkpoint-image".as_ref(),
+                first.as_os_str(),
+                "--working-set".as_ref(),
+                "record".as_ref(),
+                self.id.as_ref(),
+            ],
+            Stdio::from(app_out),
+        )?;
+        (self.runsc)(&["start".as_ref(), self.id.as_ref()], Stdio::null())?;
+        let restored = Container::load(&crate::container::dir::Root::new(self.root)?, self.id)?;
+        wait_ready(self.args, &restored, self.log, self.progress)?;
+        let report = warm_up::run(to, requests).context("recording the working set")?;
+        self.progress
+            .say(&format!("working set recorded: {report}"));
+        Ok(restored)
+    }
 }
 
 /// Wait until the app is ready, or fail if it exits or the build's timeout passes.
