@@ -94,6 +94,15 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
             }
         }
         if task.exit_status.is_none() && task.thread_exit.is_none() {
+            // Publish the mask, then forget any interruption, and only then look at what
+            // interrupts are for (the group's end, an execve, pending signals): whoever
+            // ends the group, starts an execve or sends a signal records that first and
+            // interrupts after, so either we see it below or the interruption stays set
+            // and the next wait in the sentry returns at once. Clearing after the checks
+            // would lose an exit_group that came in between: the thread would block in
+            // its next syscall (epoll_wait, futex …) for good and its process never end.
+            task.blocked.store(task.signals.mask, Ordering::SeqCst);
+            task.waiter.clear_interrupt();
             if let Some(status) = task.group.exit_status() {
                 // Another thread ended the group.
                 task.exit_status = Some(status);
@@ -161,9 +170,9 @@ fn take_signal(task: &Task) -> Option<u8> {
 
 /// Deliver pending signals, and finish a syscall a signal interrupted (restart it, or
 /// make it fail with EINTR).
+/// The caller has published the thread's mask and cleared its interruption first: a
+/// signal sent after that interrupts it again.
 fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
-    // Clear first: a signal arriving after this sets the flag again.
-    task.waiter.clear_interrupt();
     let restart = task.restart.take();
     let Some(sig) = take_signal(task) else {
         if let Some((nr, _)) = restart {

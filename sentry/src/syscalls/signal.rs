@@ -298,6 +298,13 @@ fn sys_rt_sigsuspend(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.signals.saved_mask = Some(t.signals.mask);
     t.signals.mask = mask;
     t.blocked.store(mask, std::sync::atomic::Ordering::SeqCst);
-    sleep_for_signal(t);
+    // A signal that was pending while blocked and that the new mask lets through woke
+    // nobody when it was sent: it ends the wait at once (after publishing the mask, so a
+    // signal sent from now on interrupts the wait).
+    let pending = t.pending.load(std::sync::atomic::Ordering::SeqCst)
+        | t.group.pending.load(std::sync::atomic::Ordering::SeqCst);
+    if pending & (!mask | UNBLOCKABLE) == 0 {
+        sleep_for_signal(t);
+    }
     Err(Errno::ERESTARTNOHAND)
 }
