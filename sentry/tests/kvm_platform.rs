@@ -141,3 +141,44 @@ fn unmapped_frames_are_freed_only_after_the_guest_saw_the_unmap() {
     );
     assert_eq!(mem.frames_in_use(), before - 1);
 }
+
+/// A kick that comes while the thread is out of the guest (after it last looked for work,
+/// before `KVM_RUN`) makes the next switch return at once: the guest, spinning in ring 3
+/// with nothing to trap on, never runs until some other exit.
+#[test]
+fn a_kick_before_the_switch_is_not_lost() {
+    use sentry::platform::kick::{install_handler, Kicker};
+    let code = [0xeb, 0xfe]; // jmp . (no trap, ever)
+    let (platform, space, mut regs) = guest(&code);
+    let mut ctx = platform.new_context().expect("vCPU");
+    install_handler();
+    ctx.arm_kicks();
+    // Should the kick be lost, this one ends the spin so the test fails rather than hangs.
+    let me = Kicker::current();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if std::time::Instant::now() >= until {
+                    me.kick();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    me.kick();
+    let start = std::time::Instant::now();
+    let trap = ctx.switch(space.as_ref(), &mut regs).expect("run");
+    let took = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watchdog.join().expect("watchdog");
+    assert_eq!(trap, Trap::Interrupted);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the kick was lost: {took:?}"
+    );
+    assert_eq!(regs.rip, CODE, "the guest has not moved");
+}

@@ -18,6 +18,8 @@ pub fn run_thread(
     ctx: &mut dyn Context,
 ) -> Result<Option<ExitStatus>, PlatformError> {
     install_handler();
+    // Kicks reach the vCPU before the thread first looks for what they announce.
+    ctx.arm_kicks();
     task.group.set_kicker(task.tid, Kicker::current());
     let result = run_loop_contained(task, ctx);
     crate::platform::kick::publish_immediate_exit(std::ptr::null());

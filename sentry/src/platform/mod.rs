@@ -199,6 +199,13 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
 
 /// A guest thread's execution context (on KVM: one vCPU).
 pub trait Context: Send {
+    /// Make kicks of the calling thread (`kick::Kicker`) reach this context: from now on
+    /// until the thread publishes another target, a kick that comes while the thread is
+    /// not in the guest makes its next `switch` return `Trap::Interrupted` at once rather
+    /// than run guest code until the next trap. Call it on the thread that will run the
+    /// context, before it first checks for work a kick announces.
+    fn arm_kicks(&mut self);
+
     /// Run `regs` in ring 3 of `space` until the thread traps; `regs` is updated with the
     /// thread's state at the trap. `space` must come from the same platform.
     fn switch(

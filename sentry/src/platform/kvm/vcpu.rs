@@ -498,6 +498,17 @@ fn msr(index: u32, data: u64) -> kvm_msr_entry {
 }
 
 impl Context for KvmContext {
+    fn arm_kicks(&mut self) {
+        // A kick either finds this thread in KVM_RUN (the signal makes it return) or
+        // before it: then the handler sets `immediate_exit`, and the next KVM_RUN returns
+        // at once (EINTR) instead of running the guest until its next trap. The byte lives
+        // in the vCPU's kvm_run mapping, which outlives the thread's use of it (the thread
+        // publishes null before it lets the context go).
+        let immediate_exit: *const std::sync::atomic::AtomicU8 =
+            std::ptr::addr_of_mut!(self.vcpu.get_kvm_run().immediate_exit).cast();
+        crate::platform::kick::publish_immediate_exit(immediate_exit);
+    }
+
     fn fpu_state(&mut self) -> Result<Vec<u8>, PlatformError> {
         let xsave = self
             .vcpu
