@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::signal::{SigAction, NSIG, SIG_IGN};
+use super::signal::{SigAction, SIG_IGN};
 use super::task::Task;
 use crate::abi::Errno;
 use crate::arch::fpu;
@@ -84,20 +84,22 @@ pub fn execve(
     task.regs = regs;
     task.regs_replaced = true;
     task.fpu_restore = Some(fpu::initial(task.fpu_layout.0));
-    // Handlers are reset; ignored signals stay ignored (execve(2)). The new program gets
-    // dispositions of its own, no longer shared with threads that execve ended.
+    // Handlers are reset; ignored signals stay ignored (execve(2)). In place: the table is
+    // the process's (its thread group's), which the rest of the kernel reads (a parent's
+    // SIGCHLD disposition, a checkpoint); the threads execve ended share it only as they
+    // go. A new table here once left the group's stale, and a restored process lost every
+    // handler it had set since.
     let mut actions = task
         .signals
         .actions
         .lock()
-        .map(|a| *a)
-        .unwrap_or([SigAction::default(); NSIG]);
+        .unwrap_or_else(|e| e.into_inner());
     for action in actions.iter_mut() {
         if action.handler != SIG_IGN {
             *action = SigAction::default();
         }
     }
-    task.signals.actions = Arc::new(std::sync::Mutex::new(actions));
+    drop(actions);
     task.signals.altstack = Default::default();
     task.files.close_on_exec();
     task.clear_child_tid = 0;
