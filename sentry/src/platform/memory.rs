@@ -336,6 +336,14 @@ impl GuestMemory {
                 size, state.next
             )));
         }
+        // Guest memory is the image's file: a size it does not have would map pages past
+        // its end, which fault (SIGBUS) on first touch, or ask KVM for a slot it refuses.
+        let file_len = image.metadata().map_err(MemoryError::Create)?.len();
+        if size == 0 || size != file_len {
+            return Err(invalid(format!(
+                "{size} bytes of guest memory, but the memory image holds {file_len}"
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for gpa in &state.free {
             if !gpa.is_multiple_of(PAGE_SIZE) || *gpa >= state.next || !seen.insert(*gpa) {
@@ -441,6 +449,28 @@ mod tests {
         let mut back = [0u8; 8];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut back, 0).expect("read");
         assert_eq!(back, [7u8; 8]);
+    }
+
+    #[test]
+    fn a_size_the_image_does_not_have_is_refused() {
+        let file = tempfile_in_memory(8 * PAGE_SIZE);
+        let state = AllocatorState {
+            next: PAGE_SIZE,
+            ..Default::default()
+        };
+        // Larger than the file: pages past its end would fault on first touch.
+        for size in [16 * PAGE_SIZE, 4 * PAGE_SIZE, 1 << 46] {
+            let err = GuestMemory::restore(&file, size, &state)
+                .err()
+                .expect("a size other than the image's is refused");
+            assert!(
+                err.to_string().contains(&format!(
+                    "{size} bytes of guest memory, but the memory image holds 32768"
+                )),
+                "{err}"
+            );
+        }
+        assert!(GuestMemory::restore(&file, 8 * PAGE_SIZE, &state).is_ok());
     }
 
     fn tempfile_in_memory(len: u64) -> std::fs::File {

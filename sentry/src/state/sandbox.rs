@@ -151,11 +151,6 @@ impl Sandbox {
             Duration::from_nanos(state.kernel.uptime_ns),
             state.kernel.next_tid,
         );
-        let memory = crate::platform::Platform::memory(&*platform).clone();
-        if let Some(frame) = state.vvar_frame {
-            crate::vdso::vvar::adopt(&memory, frame)
-                .map_err(|e| SandboxError::Checkpoint(StateError::Platform(e.to_string())))?;
-        }
         // Each container's file system is rebuilt over its sources, given anew. A
         // sandbox of one container may be restored under another id.
         let mut sources = HashMap::new();
@@ -207,6 +202,16 @@ impl Sandbox {
         }
         steps.done("file systems and files");
         let restored = rx.threads(state.kernel)?;
+        // The vvar page is written from now on: after every address space is restored, so
+        // it can be checked not to be one of their page tables (nor a kernel frame).
+        if let Some(frame) = state.vvar_frame {
+            platform
+                .check_restored_data_frame("vvar", frame)
+                .map_err(|e| SandboxError::Checkpoint(StateError::Platform(e.to_string())))?;
+            let memory = crate::platform::Platform::memory(&*platform).clone();
+            crate::vdso::vvar::adopt(&memory, frame)
+                .map_err(|e| SandboxError::Checkpoint(StateError::Platform(e.to_string())))?;
+        }
         // Every address space is restored: map the pages the guest will want first
         // while the rest of the sandbox is made.
         platform.start_prefault();

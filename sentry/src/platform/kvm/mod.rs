@@ -30,7 +30,7 @@ pub use working_set::WorkingSet;
 use super::memory::{Gpa, GuestMemory};
 use super::{Platform, PlatformError};
 use layout::*;
-use pagetable::{pte_frame, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE};
+use pagetable::{pte_frame, PTE_LARGE, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITE};
 
 /// What a kernel-half page is for, and so its rights.
 #[derive(Clone, Copy)]
@@ -81,6 +81,9 @@ pub struct KvmPlatform {
     features: VcpuFeatures,
     next_vcpu: AtomicUsize,
     working_set: Mutex<working_set::Tracker>,
+    /// What each frame is to the address spaces restored so far, by frame number
+    /// (restore-time only: see [`check_restored_tables`]).
+    restored_frames: Mutex<FrameUses>,
 }
 
 impl KvmPlatform {
@@ -216,6 +219,7 @@ impl KvmPlatform {
             },
             next_vcpu: AtomicUsize::new(0),
             working_set: Mutex::new(working_set::Tracker::default()),
+            restored_frames: Mutex::new(FrameUses::default()),
         };
         tracing::debug!(
             sync_regs,
@@ -406,7 +410,18 @@ impl Platform for KvmPlatform {
         &self,
         root: Gpa,
     ) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
-        let pdpt = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).pdpt;
+        let pdpt = {
+            let k = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
+            let mut uses = self
+                .restored_frames
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if uses.is_empty() {
+                *uses = FrameUses::new(self.memory.allocator_state().next, &k);
+            }
+            check_restored_tables(&self.memory, root, &mut uses)?;
+            k.pdpt
+        };
         let space = KvmAddressSpace::restore(self.memory.clone(), root, pdpt)?;
         space.with_tables(|memory, tables| self.working_set().restored(memory, tables));
         Ok(Arc::new(space))
@@ -426,9 +441,294 @@ impl Platform for KvmPlatform {
     }
 }
 
+/// What a frame is to the address spaces restored so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameUse {
+    Unused,
+    /// The kernel half's (its PDPT, a vCPU's area).
+    Kernel,
+    /// A page table of one address space.
+    Table,
+    /// A page mapped to the guest (by one address space or several: frames are shared).
+    Page,
+}
+
+/// [`FrameUse`] of every frame below the allocator's `next` (a byte each).
+#[derive(Default)]
+struct FrameUses(Vec<FrameUse>);
+
+impl FrameUses {
+    fn new(next: Gpa, kernel: &KernelSpace) -> FrameUses {
+        let mut uses = FrameUses(vec![
+            FrameUse::Unused;
+            (next / crate::arch::PAGE_SIZE) as usize
+        ]);
+        for f in std::iter::once(kernel.pdpt).chain(kernel.vcpu_areas.iter().flatten().copied()) {
+            if let Some(u) = uses.slot(f) {
+                *u = FrameUse::Kernel;
+            }
+        }
+        uses
+    }
+
+    /// What is wrong with `frame` as a page of data the sentry writes (see
+    /// [`KvmPlatform::check_restored_data_frame`]), if anything; `free` is the allocator's.
+    fn data_frame_problem(&mut self, frame: Gpa, free: &[Gpa]) -> Option<String> {
+        match self.slot(frame) {
+            None => Some("is not an allocated frame".to_owned()),
+            Some(_) if free.contains(&frame) => Some("is a free frame".to_owned()),
+            Some(FrameUse::Unused | FrameUse::Page) => None,
+            Some(u) => Some(format!("is a {u:?} frame")),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The use of `frame`, if it is an aligned frame the allocator handed out.
+    fn slot(&mut self, frame: Gpa) -> Option<&mut FrameUse> {
+        if !frame.is_multiple_of(crate::arch::PAGE_SIZE) {
+            return None;
+        }
+        self.0
+            .get_mut(usize::try_from(frame / crate::arch::PAGE_SIZE).ok()?)
+    }
+}
+
+/// Checks the user half of page tables restored from an image (guest memory and the
+/// kernel state come from a file: neither is trusted) before anything walks them, and
+/// records what each frame they name is. The root, every table a present entry names and
+/// every page a present leaf maps must be a frame the allocator handed out, so no later
+/// walk reads, or maps to the guest, anything outside guest memory. A table must be no
+/// other table (of this address space or another: the tables are trees, and checking them,
+/// like every later walk, reads each table once), no kernel frame (restoring writes the
+/// root's kernel entry) and no page mapped to the guest; a page must be no table and no
+/// kernel frame, or the guest could rewrite its own mappings or the kernel half.
+fn check_restored_tables(
+    memory: &GuestMemory,
+    root: Gpa,
+    uses: &mut FrameUses,
+) -> Result<(), PlatformError> {
+    // PML4 entries 0..256 map the user half (below `USER_ADDR_END`); the rest are the kernel's.
+    const USER_PML4_ENTRIES: u64 = 256;
+    let invalid = |what: String| {
+        PlatformError::Memory(super::memory::MemoryError::InvalidState(format!(
+            "page tables at {root:#x}: {what}"
+        )))
+    };
+    match uses.slot(root) {
+        Some(u) if *u == FrameUse::Unused => *u = FrameUse::Table,
+        Some(u) => return Err(invalid(format!("the root is already a {u:?} frame"))),
+        None => return Err(invalid("the root is not an allocated frame".to_owned())),
+    }
+    // (table, level): level 3 is the PML4.
+    let mut todo = vec![(root, 3u32)];
+    while let Some((table, level)) = todo.pop() {
+        let entries = if level == 3 { USER_PML4_ENTRIES } else { 512 };
+        for i in 0..entries {
+            let entry = memory.read_u64(table + 8 * i);
+            if entry & PTE_PRESENT == 0 {
+                continue;
+            }
+            let frame = pte_frame(entry);
+            let at = || format!("entry {i} of the level-{level} table at {table:#x}");
+            // The sentry maps 4 KiB pages only: a large-page bit would have the CPU map
+            // 2 MiB or 1 GiB from `frame` on, kernel frames and all.
+            if level > 0 && entry & PTE_LARGE != 0 {
+                return Err(invalid(format!("{} maps a large page", at())));
+            }
+            let Some(u) = uses.slot(frame) else {
+                return Err(invalid(format!(
+                    "{} names frame {frame:#x}, which is not an allocated frame",
+                    at()
+                )));
+            };
+            let want = if level > 0 {
+                FrameUse::Table
+            } else {
+                FrameUse::Page
+            };
+            match (*u, want) {
+                (FrameUse::Unused, _) | (FrameUse::Page, FrameUse::Page) => *u = want,
+                (was, _) => {
+                    return Err(invalid(format!(
+                    "{} names frame {frame:#x} as a {want:?}, but it is already a {was:?} frame",
+                    at()
+                )))
+                }
+            }
+            if level > 0 {
+                todo.push((frame, level - 1));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl KvmPlatform {
+    /// Checks that `frame`, named by a restored state as a page of data the sentry writes
+    /// (the vvar page), is an allocated frame that is neither the kernel half's nor a page
+    /// table of an address space restored so far: writing it must not rewrite a mapping.
+    pub fn check_restored_data_frame(&self, what: &str, frame: Gpa) -> Result<(), PlatformError> {
+        let allocator = self.memory.allocator_state();
+        // Lock order as in `restore_address_space`: the kernel half, then the uses.
+        let k = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
+        let mut uses = self
+            .restored_frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if uses.is_empty() {
+            *uses = FrameUses::new(allocator.next, &k);
+        }
+        match uses.data_frame_problem(frame, &allocator.free) {
+            None => Ok(()),
+            Some(why) => Err(PlatformError::Memory(
+                super::memory::MemoryError::InvalidState(format!("{what} frame {frame:#x} {why}")),
+            )),
+        }
+    }
+
     /// The `/dev/kvm` handle (for capability queries).
     pub fn kvm(&self) -> &Kvm {
         &self.kvm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::memory::MemoryError;
+
+    const TABLE: u64 = PTE_PRESENT | PTE_WRITE | PTE_USER;
+    const PAGE: u64 = 4096;
+
+    /// Guest memory with three pages mapped under a root (frames 2..=5 the tables, 6..=8
+    /// the pages; 0 and 1 the kernel's; 13 frames allocated); returns it, the root and the
+    /// leaf table.
+    fn tables() -> (GuestMemory, Gpa, Gpa) {
+        let mem = GuestMemory::new(64 * PAGE).expect("memory");
+        for _ in 0..2 {
+            mem.alloc_frame().expect("kernel frame");
+        }
+        let root = mem.alloc_frame().expect("frame");
+        let l2 = mem.alloc_frame().expect("frame");
+        let l1 = mem.alloc_frame().expect("frame");
+        let l0 = mem.alloc_frame().expect("frame");
+        mem.write_u64(root, l2 | TABLE);
+        mem.write_u64(l2, l1 | TABLE);
+        mem.write_u64(l1, l0 | TABLE);
+        for i in 0..3 {
+            let page = mem.alloc_frame().expect("frame");
+            mem.write_u64(l0 + 8 * i, page | PTE_PRESENT | PTE_USER);
+        }
+        // Frames 9..=12: allocated, mapped nowhere.
+        for _ in 0..4 {
+            mem.alloc_frame().expect("frame");
+        }
+        // A kernel-half entry is not the user's to check.
+        mem.write_u64(root + 8 * 511, (1 << 40) | TABLE);
+        (mem, root, l0)
+    }
+
+    fn uses(mem: &GuestMemory) -> FrameUses {
+        let kernel = KernelSpace {
+            pdpt: 0,
+            vcpu_areas: vec![[PAGE, PAGE, PAGE, PAGE]],
+        };
+        FrameUses::new(mem.allocator_state().next, &kernel)
+    }
+
+    fn refusal(mem: &GuestMemory, root: Gpa) -> String {
+        match check_restored_tables(mem, root, &mut uses(mem)) {
+            Err(PlatformError::Memory(MemoryError::InvalidState(what))) => what,
+            other => panic!("not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restored_page_tables_are_checked_before_anything_walks_them() {
+        let (mem, root, l0) = tables();
+        let mut u = uses(&mem);
+        check_restored_tables(&mem, root, &mut u).expect("sound tables");
+        assert_eq!(u.slot(4 * PAGE).copied(), Some(FrameUse::Table));
+        assert_eq!(u.slot(7 * PAGE).copied(), Some(FrameUse::Page));
+        // A second address space may not reuse those tables.
+        assert!(check_restored_tables(&mem, root, &mut u).is_err());
+
+        // A root outside what was allocated, unaligned, or a kernel frame.
+        assert!(refusal(&mem, 60 * PAGE).contains("root is not an allocated frame"));
+        assert!(refusal(&mem, root + 8).contains("root is not an allocated frame"));
+        assert!(refusal(&mem, PAGE).contains("root is already a Kernel frame"));
+
+        let (l2, l1) = (3 * PAGE, 4 * PAGE);
+        let cases: [(Gpa, u64, &str); 8] = [
+            // A table entry naming a frame past guest memory: a later walk would read there.
+            (
+                l2 + 8 * 7,
+                0x4c58_941f_f000 | TABLE,
+                "frame 0x4c58941ff000, which is not an allocated frame",
+            ),
+            // A leaf mapping a frame never allocated.
+            (
+                l0 + 8 * 9,
+                (50 * PAGE) | PTE_PRESENT,
+                "frame 0x32000, which is not an allocated frame",
+            ),
+            // A large page (2 MiB here), which would map frames nobody checked.
+            (
+                l1 + 8 * 4,
+                (9 * PAGE) | TABLE | PTE_LARGE,
+                "maps a large page",
+            ),
+            // A cycle, or a table met twice: not a tree.
+            (l1 + 8 * 4, root | TABLE, "already a Table frame"),
+            (l1 + 8 * 4, l0 | TABLE, "already a Table frame"),
+            // A table that is a mapped page (met either way round), a page that is a table
+            // or the kernel's.
+            (l1 + 8 * 4, (7 * PAGE) | TABLE, "names frame 0x7000 as a"),
+            (
+                l0 + 8 * 9,
+                l1 | PTE_PRESENT | PTE_WRITE,
+                "as a Page, but it is already a Table frame",
+            ),
+            (
+                l0 + 8 * 9,
+                PTE_PRESENT | PTE_WRITE,
+                "as a Page, but it is already a Kernel frame",
+            ),
+        ];
+        for (slot, entry, expected) in cases {
+            mem.write_u64(slot, entry);
+            let what = refusal(&mem, root);
+            assert!(what.contains(expected), "{entry:#x} at {slot:#x}: {what}");
+            mem.write_u64(slot, 0);
+        }
+        // The vvar page may be any allocated frame but a table, the kernel's or a free one.
+        let mut u = uses(&mem);
+        check_restored_tables(&mem, root, &mut u).expect("sound tables");
+        assert_eq!(u.data_frame_problem(7 * PAGE, &[]), None, "a mapped page");
+        assert_eq!(
+            u.data_frame_problem(12 * PAGE, &[]),
+            None,
+            "an unmapped one"
+        );
+        for (frame, why) in [
+            (13 * PAGE, "is not an allocated frame"),
+            (1 << 40, "is not an allocated frame"),
+            (7 * PAGE + 8, "is not an allocated frame"),
+            (12 * PAGE, "is a free frame"),
+            (0, "is a Kernel frame"),
+            (PAGE, "is a Kernel frame"),
+            (root, "is a Table frame"),
+            (l1, "is a Table frame"),
+        ] {
+            let problem = u.data_frame_problem(frame, &[12 * PAGE]);
+            assert_eq!(problem.as_deref(), Some(why), "frame {frame:#x}");
+        }
+
+        // A page mapped twice is a shared page, not an error.
+        mem.write_u64(l0 + 8 * 9, (7 * PAGE) | PTE_PRESENT);
+        check_restored_tables(&mem, root, &mut uses(&mem)).expect("sound again");
     }
 }

@@ -14,6 +14,8 @@ pub const PTE_WRITE: u64 = 1 << 1;
 pub const PTE_USER: u64 = 1 << 2;
 pub const PTE_ACCESSED: u64 = 1 << 5;
 pub const PTE_DIRTY: u64 = 1 << 6;
+/// In a PDPT or PD entry: it maps a 1 GiB or 2 MiB page instead of naming a table.
+pub const PTE_LARGE: u64 = 1 << 7;
 pub const PTE_NX: u64 = 1 << 63;
 const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
