@@ -412,14 +412,7 @@ impl Platform for KvmPlatform {
     ) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
         let pdpt = {
             let k = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
-            let mut uses = self
-                .restored_frames
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if uses.is_empty() {
-                *uses = FrameUses::new(self.memory.allocator_state().next, &k);
-            }
-            check_restored_tables(&self.memory, root, &mut uses)?;
+            check_restored_tables(&self.memory, root, &mut self.restored_frames(&k))?;
             k.pdpt
         };
         let space = KvmAddressSpace::restore(self.memory.clone(), root, pdpt)?;
@@ -567,6 +560,19 @@ fn check_restored_tables(
 }
 
 impl KvmPlatform {
+    /// The restore-time map of frame uses, made on first use from the allocator and the
+    /// kernel half `kernel` (whose lock the caller holds, taken first).
+    fn restored_frames(&self, kernel: &KernelSpace) -> std::sync::MutexGuard<'_, FrameUses> {
+        let mut uses = self
+            .restored_frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if uses.is_empty() {
+            *uses = FrameUses::new(self.memory.allocator_state().next, kernel);
+        }
+        uses
+    }
+
     /// Checks that `frame`, named by a restored state as a page of data the sentry writes
     /// (the vvar page), is an allocated frame that is neither the kernel half's nor a page
     /// table of an address space restored so far: writing it must not rewrite a mapping.
@@ -574,14 +580,10 @@ impl KvmPlatform {
         let allocator = self.memory.allocator_state();
         // Lock order as in `restore_address_space`: the kernel half, then the uses.
         let k = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
-        let mut uses = self
-            .restored_frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if uses.is_empty() {
-            *uses = FrameUses::new(allocator.next, &k);
-        }
-        match uses.data_frame_problem(frame, &allocator.free) {
+        match self
+            .restored_frames(&k)
+            .data_frame_problem(frame, &allocator.free)
+        {
             None => Ok(()),
             Some(why) => Err(PlatformError::Memory(
                 super::memory::MemoryError::InvalidState(format!("{what} frame {frame:#x} {why}")),
