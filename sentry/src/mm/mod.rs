@@ -83,11 +83,10 @@ pub struct MemoryManager {
 
 impl Drop for MemoryManager {
     fn drop(&mut self) {
-        // Give every frame back. The address space is never run again, so translations
-        // a vCPU may still cache for it cannot be used.
-        let memory = &self.memory;
-        self.space
-            .unmap(0, USER_ADDR_END, &mut |_, frame| memory.free_frame(frame));
+        // Give every frame back (nothing left if the process's exit already did). The
+        // address space is never run again, so translations a vCPU may still cache for
+        // it cannot be used.
+        self.release();
     }
 }
 
