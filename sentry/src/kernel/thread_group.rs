@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use super::exit::ExitStatus;
-use super::signal::{SigAction, NSIG};
+use super::signal::{SigAction, NSIG, SIGKILL};
 use crate::platform::kick::Kicker;
 use crate::waiter::{WaitQueue, Waiter};
 
@@ -185,19 +185,21 @@ impl ThreadGroup {
     }
 
     /// Send `sig` to thread `tid`: mark it pending and kick it. False if no such member.
+    /// SIGKILL to one thread kills its whole process, as on Linux.
     pub fn signal_thread(&self, tid: i32, sig: u8) -> bool {
         let m = self.lock();
-        match m.list.iter().find(|x| x.tid == tid) {
-            Some(x) => {
-                let bit = super::signal::sigbit(sig);
-                x.pending.fetch_or(bit, Ordering::SeqCst);
-                if Self::wants(x, bit) {
-                    Self::kick_member(x);
-                }
-                true
-            }
-            None => false,
+        let Some(x) = m.list.iter().find(|x| x.tid == tid) else {
+            return false;
+        };
+        let bit = super::signal::sigbit(sig);
+        x.pending.fetch_or(bit, Ordering::SeqCst);
+        if sig == SIGKILL {
+            drop(m);
+            self.exit_group(ExitStatus::Signaled(SIGKILL), 0);
+        } else if Self::wants(x, bit) {
+            Self::kick_member(x);
         }
+        true
     }
 
     /// Whether `x` does not block the signal `bit` (so it must be interrupted for it).
@@ -214,9 +216,17 @@ impl ThreadGroup {
 
     /// Send `sig` to the process: pending on the group, and every member that does not
     /// block it kicked so one of them takes it.
+    ///
+    /// SIGKILL decides the group's end here, when it is sent, as Linux does
+    /// (complete_signal): every member is stopped whether or not one of them gets round
+    /// to taking the signal first.
     pub fn signal_group(&self, sig: u8) {
         let bit = super::signal::sigbit(sig);
         self.pending.fetch_or(bit, Ordering::SeqCst);
+        if sig == SIGKILL {
+            self.exit_group(ExitStatus::Signaled(SIGKILL), 0);
+            return;
+        }
         let m = self.lock();
         for x in m.list.iter().filter(|x| Self::wants(x, bit)) {
             Self::kick_member(x);
@@ -308,6 +318,29 @@ mod tests {
         g.exit_group(ExitStatus::Signaled(11), 1);
         assert!(g.join(member(2), 10).is_err());
         assert_eq!(g.leave(1, None), Some(ExitStatus::Signaled(11)));
+    }
+
+    #[test]
+    fn sigkill_ends_the_group_when_sent() {
+        let g = ThreadGroup::new(1);
+        g.join(member(1), 10).ok();
+        g.join(member(2), 10).ok();
+        g.signal_group(SIGKILL);
+        assert_eq!(g.exit_status(), Some(ExitStatus::Signaled(SIGKILL)));
+        // A later exit_group does not change how it ended.
+        g.exit_group(ExitStatus::Exited(0), 2);
+        assert_eq!(g.leave(1, Some(0)), None);
+        assert_eq!(g.leave(2, Some(0)), Some(ExitStatus::Signaled(SIGKILL)));
+    }
+
+    #[test]
+    fn sigkill_to_one_thread_ends_its_process() {
+        let g = ThreadGroup::new(1);
+        g.join(member(1), 10).ok();
+        g.join(member(2), 10).ok();
+        assert!(g.signal_thread(2, SIGKILL));
+        assert_eq!(g.exit_status(), Some(ExitStatus::Signaled(SIGKILL)));
+        assert!(!g.signal_thread(3, SIGKILL));
     }
 
     #[test]
