@@ -19,6 +19,7 @@ mod device;
 mod dns_service;
 mod error;
 pub mod filter;
+mod interfaces;
 mod ports;
 mod relay;
 mod tcp;
@@ -46,6 +47,7 @@ use device::{FilteredLink, Loopback};
 pub use dns_service::DNS_PROXY_ADDR;
 pub use error::{SockError, SockResult};
 use filter::LinkFilter;
+pub use interfaces::{InterfaceInfo, LINK_INDEX, LOOPBACK_INDEX};
 use ports::PortTable;
 pub use tcp::TcpSocket;
 pub use udp::UdpSocket;
@@ -68,6 +70,8 @@ pub mod pollbits {
 /// The sandbox's link to the pod network and the addresses it holds there.
 pub struct LinkConfig {
     pub link: Box<dyn Link>,
+    /// The interface's name as the guest sees it (the adopted one's, e.g. `eth0`).
+    pub name: String,
     /// The sandbox's addresses with their prefix (e.g. 10.201.3.2/24).
     pub addrs: Vec<IpNet>,
     pub gateway_v4: Option<Ipv4Addr>,
@@ -126,6 +130,7 @@ pub(crate) struct Shared {
 pub struct Stack {
     shared: Arc<Shared>,
     acl: Arc<Acl>,
+    interfaces: Vec<InterfaceInfo>,
 }
 
 fn random_u64() -> u64 {
@@ -154,6 +159,14 @@ impl Stack {
         let mut lo_iface = Interface::new(lo_cfg, &mut lo_dev, now);
         let mut ext_addrs = Vec::new();
         let mut poll_fd = None;
+        let interfaces = interfaces::interfaces(config.link.as_ref().map(|lc| {
+            (
+                lc.name.as_str(),
+                lc.link.mac(),
+                lc.link.mtu(),
+                &lc.addrs[..],
+            )
+        }));
         let ext = match config.link {
             None => None,
             Some(lc) => {
@@ -247,7 +260,11 @@ impl Stack {
         std::thread::Builder::new()
             .name("netstack".into())
             .spawn(move || stack_thread(thread_shared, poll_fd, wake_rx))?;
-        Ok(Stack { shared, acl })
+        Ok(Stack {
+            shared,
+            acl,
+            interfaces,
+        })
     }
 
     pub fn acl(&self) -> &Arc<Acl> {
@@ -268,6 +285,11 @@ impl Stack {
     /// Whether a guest socket listens on TCP `port` (the image builder's readiness).
     pub fn tcp_listening(&self, port: u16) -> bool {
         self.shared.lock().ports.tcp_listening(port)
+    }
+
+    /// The sandbox's interfaces: the loopback, then the link if it has one.
+    pub fn interfaces(&self) -> &[InterfaceInfo] {
+        &self.interfaces
     }
 
     /// The sandbox's addresses on its link.

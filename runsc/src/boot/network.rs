@@ -66,6 +66,7 @@ pub fn build_stack(
     tracing::info!(sandbox = id, addrs = ?ns.addrs, "adopted {}", path.display());
     let link = LinkConfig {
         link: Box::new(packet),
+        name: ns.ifname.clone(),
         addrs: ns.addrs.clone(),
         gateway_v4: ns.gateway_v4,
         gateway_v6: ns.gateway_v6,

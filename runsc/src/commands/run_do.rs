@@ -199,6 +199,7 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
             }
             let link = LinkConfig {
                 link: Box::new(packet),
+                name: ns.guest_if.clone(),
                 addrs: vec![IpNet::new(guest.into(), ns.prefix_len)?],
                 gateway_v4: Some(ns.host_addr),
                 gateway_v6: None,
@@ -296,6 +297,7 @@ fn adopted_link(
     }
     let link = LinkConfig {
         link: Box::new(packet),
+        name: ns.ifname.clone(),
         addrs: ns.addrs.clone(),
         gateway_v4: ns.gateway_v4,
         gateway_v6: ns.gateway_v6,

@@ -1,9 +1,11 @@
 //! Guest sockets: file descriptions that bridge the guest's socket syscalls to netstack
-//! (AF_INET/AF_INET6) or to in-sentry AF_UNIX endpoints, and the host link the sandbox's
+//! (AF_INET/AF_INET6), to in-sentry AF_UNIX endpoints, or to the sentry's own NETLINK_ROUTE
+//! answers (AF_NETLINK), and the host link the sandbox's
 //! interface uses.
 
 pub mod inet;
 pub mod link;
+pub mod netlink;
 pub mod sockaddr;
 pub mod unix;
 

@@ -9,6 +9,7 @@ use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::task::Task;
 use crate::net::inet::InetSocket;
+use crate::net::netlink::{NetlinkSocket, AF_NETLINK};
 use crate::net::sockaddr::{AF_INET, AF_INET6, AF_UNIX};
 use crate::net::unix::{self, UnixSocket};
 use crate::syscall;
@@ -17,7 +18,7 @@ use crate::vfs::socket::SocketOps;
 use crate::vfs::wait;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(41, socket, Partial, "AF_INET/AF_INET6 TCP and UDP over the sandbox's netstack; AF_UNIX stream, datagram and seqpacket inside the sentry (paths in the overlay, abstract names per sandbox; host sockets are unreachable); SOCK_RAW → EPERM; other families → EAFNOSUPPORT", sys_socket),
+    syscall!(41, socket, Partial, "AF_INET/AF_INET6 TCP and UDP over the sandbox's netstack; AF_UNIX stream, datagram and seqpacket inside the sentry (paths in the overlay, abstract names per sandbox; host sockets are unreachable); AF_NETLINK NETLINK_ROUTE answered by the sentry (link and address lists; changes → EPERM); SOCK_RAW → EPERM; other families → EAFNOSUPPORT", sys_socket),
     syscall!(42, connect, Full, "", sys_connect),
     syscall!(43, accept, Full, "", sys_accept),
     syscall!(48, shutdown, Full, "", sys_shutdown),
@@ -93,6 +94,13 @@ fn sys_socket(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         AF_UNIX => UnixSocket::create(
             unix_namespace(t),
             unix_caller(t),
+            (ty & 0xf) as i32,
+            protocol,
+            nb,
+        )?,
+        AF_NETLINK => NetlinkSocket::create(
+            t.kernel.net.interfaces(),
+            t.process.pid,
             (ty & 0xf) as i32,
             protocol,
             nb,
