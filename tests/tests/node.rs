@@ -72,3 +72,10 @@ fn node_uncaught_exception() {
         );
     }
 }
+
+/// The os module: os.cpus() (libuv reads /proc/stat and /proc/cpuinfo), loadavg, memory,
+/// uptime, identity, userInfo, network interfaces, process.cpuUsage.
+#[test]
+fn node_os() {
+    check_node("os.js", &[], 0);
+}

@@ -461,6 +461,12 @@ impl MemoryManager {
         out
     }
 
+    /// Bytes of memory the process holds now, and the most it ever held (VmRSS, VmHWM).
+    pub fn resident(&self) -> (u64, u64) {
+        let (now, peak) = self.space.resident_pages();
+        (now * PAGE_SIZE, peak * PAGE_SIZE)
+    }
+
     /// Total size of all areas, in bytes (VmSize).
     pub fn virtual_size(&self) -> u64 {
         self.state().vmas.iter().map(|v| v.end - v.start).sum()

@@ -195,6 +195,10 @@ pub trait AddressSpace: Send + Sync + std::any::Any {
     /// Visit every page in `[start, end)` that holds a frame (PROT_NONE pages included,
     /// with empty rights), in address order.
     fn for_each_page(&self, start: u64, end: u64, visit: &mut dyn FnMut(u64, Gpa, Perms));
+
+    /// Pages holding a frame now, and the most that ever did (since it was made or
+    /// restored): RSS and its high-water mark.
+    fn resident_pages(&self) -> (u64, u64);
 }
 
 /// A guest thread's execution context (on KVM: one vCPU).

@@ -81,6 +81,7 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         o
     };
     let memory = t.mm.guest_memory();
+    let (rss, rss_peak) = t.mm.resident();
     ProcSnapshot {
         pid: t.process.pid,
         ppid: t.process.ppid,
@@ -97,6 +98,8 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         comm: t.process.comm.clone(),
         maps: t.mm.maps(),
         vm_size: t.mm.virtual_size(),
+        rss,
+        rss_peak,
         fds: t.files.list(),
         hostname: t
             .kernel
@@ -110,7 +113,25 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         mem_total: memory.size(),
         mem_free: crate::mm::free_bytes(memory),
         cpuinfo: t.kernel.cpuinfo.clone(),
+        cpu_time: sandbox_cpu_time(),
+        forks: t.kernel.next_tid().saturating_sub(1) as u64,
     }
+}
+
+/// The CPU time of the sandbox process (every guest thread runs on one of its threads),
+/// user and system.
+fn sandbox_cpu_time() -> (std::time::Duration, std::time::Duration) {
+    // SAFETY: a zeroed rusage is valid output space for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one struct rusage into `ru`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Default::default();
+    }
+    let d = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.clamp(0, 999_999) as u64)
+    };
+    (d(ru.ru_utime), d(ru.ru_stime))
 }
 
 // ---- argument helpers ----

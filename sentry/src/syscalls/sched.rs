@@ -49,6 +49,11 @@ fn sys_getrusage(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let mut b = [0u8; 144];
     b[..16].copy_from_slice(&timeval(ru.ru_utime));
     b[16..32].copy_from_slice(&timeval(ru.ru_stime));
+    if who != libc::RUSAGE_CHILDREN {
+        // ru_maxrss, in KiB: the process's own high-water mark, not the sandbox's.
+        let peak_kib = t.mm.resident().1 / 1024;
+        b[32..40].copy_from_slice(&peak_kib.to_le_bytes());
+    }
     t.mm.copy_out(a[1], &b).map(|_| 0)
 }
 

@@ -36,6 +36,9 @@ pub struct ProcSnapshot {
     /// /proc/self/maps text.
     pub maps: String,
     pub vm_size: u64,
+    /// Bytes resident now and at most (VmRSS, VmHWM).
+    pub rss: u64,
+    pub rss_peak: u64,
     pub fds: Vec<(i32, Arc<dyn FileDescription>)>,
     pub hostname: Vec<u8>,
     pub release: Vec<u8>,
@@ -46,6 +49,10 @@ pub struct ProcSnapshot {
     pub mem_free: u64,
     /// The text of /proc/cpuinfo (captured when the sandbox was made).
     pub cpuinfo: Arc<[u8]>,
+    /// CPU time the sandbox has used, user and system (/proc/stat).
+    pub cpu_time: (Duration, Duration),
+    /// Threads and processes created since boot (/proc/stat's `processes`).
+    pub forks: u64,
 }
 
 /// A /proc entry: `rel` is the path under /proc with the process directory spelled "pid".
@@ -63,8 +70,9 @@ enum Shape {
     Link,
 }
 
-const ROOT_FILES: [&str; 8] = [
+const ROOT_FILES: [&str; 9] = [
     "cpuinfo",
+    "stat",
     "meminfo",
     "version",
     "uptime",
@@ -278,6 +286,7 @@ impl ProcNode {
         match self.rel.as_slice() {
             b"cpuinfo" => s.cpuinfo.to_vec(),
             b"meminfo" => meminfo(s.mem_total, s.mem_free),
+            b"stat" => stat(s),
             b"version" => {
                 let mut v = b"Linux version ".to_vec();
                 v.extend_from_slice(&s.release);
@@ -312,8 +321,8 @@ impl ProcNode {
             b"pid/status" => self.status(),
             b"pid/stat" => self.stat_line(),
             b"pid/statm" => {
-                let pages = s.vm_size / 4096;
-                text(format!("{pages} {pages} 0 0 0 {pages} 0\n"))
+                let (size, resident) = (s.vm_size / 4096, s.rss / 4096);
+                text(format!("{size} {resident} 0 0 0 {size} 0\n"))
             }
             b"sys/kernel/hostname" => {
                 let mut h = s.hostname.clone();
@@ -336,10 +345,11 @@ impl ProcNode {
     fn status(&self) -> Vec<u8> {
         let s = &self.snap;
         let kb = s.vm_size / 1024;
+        let (rss, hwm) = (s.rss / 1024, s.rss_peak / 1024);
         format!(
             "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
              Uid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\n\
-             VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{kb:8} kB\nVmRSS:\t{kb:8} kB\n\
+             VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{hwm:8} kB\nVmRSS:\t{rss:8} kB\nRssAnon:\t{rss:8} kB\n\
              Threads:\t1\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
              SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n\
              CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n\
@@ -357,7 +367,7 @@ impl ProcNode {
 
     fn stat_line(&self) -> Vec<u8> {
         let s = &self.snap;
-        let pages = s.vm_size / 4096;
+        let rss_pages = s.rss / 4096;
         // Fields 1-52 of proc_pid_stat(5); times are in clock ticks (USER_HZ = 100).
         format!(
             "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 0 {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
@@ -367,7 +377,7 @@ impl ProcNode {
             s.pgid,
             s.sid,
             s.vm_size,
-            pages,
+            rss_pages,
         )
         .into_bytes()
     }
@@ -421,6 +431,47 @@ pub fn meminfo(total: u64, free: u64) -> Vec<u8> {
         out.push_str(&format!("{:<16}{value:>8}\n", format!("{name}:")));
     }
     out.push_str(&format!("{:<16}{:>8} kB\n", "Hugepagesize:", 2048));
+    out.into_bytes()
+}
+
+/// /proc/stat: the guest's CPUs (as many as /proc/cpuinfo lists), the time the
+/// sandbox spent on them and idle, in USER_HZ ticks, and the counts programs read from
+/// it (libuv's `uv_cpu_info`, behind Node's `os.cpus()`, fails without the cpu lines).
+/// The sandbox's CPU time is shared evenly between its CPUs: it does not know which
+/// host CPU ran what.
+fn stat(s: &ProcSnapshot) -> Vec<u8> {
+    const USER_HZ: u128 = 100;
+    let ticks = |d: Duration| (d.as_millis() * USER_HZ / 1000) as u64;
+    let cpus = s
+        .cpuinfo
+        .split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(b"processor"))
+        .count()
+        .max(1) as u64;
+    let (user, system) = (ticks(s.cpu_time.0), ticks(s.cpu_time.1));
+    let idle = (ticks(s.uptime) * cpus).saturating_sub(user + system);
+    let line = |name: &str, user: u64, system: u64, idle: u64| {
+        format!("{name} {user} 0 {system} {idle} 0 0 0 0 0 0\n")
+    };
+    let mut out = line("cpu ", user, system, idle);
+    for i in 0..cpus {
+        out.push_str(&line(
+            &format!("cpu{i}"),
+            user / cpus,
+            system / cpus,
+            idle / cpus,
+        ));
+    }
+    let btime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(s.uptime)
+        .as_secs();
+    out.push_str(&format!(
+        "intr 0\nctxt 0\nbtime {btime}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n\
+         softirq 0 0 0 0 0 0 0 0 0 0 0\n",
+        s.forks
+    ));
     out.into_bytes()
 }
 
@@ -582,6 +633,36 @@ mod tests {
         // More free than total (a racing reader) never underflows.
         let odd = String::from_utf8(meminfo(8192, 16384)).expect("utf-8");
         assert!(odd.contains("MemFree:               8 kB"), "{odd}");
+    }
+
+    #[test]
+    fn stat_lists_the_guests_cpus_and_its_time() {
+        let snap = ProcSnapshot {
+            cpuinfo: b"processor\t: 0\n\nprocessor\t: 1\n\n".to_vec().into(),
+            uptime: Duration::from_secs(10),
+            cpu_time: (Duration::from_secs(3), Duration::from_secs(1)),
+            forks: 5,
+            ..ProcSnapshot::default()
+        };
+        let text = String::from_utf8(stat(&snap)).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        // 2 CPUs × 10 s = 2000 ticks, 400 of them busy.
+        assert_eq!(lines[0], "cpu  300 0 100 1600 0 0 0 0 0 0");
+        assert_eq!(lines[1], "cpu0 150 0 50 800 0 0 0 0 0 0");
+        assert_eq!(lines[2], "cpu1 150 0 50 800 0 0 0 0 0 0");
+        assert!(lines[3..].contains(&"processes 5"), "{text}");
+        assert!(lines.iter().any(|l| l.starts_with("btime ")), "{text}");
+        // Busier than up (a clock read apart) never underflows; no cpuinfo is one CPU.
+        let odd = ProcSnapshot {
+            cpu_time: (Duration::from_secs(99), Duration::ZERO),
+            ..ProcSnapshot::default()
+        };
+        let text = String::from_utf8(stat(&odd)).expect("utf-8");
+        assert!(text.starts_with("cpu  9900 0 0 0 "), "{text}");
+        assert!(
+            text.contains("\ncpu0 ") && !text.contains("\ncpu1 "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct KvmAddressSpace {
     /// Changed entries waiting to be rewritten from inside the guest, and the frames
     /// they let go of.
     pending: Mutex<Pending>,
+    /// Pages holding a frame now, and the most there ever were (RSS and its high-water
+    /// mark).
+    resident: AtomicU64,
+    peak: AtomicU64,
 }
 
 impl KvmAddressSpace {
@@ -79,16 +83,19 @@ impl KvmAddressSpace {
             root,
             generation: AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
+            resident: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
         })
     }
 
-    /// Tables restored from a checkpoint, in guest memory already: `root` must be an
-    /// allocated frame whose kernel-half entry points at `kernel_pdpt`, as every address
-    /// space's does.
+    /// Tables restored from a checkpoint, in guest memory already, holding `pages`
+    /// pages: `root` must be an allocated frame whose kernel-half entry points at
+    /// `kernel_pdpt`, as every address space's does.
     pub(super) fn restore(
         memory: Arc<GuestMemory>,
         root: u64,
         kernel_pdpt: Gpa,
+        pages: u64,
     ) -> Result<KvmAddressSpace, PlatformError> {
         let tables = PageTables::restore(&memory, root, kernel_pdpt)?;
         Ok(KvmAddressSpace {
@@ -97,6 +104,8 @@ impl KvmAddressSpace {
             root,
             generation: AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
+            resident: AtomicU64::new(pages),
+            peak: AtomicU64::new(pages),
         })
     }
 
@@ -211,6 +220,8 @@ impl AddressSpace for KvmAddressSpace {
         let new = user_pte(frame, perms);
         let (slot, old) = self.tables().set(&self.memory, addr, new)?;
         if old == 0 {
+            let now = self.resident.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peak.fetch_max(now, Ordering::Relaxed);
             return Ok(None);
         }
         if old & PTE_PRESENT != 0 && old != new {
@@ -229,6 +240,7 @@ impl AddressSpace for KvmAddressSpace {
             .update_range(&self.memory, start, end, &mut |addr, slot, pte| {
                 // A PROT_NONE page is not present but still holds its frame.
                 released(addr, pte_frame(pte));
+                self.resident.fetch_sub(1, Ordering::Relaxed);
                 if pte & PTE_PRESENT != 0 {
                     changed.push(slot);
                     any = true;
@@ -285,6 +297,13 @@ impl AddressSpace for KvmAddressSpace {
     fn translate(&self, addr: u64) -> Option<(Gpa, Perms)> {
         let pte = self.tables().get(&self.memory, addr & !0xfff);
         (pte & PTE_PRESENT != 0).then(|| (pte_frame(pte), pte_perms(pte)))
+    }
+
+    fn resident_pages(&self) -> (u64, u64) {
+        (
+            self.resident.load(Ordering::Relaxed),
+            self.peak.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -410,12 +410,12 @@ impl Platform for KvmPlatform {
         &self,
         root: Gpa,
     ) -> Result<Arc<dyn super::AddressSpace>, PlatformError> {
-        let pdpt = {
+        let (pdpt, pages) = {
             let k = self.kernel.lock().unwrap_or_else(|e| e.into_inner());
-            check_restored_tables(&self.memory, root, &mut self.restored_frames(&k))?;
-            k.pdpt
+            let pages = check_restored_tables(&self.memory, root, &mut self.restored_frames(&k))?;
+            (k.pdpt, pages)
         };
-        let space = KvmAddressSpace::restore(self.memory.clone(), root, pdpt)?;
+        let space = KvmAddressSpace::restore(self.memory.clone(), root, pdpt, pages)?;
         space.with_tables(|memory, tables| self.working_set().restored(memory, tables));
         Ok(Arc::new(space))
     }
@@ -498,11 +498,13 @@ impl FrameUses {
 /// like every later walk, reads each table once), no kernel frame (restoring writes the
 /// root's kernel entry) and no page mapped to the guest; a page must be no table and no
 /// kernel frame, or the guest could rewrite its own mappings or the kernel half.
+///
+/// Returns how many pages the tables hold (the address space's resident set).
 fn check_restored_tables(
     memory: &GuestMemory,
     root: Gpa,
     uses: &mut FrameUses,
-) -> Result<(), PlatformError> {
+) -> Result<u64, PlatformError> {
     // PML4 entries 0..256 map the user half (below `USER_ADDR_END`); the rest are the kernel's.
     const USER_PML4_ENTRIES: u64 = 256;
     let invalid = |what: String| {
@@ -517,11 +519,20 @@ fn check_restored_tables(
     }
     // (table, level): level 3 is the PML4.
     let mut todo = vec![(root, 3u32)];
+    let mut pages = 0;
     while let Some((table, level)) = todo.pop() {
         let entries = if level == 3 { USER_PML4_ENTRIES } else { 512 };
         for i in 0..entries {
             let entry = memory.read_u64(table + 8 * i);
-            if entry & PTE_PRESENT == 0 {
+            // A PROT_NONE page is a leaf that holds its frame without being present:
+            // mprotect makes it present again and munmap frees its frame, so it is
+            // checked like any page.
+            let holds_frame = if level == 0 {
+                entry != 0
+            } else {
+                entry & PTE_PRESENT != 0
+            };
+            if !holds_frame {
                 continue;
             }
             let frame = pte_frame(entry);
@@ -553,10 +564,12 @@ fn check_restored_tables(
             }
             if level > 0 {
                 todo.push((frame, level - 1));
+            } else {
+                pages += 1;
             }
         }
     }
-    Ok(())
+    Ok(pages)
 }
 
 impl KvmPlatform {
@@ -652,7 +665,8 @@ mod tests {
     fn restored_page_tables_are_checked_before_anything_walks_them() {
         let (mem, root, l0) = tables();
         let mut u = uses(&mem);
-        check_restored_tables(&mem, root, &mut u).expect("sound tables");
+        let pages = check_restored_tables(&mem, root, &mut u).expect("sound tables");
+        assert_eq!(pages, 3);
         assert_eq!(u.slot(4 * PAGE).copied(), Some(FrameUse::Table));
         assert_eq!(u.slot(7 * PAGE).copied(), Some(FrameUse::Page));
         // A second address space may not reuse those tables.
@@ -664,7 +678,7 @@ mod tests {
         assert!(refusal(&mem, PAGE).contains("root is already a Kernel frame"));
 
         let (l2, l1) = (3 * PAGE, 4 * PAGE);
-        let cases: [(Gpa, u64, &str); 8] = [
+        let cases: [(Gpa, u64, &str); 10] = [
             // A table entry naming a frame past guest memory: a later walk would read there.
             (
                 l2 + 8 * 7,
@@ -698,6 +712,18 @@ mod tests {
                 l0 + 8 * 9,
                 PTE_PRESENT | PTE_WRITE,
                 "as a Page, but it is already a Kernel frame",
+            ),
+            // A PROT_NONE leaf (not present, holding its frame) is a page like any
+            // other: mprotect would map it, munmap would free it.
+            (
+                l0 + 8 * 9,
+                l1 | PTE_USER,
+                "as a Page, but it is already a Table frame",
+            ),
+            (
+                l0 + 8 * 9,
+                (50 * PAGE) | PTE_USER,
+                "frame 0x32000, which is not an allocated frame",
             ),
         ];
         for (slot, entry, expected) in cases {
