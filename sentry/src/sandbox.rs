@@ -23,7 +23,6 @@ use crate::kernel::run::spawn_thread;
 use crate::kernel::signal::{self, SignalState};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
 use crate::kernel::thread_group::{Member, ThreadGroup};
-use crate::loader::LoadError;
 use crate::mm::MemoryManager;
 use crate::platform::kvm::KvmPlatform;
 use crate::platform::{Platform, PlatformError};
@@ -92,7 +91,7 @@ pub enum SandboxError {
     #[error("{path}: {errno}")]
     Exec { path: String, errno: Errno },
     #[error("{path}")]
-    Load { path: String, source: LoadError },
+    Load { path: String, source: ExecError },
     #[error("no command given")]
     NoCommand,
     #[error("no container {0:?} in this sandbox")]
@@ -334,13 +333,13 @@ impl Sandbox {
             kernel.retire_context(ctx);
             return Err(match e {
                 ExecError::Open(errno) => SandboxError::Exec { path: shown, errno },
-                ExecError::Load(source) => SandboxError::Load {
-                    path: shown,
-                    source,
-                },
                 ExecError::NoMemory => SandboxError::Exec {
                     path: shown,
                     errno: Errno::ENOMEM,
+                },
+                source => SandboxError::Load {
+                    path: shown,
+                    source,
                 },
             });
         }

@@ -6,11 +6,13 @@ use super::signal::{SigAction, SIG_IGN};
 use super::task::Task;
 use crate::abi::Errno;
 use crate::arch::fpu;
-use crate::loader::{self, ExecArgs};
+use crate::loader::{self, script, ExecArgs};
 use crate::mm::MemoryManager;
 
 /// Bound on argv + envp (Linux: a quarter of the 8 MiB stack limit).
 pub const MAX_ARG_BYTES: usize = 2 << 20;
+/// How many `#!` interpreters one execve may pass through (Linux: five, then ELOOP).
+const MAX_SCRIPT_DEPTH: usize = 5;
 
 /// Why execve failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,15 @@ pub enum ExecError {
     /// The file is not a program we can load (the message says why).
     #[error(transparent)]
     Load(#[from] loader::LoadError),
+    /// A `#!` line that names no interpreter, or one too long to read.
+    #[error("malformed #! line")]
+    BadScript,
+    /// A script's interpreter could not be opened for execution.
+    #[error("the script's interpreter {path}: {errno}")]
+    Interpreter { path: String, errno: Errno },
+    /// Scripts whose interpreters are scripts, too deep.
+    #[error("more than {MAX_SCRIPT_DEPTH} levels of #! interpreters")]
+    TooManyInterpreters,
 }
 
 impl ExecError {
@@ -33,6 +44,9 @@ impl ExecError {
             ExecError::Open(e) => *e,
             ExecError::NoMemory => Errno::ENOMEM,
             ExecError::Load(e) => e.errno(),
+            ExecError::BadScript => Errno::ENOEXEC,
+            ExecError::Interpreter { errno, .. } => *errno,
+            ExecError::TooManyInterpreters => Errno::ELOOP,
         }
     }
 }
@@ -46,11 +60,32 @@ pub fn execve(
     envp: Vec<Vec<u8>>,
 ) -> Result<(), ExecError> {
     // The lookup may pass through /proc/self (busybox re-executes /proc/self/exe).
-    let file = {
+    let open = |p: &[u8]| {
         let t: &Task = task;
-        t.fs.open_exec_with(path, &|| crate::syscalls::fs::proc_snapshot(t))
-            .map_err(ExecError::Open)?
+        t.fs.open_exec_with(p, &|| crate::syscalls::fs::proc_snapshot(t))
     };
+    let mut file = open(path).map_err(ExecError::Open)?;
+    // A `#!` script runs its interpreter, which may be a script in turn.
+    let mut argv = argv;
+    let mut script = path.to_vec();
+    for depth in 0.. {
+        let mut head = [0u8; script::HEAD_LEN];
+        let n = file
+            .read(&mut head, Some(0))
+            .map_err(|e| ExecError::Load(loader::LoadError::Read(e)))?;
+        let Some(shebang) = script::parse(&head[..n]).map_err(|_| ExecError::BadScript)? else {
+            break;
+        };
+        if depth == MAX_SCRIPT_DEPTH {
+            return Err(ExecError::TooManyInterpreters);
+        }
+        argv = shebang.argv(&script, &argv);
+        file = open(&shebang.interpreter).map_err(|errno| ExecError::Interpreter {
+            path: String::from_utf8_lossy(&shebang.interpreter).into_owned(),
+            errno,
+        })?;
+        script = shebang.interpreter;
+    }
     let resolved = file.path().into_bytes();
     let space = task
         .kernel
@@ -104,17 +139,17 @@ pub fn execve(
     task.files.close_on_exec();
     task.clear_child_tid = 0;
     task.robust_list = (0, 0);
-    // /proc/self/exe names the file actually run, after symlinks.
-    let exe = resolved;
-    task.process.comm = exe
+    // /proc/self/exe names the file actually run (a script's interpreter), after
+    // symlinks; the command name is the path execve was given, as on Linux.
+    task.process.comm = path
         .rsplit(|b| *b == b'/')
         .next()
-        .unwrap_or(&exe)
+        .unwrap_or(path)
         .iter()
         .take(15)
         .copied()
         .collect();
-    task.process.exe = exe;
+    task.process.exe = resolved;
     task.process.argv = argv;
     task.process.envp = envp;
     Ok(())

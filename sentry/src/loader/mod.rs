@@ -2,6 +2,7 @@
 //! argv/envp/auxv, and the registers the program starts with.
 
 mod elf;
+pub mod script;
 mod stack;
 
 pub use elf::{restored_image, ElfInfo, LoadError, Opener};
