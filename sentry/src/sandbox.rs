@@ -41,10 +41,12 @@ pub struct SandboxConfig {
     pub memory: u64,
     /// The sandbox's network stack, built by the caller with its link and ACL.
     pub net: Arc<netstack::stack::Stack>,
+    /// The guest's /etc/resolv.conf (None: one naming the DNS proxy alone).
+    pub resolv_conf: Option<Vec<u8>>,
 }
 
-/// What the guest's resolver is pointed at: netstack's DNS proxy.
-const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
+/// What the guest's resolver is pointed at by default: netstack's DNS proxy.
+pub(crate) const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
 /// One of a container's mounts (from the OCI spec's `mounts`).
 #[derive(Debug)]
@@ -158,6 +160,8 @@ pub struct Sandbox {
     pub(crate) containers: Mutex<HashMap<String, Container>>,
     /// Processes started by `spawn`, for `wait` and `signal`.
     pub(crate) started: Mutex<HashMap<i32, Arc<ThreadGroup>>>,
+    /// What each container's /etc/resolv.conf says (a pod's containers share one).
+    pub(crate) resolv_conf: Mutex<Vec<u8>>,
 }
 
 impl Sandbox {
@@ -174,7 +178,14 @@ impl Sandbox {
             kernel,
             containers: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            resolv_conf: Mutex::new(RESOLV_CONF.to_vec()),
         }))
+    }
+
+    /// What /etc/resolv.conf says in containers added from now on (it must name the DNS
+    /// proxy for the DNS policy to hold; see `netstack::dns::resolv_conf`).
+    pub fn set_resolv_conf(&self, text: Vec<u8>) {
+        *self.resolv_conf.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
     pub(crate) fn containers(&self) -> MutexGuard<'_, HashMap<String, Container>> {
@@ -208,7 +219,12 @@ impl Sandbox {
             .map_err(|errno| SandboxError::Exec { path: shown, errno })?;
         // Before the mounts, so that a writable bind of a host /etc is never written to. A
         // bind at /etc/resolv.conf itself is not applied (see `apply_mount`).
-        if let Err(e) = fs.write_file(b"/etc/resolv.conf", RESOLV_CONF) {
+        let resolv_conf = self
+            .resolv_conf
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Err(e) = fs.write_file(b"/etc/resolv.conf", &resolv_conf) {
             tracing::warn!("cannot provide /etc/resolv.conf: {e:?}; name lookups will fail");
         }
         for m in mounts {
@@ -532,6 +548,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
         path: config.rootfs.display().to_string(),
         error,
     })?;
+    if let Some(text) = config.resolv_conf {
+        sandbox.set_resolv_conf(text);
+    }
     sandbox.add_container("", rootfs, Vec::new())?;
     let pid = sandbox.spawn(
         "",

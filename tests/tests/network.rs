@@ -566,3 +566,195 @@ fn publish_without_a_network_namespace_relays_over_the_sandbox_loopback() {
     assert_eq!(first, "HTTP/1.1 200 OK | count 1");
     assert_eq!(second, "HTTP/1.1 200 OK | count 2");
 }
+
+/// A network beyond the host, as an outside server would sit: a namespace with a veth to
+/// the host on `10.203.N.0/24` and no route anywhere else, so it can answer the sandbox
+/// only if what the sandbox sends arrives masqueraded as the host.
+struct Outside {
+    name: String,
+    /// The namespace's own address (the host's end is `.1`).
+    addr: Ipv4Addr,
+    host_addr: Ipv4Addr,
+}
+
+impl Outside {
+    /// The namespace for test `tag`; `slot` (0 or 1) keeps the tests of one run, which
+    /// run at once, on different subnets.
+    fn create(tag: &str, slot: u8) -> Outside {
+        require_root();
+        let pid = std::process::id();
+        let name = format!("nvt-{tag}-{pid}");
+        // A subnet no other test uses; the pid spreads concurrent runs.
+        let n = 100 + 2 * (pid % 50) as u8 + slot;
+        let host_if = format!("nvt{n}{}", &tag[..tag.len().min(4)]);
+        let (host_addr, addr) = (Ipv4Addr::new(10, 203, n, 1), Ipv4Addr::new(10, 203, n, 2));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        ip(&["netns", "add", &name]);
+        let outside = Outside {
+            name: name.clone(),
+            addr,
+            host_addr,
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ]);
+        ip(&["addr", "add", &format!("{host_addr}/24"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        outside
+    }
+
+    /// Run `f` on a thread inside the namespace (sockets it opens belong there).
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("opening the namespace");
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns on an fd we own; it moves only this thread.
+            let r = unsafe { libc_setns(ns.as_raw_fd(), 0x4000_0000) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in the outside namespace")
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // The veth goes with the namespace.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+extern "C" {
+    #[link_name = "setns"]
+    fn libc_setns(fd: i32, nstype: i32) -> i32;
+}
+
+/// An HTTP server that answers every request with the address the request came from.
+fn peer_echo_server(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let mut conn = conn;
+            let peer = conn
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{peer}",
+                peer.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+}
+
+#[test]
+fn a_sandbox_reaches_beyond_the_host_masqueraded_as_the_host() {
+    let outside = Outside::create("nat", 0);
+    let addr = outside.addr;
+    let listener = outside.inside(move || TcpListener::bind((addr, 0)).expect("bind outside"));
+    let port = listener.local_addr().expect("addr").port();
+    peer_echo_server(listener);
+    let mut sb = Sandbox::start(&[], "net_client.js", &[]);
+    let url = format!("http://{addr}:{port}/");
+    // The outside server saw the host's address on its link, not the sandbox's.
+    assert_eq!(
+        sb.ask(&format!("get {url}")),
+        format!("get {url} 200 {}", outside.host_addr),
+        "runsc stderr:\n{}",
+        sb.stderr()
+    );
+    let host_if = sb.host_if.clone();
+    drop(sb);
+    // The rules went with the sandbox.
+    let rules = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S", "POSTROUTING"])
+        .output()
+        .expect("iptables");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&host_if),
+        "{host_if}'s NAT rule is left:\n{rules}"
+    );
+}
+
+#[test]
+fn the_root_file_systems_resolv_conf_names_the_upstream_and_search_domains() {
+    let outside = Outside::create("dns", 1);
+    let addr = outside.addr;
+    let answer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77));
+    let server = outside.inside(move || {
+        TestDnsServer::start(
+            SocketAddr::new(IpAddr::V4(addr), 53),
+            &[("app.corp.test", answer)],
+        )
+        .expect("starting the DNS server outside")
+    });
+    // A root file system of busybox and a resolv.conf naming the outside resolver, a
+    // search domain and an option.
+    let root = tempdir("resolv-root");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox");
+    std::fs::write(
+        root.join("etc/resolv.conf"),
+        format!("nameserver {addr}\nsearch corp.test\noptions ndots:2\n"),
+    )
+    .expect("resolv.conf");
+    let out = nanovisor_tests::run({
+        let mut cmd = Command::new(runsc());
+        cmd.args(["do", "--network", "sandbox", "--rootfs"])
+            .arg(&root)
+            .args([
+                "--",
+                "/bin/busybox",
+                "sh",
+                "-c",
+                "cat /etc/resolv.conf; /bin/busybox nslookup app.corp.test",
+            ]);
+        cmd
+    });
+    let text = out.stdout_str();
+    assert!(
+        text.contains("nameserver 127.0.0.53\nsearch corp.test\noptions ndots:2\n"),
+        "the guest's resolv.conf:\n{text}\n{}",
+        out.stderr_str()
+    );
+    assert!(
+        text.contains(&answer.to_string()),
+        "no answer through the proxy:\n{text}\n{}",
+        out.stderr_str()
+    );
+    assert!(
+        server.queries().iter().any(|q| q == "app.corp.test"),
+        "{:?}",
+        server.queries()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

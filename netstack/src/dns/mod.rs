@@ -15,6 +15,7 @@
 
 pub mod message;
 pub mod proxy;
+pub mod resolv_conf;
 
 pub use proxy::{DnsProxy, Outgoing};
 

@@ -46,15 +46,20 @@ pub fn netns_path(spec: &Spec) -> Option<std::path::PathBuf> {
 }
 
 /// Build the stack: adopt the spec's network namespace when it has one with an address.
+/// The DNS proxy forwards to `dns_upstream` when the policy names no resolvers.
 /// Returns the stack and the adopted namespace (kept alive with the sandbox).
 pub fn build_stack(
     id: &str,
     spec: &Spec,
     acl: Arc<Acl>,
+    dns_upstream: Vec<std::net::SocketAddr>,
 ) -> anyhow::Result<(Arc<Stack>, Option<AdoptedNetns>)> {
     let Some(path) = netns_path(spec) else {
-        let stack =
-            Stack::new(StackConfig::default(), acl).context("starting the network stack")?;
+        let config = StackConfig {
+            link: None,
+            dns_upstream,
+        };
+        let stack = Stack::new(config, acl).context("starting the network stack")?;
         return Ok((Arc::new(stack), None));
     };
     let ns = AdoptedNetns::adopt(&path, None)
@@ -74,7 +79,7 @@ pub fn build_stack(
     let stack = Stack::new(
         StackConfig {
             link: Some(link),
-            dns_upstream: Vec::new(),
+            dns_upstream,
         },
         acl,
     )

@@ -177,7 +177,15 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         .with_context(|| format!("opening {} for reading", audit_path.display()))?;
     let acl = Arc::new(Acl::new(policy, audit));
     steps.done("root file system, mounts and policy");
-    let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone())?;
+    // The resolv.conf the container would have had: its nameservers become the DNS
+    // proxy's upstreams, its search domains and options the guest's.
+    let resolver = crate::network::resolver::for_container(&spec, &args.bundle, &rootfs);
+    let upstreams = resolver.as_ref().map(|r| r.upstreams()).unwrap_or_default();
+    let guest_resolv_conf = resolver.map(|r| {
+        r.for_guest(netstack::stack::DNS_PROXY_ADDR.into())
+            .into_bytes()
+    });
+    let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone(), upstreams)?;
     steps.done("network");
     let join_cgroup = |steps: &mut Steps| {
         let joined = cgroup
@@ -193,13 +201,29 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
         // grace period on cgroup v1, ~6 ms here) overlaps with the build.
         Some(image) => {
             let built = restore_sandbox(args, image, stack, root_source, mounts, &mut steps)?;
+            // The restored container keeps the resolv.conf of its image; a pod's later
+            // containers get this one's.
+            if let (Built::Restored(sandbox, _), Some(text)) = (&built, &guest_resolv_conf) {
+                sandbox.set_resolv_conf(text.clone());
+            }
             (join_cgroup(&mut steps)?, built)
         }
         // A new sandbox loads the app into guest memory as it is built, and pages are
         // charged to whoever writes them first: join before.
         None => {
             let cgroup = join_cgroup(&mut steps)?;
-            let built = new_sandbox(args, &spec, process, stack, root_source, mounts, &rootfs)?;
+            let built = new_sandbox(
+                args,
+                &spec,
+                process,
+                stack,
+                FileSystem {
+                    root_source,
+                    mounts,
+                    resolv_conf: guest_resolv_conf,
+                },
+                &rootfs,
+            )?;
             (cgroup, built)
         }
     };
@@ -249,15 +273,26 @@ enum Built {
     Restored(Arc<Sandbox>, i32),
 }
 
+/// A new container's files: its root, its mounts, and what its /etc/resolv.conf says.
+struct FileSystem {
+    root_source: HostSource,
+    mounts: Vec<sentry::sandbox::MountSpec>,
+    resolv_conf: Option<Vec<u8>>,
+}
+
 fn new_sandbox(
     args: &BootArgs,
     spec: &Spec,
     process: &oci_spec::runtime::Process,
     stack: Arc<netstack::stack::Stack>,
-    root_source: HostSource,
-    mounts: Vec<sentry::sandbox::MountSpec>,
+    fs: FileSystem,
     rootfs: &Path,
 ) -> anyhow::Result<Built> {
+    let FileSystem {
+        root_source,
+        mounts,
+        resolv_conf,
+    } = fs;
     let hostname = spec
         .hostname()
         .clone()
@@ -265,6 +300,9 @@ fn new_sandbox(
     let sandbox = Sandbox::new(memory_limit(spec), hostname.as_bytes(), stack)?;
     if confine::seccomp::debug_hooks_requested() {
         sandbox.enable_debug_hooks();
+    }
+    if let Some(text) = resolv_conf {
+        sandbox.set_resolv_conf(text);
     }
     sandbox
         .add_container(&args.id, root_source, mounts)

@@ -209,7 +209,13 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
             Some(link)
         }
     };
+    // The root file system's resolv.conf: its search domains and options for the guest,
+    // its nameservers the proxy's upstreams unless --dns-upstream names some.
+    let resolver = crate::network::resolver::from_rootfs(&args.rootfs);
     let mut dns_upstream = Vec::new();
+    if upstreams.is_empty() && link.is_some() {
+        dns_upstream = resolver.as_ref().map(|r| r.upstreams()).unwrap_or_default();
+    }
     for u in upstreams {
         dns_upstream.push(match (u, gateway) {
             (Upstream::Addr(a), _) => a,
@@ -237,6 +243,10 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
         hostname: args.hostname.into_bytes(),
         memory: args.memory_mib << 20,
         net,
+        resolv_conf: resolver.map(|r| {
+            r.for_guest(netstack::stack::DNS_PROXY_ADDR.into())
+                .into_bytes()
+        }),
     })?;
     drop(forwards);
     drop(netns);

@@ -16,6 +16,9 @@
 //! the next [`SandboxNetns::create`] anyway (each carries its owner's pid and start time in its
 //! alias).
 //!
+//! Beyond the host: the sandbox's address is masqueraded (see [`super::nat`]), so it reaches
+//! what the host reaches, as a container on Docker's default bridge does.
+//!
 //! Concurrency: `create` holds an exclusive `flock` on [`LOCK_PATH`] while it picks a subnet and
 //! until the host address is assigned, so concurrent runsc processes never pick the same one.
 //!
@@ -66,6 +69,8 @@ pub struct SandboxNetns {
     pub guest_if: String,
     /// Whether the veth pair exists (so `Drop` has something to delete).
     veth_created: bool,
+    /// The rules that carry the sandbox's traffic beyond the host (None: no NAT).
+    nat: Option<super::nat::Masquerade>,
     inside: NsThread,
 }
 
@@ -107,6 +112,7 @@ impl SandboxNetns {
             guest_if: GUEST_IF.to_owned(),
             host_if,
             veth_created: false,
+            nat: None,
             inside,
         };
         // From here on, a failure drops `netns`, which undoes whatever was done.
@@ -143,6 +149,18 @@ impl SandboxNetns {
             .with_context(|| format!("bringing {host_if} up"))?;
         // The address is visible to other runsc processes now.
         drop(lock);
+
+        let mut live = links;
+        live.insert(netns.host_if.clone());
+        netns.nat = match super::nat::Masquerade::add(&netns.host_if, netns.guest_addr, &live) {
+            Ok(nat) => Some(nat),
+            Err(e) => {
+                tracing::warn!(
+                    "no NAT for sandbox {sandbox_id}: it reaches this host but nothing beyond: {e:#}"
+                );
+                None
+            }
+        };
 
         netns
             .inside
@@ -196,6 +214,7 @@ impl SandboxNetns {
 
 impl Drop for SandboxNetns {
     fn drop(&mut self) {
+        drop(self.nat.take());
         if self.veth_created {
             // Deleting one end deletes both.
             if let Err(e) = delete_link(&self.host_if) {
