@@ -6,17 +6,26 @@
 //! back from. Every other command's stdout and stderr come back through pipes. Exits are
 //! taken from [`Exits`], never from `Child::wait` (see exits.rs).
 
-use std::io::Read as _;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
-use crate::exits::Exits;
+use crate::exits::{Exit, Exits};
 
 /// How long any runsc command may take. `create` waits up to a minute for its sandbox.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A command still running after this is logged (a warning, in containerd's log), and
+/// again every time this much more has passed: containerd's clients give up on a call
+/// long before [`COMMAND_TIMEOUT`], and then the log tells where the time went.
+const SLOW_COMMAND: Duration = Duration::from_secs(10);
+
+/// How long a command's output may take to end after its exit (a process that
+/// inherited its stdout or stderr and outlives it would keep it open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 
 /// The longest output read from a command.
 const MAX_OUTPUT: u64 = 16 << 20;
@@ -229,30 +238,20 @@ impl Runsc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let shown = describe(&cmd);
         let mut child = cmd.spawn().map_err(|source| RunscError::Spawn {
             binary: self.binary.clone(),
             source,
         })?;
         let pid = child.id() as i32;
-        // stderr in a thread, so that neither pipe can fill while the other is read.
-        let stderr = child.stderr.take().map(|mut pipe| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = (&mut pipe).take(MAX_OUTPUT).read_to_string(&mut text);
-                text
-            })
-        });
-        let mut stdout = String::new();
-        if let Some(pipe) = child.stdout.take() {
-            let _ = pipe.take(MAX_OUTPUT).read_to_string(&mut stdout);
-        }
-        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-        let exit =
-            self.exits
-                .wait(pid, Some(COMMAND_TIMEOUT))
-                .ok_or_else(|| RunscError::Timeout {
-                    command: command.into(),
-                })?;
+        // Both pipes in threads: neither can fill while the other is read, and the
+        // command's timeout holds even if something it started keeps a pipe open.
+        let stdout = child.stdout.take().map(read_to_end_in_thread);
+        let stderr = child.stderr.take().map(read_to_end_in_thread);
+        let exit = self.wait_exit(pid, command, &shown)?;
+        let deadline = Instant::now() + OUTPUT_GRACE;
+        let stdout = stdout.map_or_else(String::new, |r| collect_output(r, deadline, &shown));
+        let stderr = stderr.map_or_else(String::new, |r| collect_output(r, deadline, &shown));
         if exit.status != 0 {
             return Err(RunscError::Failed {
                 command: command.into(),
@@ -260,6 +259,32 @@ impl Runsc {
             });
         }
         Ok(Output { stdout })
+    }
+
+    /// Waits for the exit of command `pid` (at most [`COMMAND_TIMEOUT`]), logging it while
+    /// it is slow.
+    fn wait_exit(&self, pid: i32, command: &str, shown: &str) -> Result<Exit, RunscError> {
+        let started = Instant::now();
+        loop {
+            let left = COMMAND_TIMEOUT.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                containerd_shim::error!("{shown} (pid {pid}): no exit within {COMMAND_TIMEOUT:?}");
+                return Err(RunscError::Timeout {
+                    command: command.into(),
+                });
+            }
+            if let Some(exit) = self.exits.wait(pid, Some(left.min(SLOW_COMMAND))) {
+                let took = started.elapsed();
+                if took >= SLOW_COMMAND {
+                    containerd_shim::warn!("{shown} (pid {pid}): exited after {took:?}");
+                }
+                return Ok(exit);
+            }
+            containerd_shim::warn!(
+                "{shown} (pid {pid}): still running after {:?}",
+                started.elapsed()
+            );
+        }
     }
 
     /// Runs a command whose children outlive it with the container's stdio; on failure the
@@ -278,14 +303,10 @@ impl Runsc {
             binary: self.binary.clone(),
             source,
         })?;
+        let shown = describe(&cmd);
         // Our copies of the container's fds went with `cmd`; the sandbox has its own.
         drop(cmd);
-        let exit = self
-            .exits
-            .wait(child.id() as i32, Some(COMMAND_TIMEOUT))
-            .ok_or_else(|| RunscError::Timeout {
-                command: command.into(),
-            })?;
+        let exit = self.wait_exit(child.id() as i32, command, &shown)?;
         if exit.status != 0 {
             let logged = std::fs::read_to_string(log).unwrap_or_default();
             return Err(RunscError::Failed {
@@ -295,6 +316,35 @@ impl Runsc {
         }
         Ok(())
     }
+}
+
+/// The command line, for the log.
+fn describe(cmd: &Command) -> String {
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+    format!("runsc {}", args.join(" "))
+}
+
+/// Reads `pipe` to its end on a thread of its own; the text comes through the channel.
+fn read_to_end_in_thread(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = (&mut pipe).take(MAX_OUTPUT).read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    rx
+}
+
+/// The output a reader thread got, waiting for it until `deadline` (then nothing: the
+/// thread stays blocked until whoever holds the pipe closes it).
+fn collect_output(reader: mpsc::Receiver<String>, deadline: Instant, shown: &str) -> String {
+    let left = deadline.saturating_duration_since(Instant::now());
+    reader.recv_timeout(left).unwrap_or_else(|_| {
+        containerd_shim::warn!(
+            "{shown}: its output did not end within {OUTPUT_GRACE:?} of its exit"
+        );
+        String::new()
+    })
 }
 
 /// Where runsc logs for a container: `log.json` in its bundle, as runc's shim has it.

@@ -34,17 +34,61 @@ pub enum StdioError {
 }
 
 /// The write end of a relayed stdin; `close` makes the process read end-of-file.
+///
+/// `close` never waits for the relay: the shim calls it with its container table locked
+/// (on CloseIO, and when the process exits), and the relay's write blocks for as long as
+/// the process leaves a full pipe unread. The relay takes the pipe out of the shared slot
+/// for each write, so the lock is never held across one; a `close` during a write leaves
+/// the closing to the relay, which drops the pipe as soon as that write is done.
 #[derive(Clone, Default)]
 pub struct StdinRelay {
-    writer: Arc<Mutex<Option<File>>>,
+    slot: Arc<Mutex<RelaySlot>>,
+}
+
+#[derive(Default)]
+struct RelaySlot {
+    /// The pipe's write end, unless the relay is writing to it (or it is closed).
+    writer: Option<File>,
+    closed: bool,
 }
 
 impl StdinRelay {
+    fn new(writer: File) -> StdinRelay {
+        StdinRelay {
+            slot: Arc::new(Mutex::new(RelaySlot {
+                writer: Some(writer),
+                closed: false,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RelaySlot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the pipe (at once, or after the write under way): the process reads
+    /// end-of-file once it has read what was written.
     pub fn close(&self) {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let mut slot = self.lock();
+        slot.closed = true;
+        slot.writer.take();
+    }
+
+    /// The pipe for one write, unless the relay has been closed.
+    fn take_for_write(&self) -> Option<File> {
+        let mut slot = self.lock();
+        if slot.closed {
+            return None;
+        }
+        slot.writer.take()
+    }
+
+    /// Gives the pipe back after a write; drops it if `close` came meanwhile.
+    fn give_back(&self, writer: File) {
+        let mut slot = self.lock();
+        if !slot.closed {
+            slot.writer = Some(writer);
+        }
     }
 }
 
@@ -62,9 +106,7 @@ pub fn open(
             // process from ever reading end-of-file.
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| StdioError::Pipe(e.into()))?;
-            let relay = StdinRelay {
-                writer: Arc::new(Mutex::new(Some(File::from(write)))),
-            };
+            let relay = StdinRelay::new(File::from(write));
             relay_stdin(path, relay.clone());
             (Some(read), Some(relay))
         }
@@ -135,9 +177,13 @@ fn relay_stdin(path: String, relay: StdinRelay) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let mut writer = relay.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(w) = writer.as_mut() else { break };
-                if w.write_all(&buf[..n]).is_err() {
+                // Not under the lock: this blocks while the process leaves the pipe full.
+                let Some(mut w) = relay.take_for_write() else {
+                    break;
+                };
+                let written = w.write_all(&buf[..n]);
+                relay.give_back(w);
+                if written.is_err() {
                     break;
                 }
             }
@@ -150,6 +196,8 @@ fn relay_stdin(path: String, relay: StdinRelay) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd as _;
+
     use super::*;
 
     #[test]
@@ -198,5 +246,74 @@ mod tests {
             .expect("read to end-of-file");
         assert_eq!(read, "hello");
         relay.expect("relay").close();
+    }
+
+    #[test]
+    fn closing_does_not_wait_for_a_process_that_does_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("in");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (stdio, relay) = open(fifo.to_str().expect("utf-8"), "", "").expect("opened");
+        let relay = relay.expect("relay");
+        // More than a pipe holds: the relay blocks in a write, since nobody reads yet.
+        let fifo_path = fifo.clone();
+        let feeder = std::thread::spawn(move || {
+            let mut writer = OpenOptions::new()
+                .write(true)
+                .open(&fifo_path)
+                .expect("writer");
+            // The relay stops reading once closed: the rest fails with EPIPE.
+            let _ = writer.write_all(&vec![b'x'; 1 << 20]);
+        });
+        // Until the pipe holds a chunk or more (the relay's next writes fill it and block).
+        let stdin = stdio.stdin.expect("stdin");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: FIONREAD stores one c_int through the pointer, which points at
+            // `queued`; the fd is the pipe's read end, open for the whole call.
+            let r = unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut queued) };
+            assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+            if queued >= 32 * 1024 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay wrote nothing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let closer = relay.clone();
+        std::thread::spawn(move || {
+            closer.close();
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_ok(),
+            "close waited for the relay's blocked write"
+        );
+        // Once the process reads, it gets what was written, then end-of-file.
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let read = File::from(stdin).read_to_end(&mut got).map(|_| got);
+            let _ = read_tx.send(read);
+        });
+        let got = read_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("end-of-file after the close")
+            .expect("read");
+        assert!(
+            !got.is_empty() && got.len() < 1 << 20,
+            "{} bytes",
+            got.len()
+        );
+        assert!(got.iter().all(|&b| b == b'x'));
+        feeder.join().expect("feeder");
     }
 }
