@@ -121,6 +121,8 @@ pub struct ProcessSpec {
     pub cwd: Vec<u8>,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
     pub stdio: Stdio,
     /// (RLIMIT_* resource, soft, hard).
     pub rlimits: Vec<(u32, u64, u64)>,
@@ -309,12 +311,7 @@ impl Sandbox {
                 ..Default::default()
             },
             tid: pid,
-            creds: Credentials {
-                uid: spec.uid,
-                euid: spec.uid,
-                gid: spec.gid,
-                egid: spec.gid,
-            },
+            creds: Credentials::new(spec.uid, spec.gid, spec.additional_gids),
             rlimits,
             signals: SignalState {
                 actions: group.actions.clone(),
@@ -560,6 +557,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
             cwd: config.cwd,
             uid: 0,
             gid: 0,
+            additional_gids: Vec::new(),
             stdio: Stdio::Inherit,
             rlimits: Vec::new(),
         },

@@ -28,3 +28,8 @@ fn thread_bomb_gets_eagain() {
         "{out:?}"
     );
 }
+
+#[test]
+fn credentials_change_as_on_linux() {
+    check_guest("creds", &[], 0);
+}

@@ -132,6 +132,7 @@ pub fn process_spec(
         },
         uid: p.uid,
         gid: p.gid,
+        additional_gids: p.additional_gids.clone(),
         stdio,
         rlimits: p
             .rlimits

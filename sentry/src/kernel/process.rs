@@ -92,7 +92,7 @@ fn fork_reserved(
         fs: t.fs.fork(),
         process,
         tid: pid,
-        creds: t.creds,
+        creds: t.creds.clone(),
         rlimits: t.rlimits,
         signals: SignalState {
             actions: group.actions.clone(),

@@ -134,7 +134,7 @@ fn snapshot(task: &Task, ctx: &mut dyn Context) -> super::freeze::ThreadSnapshot
         cwd: task.fs.cwd.clone(),
         umask: task.fs.umask,
         process: task.process.clone(),
-        creds: task.creds,
+        creds: task.creds.clone(),
         rlimits: task.rlimits,
         mask: task.signals.mask,
         altstack: task.signals.altstack,

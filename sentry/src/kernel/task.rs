@@ -217,14 +217,7 @@ pub fn guest_cpus() -> usize {
         .min(64)
 }
 
-/// Credentials of a task.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Credentials {
-    pub uid: u32,
-    pub euid: u32,
-    pub gid: u32,
-    pub egid: u32,
-}
+pub use super::creds::Credentials;
 
 /// What /proc and getpid see of the process a task belongs to.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]

@@ -125,7 +125,7 @@ impl SaveContext {
                     umask: t.umask,
                 },
                 process: t.process.clone(),
-                creds: t.creds,
+                creds: t.creds.clone(),
                 rlimits: t.rlimits,
                 mask: t.mask,
                 altstack: t.altstack,

@@ -31,8 +31,8 @@ pub use error::StateError;
 use registry::{RestoreTable, SaveTable};
 
 /// The version of this serialized form; any change to a saved struct bumps it, and a
-/// state of another version is refused.
-pub const STATE_VERSION: u32 = 1;
+/// state of another version is refused. 2: credentials carry saved ids and groups.
+pub const STATE_VERSION: u32 = 2;
 
 /// Everything of a sandbox but its guest memory's contents.
 #[derive(Serialize, Deserialize)]

@@ -9,18 +9,26 @@ use crate::syscall;
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(24, sched_yield, Full, "", sys_sched_yield),
     syscall!(39, getpid, Full, "", sys_getpid),
-    syscall!(59, execve, Partial, "single-threaded processes; static and static-PIE programs (no PT_INTERP, no #! scripts yet → ENOEXEC)", sys_execve),
+    syscall!(59, execve, Partial, "ELF programs (static, static-PIE, dynamic with PT_INTERP) and #! scripts (five levels); other threads end first; set-user-ID and set-group-ID bits are ignored", sys_execve),
     syscall!(60, exit, Full, "", sys_exit),
     syscall!(97, getrlimit, Full, "", sys_getrlimit),
     syscall!(102, getuid, Full, "", sys_getuid),
     syscall!(104, getgid, Full, "", sys_getgid),
     syscall!(107, geteuid, Full, "", sys_geteuid),
     syscall!(108, getegid, Full, "", sys_getegid),
+    syscall!(105, setuid, Full, "", sys_setuid),
+    syscall!(106, setgid, Full, "", sys_setgid),
     syscall!(109, setpgid, Partial, "only the calling process (pid 0 or own pid)", sys_setpgid),
     syscall!(110, getppid, Full, "", sys_getppid),
     syscall!(111, getpgrp, Full, "", sys_getpgrp),
     syscall!(112, setsid, Full, "", sys_setsid),
+    syscall!(113, setreuid, Full, "", sys_setreuid),
+    syscall!(114, setregid, Full, "", sys_setregid),
+    syscall!(115, getgroups, Full, "", sys_getgroups),
+    syscall!(116, setgroups, Partial, "root only (CAP_SETGID); the groups are kept and reported, but file permission checks use the effective gid alone", sys_setgroups),
+    syscall!(117, setresuid, Full, "", sys_setresuid),
     syscall!(118, getresuid, Full, "", sys_getresuid),
+    syscall!(119, setresgid, Full, "", sys_setresgid),
     syscall!(120, getresgid, Full, "", sys_getresgid),
     syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
     syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
@@ -70,18 +78,74 @@ fn write_ids(t: &Task, addrs: [u64; 3], ids: [u32; 3]) -> SyscallResult {
     Ok(0)
 }
 fn sys_getresuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    write_ids(
-        t,
-        [a[0], a[1], a[2]],
-        [t.creds.uid, t.creds.euid, t.creds.euid],
-    )
+    let ids = [t.creds.uid, t.creds.euid, t.creds.suid];
+    write_ids(t, [a[0], a[1], a[2]], ids)
 }
 fn sys_getresgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    write_ids(
-        t,
-        [a[0], a[1], a[2]],
-        [t.creds.gid, t.creds.egid, t.creds.egid],
-    )
+    let ids = [t.creds.gid, t.creds.egid, t.creds.sgid];
+    write_ids(t, [a[0], a[1], a[2]], ids)
+}
+
+// Ids are 32-bit: the kernel reads the low half of each argument.
+fn id(arg: u64) -> u32 {
+    arg as u32
+}
+fn sys_setuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setuid(id(a[0])).map(|_| 0)
+}
+fn sys_setgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setgid(id(a[0])).map(|_| 0)
+}
+fn sys_setreuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setreuid(id(a[0]), id(a[1])).map(|_| 0)
+}
+fn sys_setregid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setregid(id(a[0]), id(a[1])).map(|_| 0)
+}
+fn sys_setresuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setresuid([id(a[0]), id(a[1]), id(a[2])]).map(|_| 0)
+}
+fn sys_setresgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.creds.setresgid([id(a[0]), id(a[1]), id(a[2])]).map(|_| 0)
+}
+fn sys_getgroups(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let size = a[0] as i32;
+    let n = t.creds.groups.len();
+    if size < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if size == 0 {
+        return Ok(n as u64);
+    }
+    if (size as usize) < n {
+        return Err(Errno::EINVAL);
+    }
+    let bytes: Vec<u8> = t
+        .creds
+        .groups
+        .iter()
+        .flat_map(|g| g.to_le_bytes())
+        .collect();
+    t.mm.copy_out(a[1], &bytes)?;
+    Ok(n as u64)
+}
+fn sys_setgroups(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let size = a[0] as i32;
+    if !t.creds.may_set_groups() {
+        return Err(Errno::EPERM);
+    }
+    if size < 0 || size as usize > crate::kernel::creds::NGROUPS_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = vec![0u8; size as usize * 4];
+    if size > 0 {
+        t.mm.copy_in(a[1], &mut bytes)?;
+    }
+    let groups = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    t.creds.setgroups(groups).map(|_| 0)
 }
 fn sys_getpgrp(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(t.process.pgid as u64)

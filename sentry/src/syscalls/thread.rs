@@ -153,7 +153,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         fs: t.fs.fork(),
         process: t.process.clone(),
         tid,
-        creds: t.creds,
+        creds: t.creds.clone(),
         rlimits: t.rlimits,
         signals: SignalState {
             actions: t.signals.actions.clone(),

@@ -25,6 +25,11 @@ pub struct ProcSnapshot {
     pub tid: i32,
     pub uid: u32,
     pub gid: u32,
+    /// Real, effective and saved user and group ids, and supplementary groups
+    /// (/proc/PID/status).
+    pub uids: [u32; 3],
+    pub gids: [u32; 3],
+    pub groups: Vec<u32>,
     pub umask: u32,
     /// Executable path (/proc/self/exe).
     pub exe: Vec<u8>,
@@ -348,7 +353,7 @@ impl ProcNode {
         let (rss, hwm) = (s.rss / 1024, s.rss_peak / 1024);
         format!(
             "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
-             Uid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\nFDSize:\t64\nGroups:\t\n\
+             Uid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t64\nGroups:\t{groups}\n\
              VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{hwm:8} kB\nVmRSS:\t{rss:8} kB\nRssAnon:\t{rss:8} kB\n\
              Threads:\t1\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
              SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n\
@@ -358,9 +363,21 @@ impl ProcNode {
             String::from_utf8_lossy(&s.comm),
             s.umask,
             s.ppid,
+            // The fourth is the file-system id, which follows the effective one.
+            s.uids[0],
+            s.uids[1],
+            s.uids[2],
+            s.uids[1],
+            s.gids[0],
+            s.gids[1],
+            s.gids[2],
+            s.gids[1],
             pid = s.pid,
-            u = s.uid,
-            g = s.gid,
+            groups = s
+                .groups
+                .iter()
+                .map(|g| format!("{g} "))
+                .collect::<String>(),
         )
         .into_bytes()
     }
