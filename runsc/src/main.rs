@@ -7,6 +7,15 @@
 //! error line in that file (containerd reads the last one); OCI commands exit 1 on error,
 //! as runc does.
 
+/// `eprintln!` that cannot panic: stderr may be a pipe whose reader has gone (`runsc do …
+/// 2>&1 | head`), and a message about the sandbox must never bring the sandbox down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod acl_convert;
 mod boot;
 mod commands;
@@ -169,6 +178,10 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     // Colours only for a person at a terminal, never in a log file (`--log`, boot.log).
     let ansi = cli.log.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        // A log line that cannot be written is lost, not reported on stderr with a panic
+        // (tracing-subscriber's eprintln!) in whichever thread logged it: a guest thread
+        // that dies so never leaves its process, and the sandbox waits for it forever.
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_target(false);
@@ -216,13 +229,13 @@ fn log_error(global: &GlobalOpts, message: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
     if let Err(e) = init_logging(&cli) {
-        eprintln!("runsc: {e:#}");
+        say!("runsc: {e:#}");
         return ExitCode::from(125);
     }
     let root = match container::dir::Root::new(&cli.root) {
         Ok(r) => r.path().to_path_buf(),
         Err(e) => {
-            eprintln!("runsc: {e}");
+            say!("runsc: {e}");
             return ExitCode::from(1);
         }
     };
@@ -270,7 +283,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             if !quiet {
-                eprintln!("runsc: {message}");
+                say!("runsc: {message}");
             }
             log_error(&global, &message);
             if is_do {

@@ -173,3 +173,34 @@ fn enosys_logged_once() {
         "expected one log line about syscall 1000 on stderr, got {mentions}:\n{stderr}"
     );
 }
+
+/// A sandbox whose stderr's reader has gone (`runsc do … 2>&1 | head`) still ends: its
+/// log lines are lost, and no thread dies of the failed write. A guest thread once
+/// panicked writing its ENOSYS warning and vanished without leaving its process, and the
+/// sandbox waited for it forever.
+#[test]
+fn a_sandbox_whose_stderr_is_gone_still_ends() {
+    let mut child = Command::new(runsc())
+        .args(["do", "--"])
+        .arg(guest_bin("errors"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning runsc");
+    drop(child.stderr.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("runsc do did not end within 30 s of its stderr's reader going");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The program's own status (errors exits 0), not a panic's 101.
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -90,7 +90,7 @@ impl Progress {
         if self.tty {
             eprint!("\r\x1b[2K[{t:6.2} s] {what}");
         } else if *self.last.borrow() != what {
-            eprintln!("[{t:6.2} s] {what}");
+            say!("[{t:6.2} s] {what}");
             *self.last.borrow_mut() = what.to_string();
         }
     }
@@ -98,7 +98,7 @@ impl Progress {
     fn done(&self, what: &str) {
         self.say(what);
         if self.tty {
-            eprintln!();
+            say!();
         }
     }
 }
@@ -198,7 +198,7 @@ fn build(args: &BuildArgs, global: &GlobalOpts, work: &Path) -> anyhow::Result<P
                 true
             }
             Err(e) => {
-                eprintln!("warning: warm-up of {to} stopped: {e:#}; checkpointing as is");
+                say!("warning: warm-up of {to} stopped: {e:#}; checkpointing as is");
                 false
             }
         };
@@ -419,7 +419,7 @@ fn build_netns() -> Option<SandboxNetns> {
     match made {
         Ok(ns) => Some(ns),
         Err(e) => {
-            eprintln!("warning: no network namespace for the app ({e:#}): no warm-up");
+            say!("warning: no network namespace for the app ({e:#}): no warm-up");
             None
         }
     }
@@ -433,7 +433,7 @@ fn app_network(bundle: &Path) -> Option<Configuration> {
         .ok()
         .and_then(|spec| crate::boot::network::netns_path(&spec));
     let Some(path) = path else {
-        eprintln!(
+        say!(
             "warning: the bundle names no network namespace to reach the app through: \
              no warm-up"
         );
@@ -442,7 +442,7 @@ fn app_network(bundle: &Path) -> Option<Configuration> {
     match Configuration::read(&path) {
         Ok(net) => Some(net),
         Err(e) => {
-            eprintln!("warning: {e:#}: no warm-up");
+            say!("warning: {e:#}: no warm-up");
             None
         }
     }
@@ -457,7 +457,7 @@ fn app_address(net: &Configuration) -> Option<IpAddr> {
         .or(addrs.first())
         .map(|a| a.addr());
     if first.is_none() {
-        eprintln!("warning: the app's network namespace has no address: no warm-up");
+        say!("warning: the app's network namespace has no address: no warm-up");
     }
     first
 }

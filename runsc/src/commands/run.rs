@@ -139,7 +139,7 @@ fn report_sandbox_death(id: &str, sig: i32, global: &GlobalOpts) {
     };
     let message =
         format!("the sandbox process of container {id:?} was killed by signal {sig} ({name}){why}");
-    eprintln!("runsc: {message}");
+    say!("runsc: {message}");
     if global.log.is_some() {
         tracing::error!("{message}");
     }

@@ -185,13 +185,13 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
                 .run_inside(move || PacketLink::open(&ifname))?
                 .with_context(|| format!("opening {} in the sandbox's namespace", ns.guest_if))?;
             let guest = ns.guest_addr;
-            eprintln!(
+            say!(
                 "runsc: sandbox {id}: address {guest}/{} (host side {} on {})",
                 ns.prefix_len, ns.host_addr, ns.host_if
             );
             for (host_port, guest_port) in &publish {
                 let fwd = PortForward::start(*host_port, SocketAddr::new(guest.into(), *guest_port))?;
-                eprintln!(
+                say!(
                     "runsc: forwarding {} to {guest}:{guest_port}",
                     fwd.local_addr()
                 );
@@ -232,7 +232,7 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
     if network == NetworkMode::None {
         for (host_port, guest_port) in &publish {
             let addr = loopback_forward::start(net.clone(), *host_port, *guest_port)?;
-            eprintln!("runsc: forwarding {addr} to the sandbox's port {guest_port}");
+            say!("runsc: forwarding {addr} to the sandbox's port {guest_port}");
         }
     }
     let status = sandbox::run(SandboxConfig {
@@ -272,7 +272,7 @@ fn adopted_link(
         Some(peer) => format!("; TX offloads turned off on its peer {peer}"),
         None => String::new(),
     };
-    eprintln!(
+    say!(
         "runsc: sandbox {id}: adopted {} (mtu {}) in {}{peer}",
         ns.ifname,
         ns.mtu,
@@ -284,7 +284,7 @@ fn adopted_link(
             IpNet::V6(_) => ns.gateway_v6.map(IpAddr::V6),
         };
         let gw = gw.map_or_else(|| "none".to_owned(), |g| g.to_string());
-        eprintln!(
+        say!(
             "runsc: sandbox {id}: address {net} (gateway {gw} on {})",
             ns.ifname
         );
@@ -298,7 +298,7 @@ fn adopted_link(
         .context("the adopted interface has no address")?;
     for (host_port, guest_port) in publish {
         let fwd = PortForward::start(*host_port, SocketAddr::new(guest, *guest_port))?;
-        eprintln!(
+        say!(
             "runsc: forwarding {} to {}",
             fwd.local_addr(),
             SocketAddr::new(guest, *guest_port)
