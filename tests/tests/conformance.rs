@@ -96,3 +96,13 @@ fn terminal_modes() {
     );
     nanovisor_tests::assert_same_outcome("terminal (under script)", &native, &sandboxed);
 }
+
+/// inotify: events of creating, writing, renaming, chmod, truncation and removal, as one
+/// instance watching directories and a file reads them, in Linux's order; IN_ONESHOT,
+/// rm_watch and the errors (tests/guest/inotify.c).
+#[test]
+fn inotify() {
+    let dir = format!("/tmp/nv-inotify{}", tmp_tag());
+    let _ = std::fs::remove_dir_all(&dir);
+    check_guest("inotify", &[&dir], 0);
+}

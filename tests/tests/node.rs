@@ -79,3 +79,11 @@ fn node_uncaught_exception() {
 fn node_os() {
     check_node("os.js", &[], 0);
 }
+
+/// fs.watch on a directory and a file (inotify): the events of creating, writing,
+/// renaming, chmod and removing, in order.
+#[test]
+fn node_fs_watch() {
+    let tag = std::process::id().to_string();
+    check_node("watch.js", &[&tag], 0);
+}

@@ -242,7 +242,9 @@ fn do_write(t: &Task, fd: i32, buf: u64, count: u64, off: Option<u64>) -> Syscal
     let len = (count as usize).min(MAX_IO);
     let mut b = vec![0u8; len];
     t.mm.copy_in(buf, &mut b)?;
-    vfs::wait::write(&*f, &t.waiter, &b, off).map(|n| n as u64)
+    let n = vfs::wait::write(&*f, &t.waiter, &b, off)?;
+    t.fs.vfs.raise_on_file(&*f, vfs::inotify::IN_MODIFY);
+    Ok(n as u64)
 }
 
 fn sys_read(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -329,7 +331,9 @@ fn do_writev(t: &Task, fd: i32, iov: u64, cnt: u64, off: Option<u64>) -> Syscall
             break;
         }
     }
-    vfs::wait::write(&*f, &t.waiter, &b, off).map(|n| n as u64)
+    let n = vfs::wait::write(&*f, &t.waiter, &b, off)?;
+    t.fs.vfs.raise_on_file(&*f, vfs::inotify::IN_MODIFY);
+    Ok(n as u64)
 }
 
 fn sys_readv(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -585,7 +589,9 @@ fn sys_ftruncate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if writable(&f).is_err() {
         return Err(Errno::EINVAL);
     }
-    f.truncate(a[1]).map(|_| 0)
+    f.truncate(a[1])?;
+    t.fs.vfs.raise_on_file(&*f, vfs::inotify::IN_MODIFY);
+    Ok(0)
 }
 
 // ---- stat ----

@@ -335,6 +335,7 @@ fn sys_fchmod(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     match f.vfs_node() {
         Some(Node::Tmp(inode)) => {
             vfs::chmod_inode(&inode, a[1] as u32);
+            t.fs.vfs.raise_on_file(&*f, vfs::inotify::IN_ATTRIB);
             Ok(0)
         }
         Some(Node::Host(_)) => {
@@ -427,6 +428,7 @@ fn sys_utimensat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return match f.vfs_node() {
             Some(Node::Tmp(inode)) => {
                 vfs::set_times(&inode, times);
+                vfs.raise_on_file(&*f, crate::vfs::inotify::IN_ATTRIB);
                 Ok(0)
             }
             Some(Node::Host(_)) => {

@@ -8,6 +8,7 @@ pub mod debug;
 mod events;
 pub mod fs;
 mod fs_tree;
+mod inotify;
 mod misc;
 mod mm;
 mod net;
@@ -71,7 +72,7 @@ pub const MAX_SYSCALL: usize = 463;
 /// tests use as "unknown" (1000). The table stays dense: 4 K entries of 8 bytes.
 pub const PRIVATE_BASE: u32 = 0x1000;
 
-fn families() -> [&'static [SyscallDef]; 13] {
+fn families() -> [&'static [SyscallDef]; 14] {
     [
         debug::SYSCALLS,
         net::SYSCALLS,
@@ -81,6 +82,7 @@ fn families() -> [&'static [SyscallDef]; 13] {
         thread::SYSCALLS,
         fs::SYSCALLS,
         fs_tree::SYSCALLS,
+        inotify::SYSCALLS,
         mm::SYSCALLS,
         process::SYSCALLS,
         signal::SYSCALLS,

@@ -27,8 +27,10 @@ pub mod host_source;
 pub mod hostfd;
 pub mod hostfile;
 mod hostrw;
+pub mod inotify;
 pub mod mount;
 pub mod node;
+mod notify;
 mod open;
 mod ops;
 pub mod path;
@@ -76,6 +78,8 @@ pub struct Vfs {
     /// AF_UNIX sockets bound in writable binds: the host socket inode (st_dev, st_ino)
     /// stands for the socket of ours it leads to.
     host_sockets: Mutex<HashMap<(u64, u64), Weak<dyn Any + Send + Sync>>>,
+    /// inotify watches on this file system's nodes.
+    pub watches: Arc<inotify::Registry>,
 }
 
 impl Vfs {
@@ -101,6 +105,7 @@ impl Vfs {
             ns: Mutex::new(()),
             mounts: RwLock::new(Arc::default()),
             host_sockets: Mutex::new(HashMap::new()),
+            watches: Arc::default(),
         }))
     }
 

@@ -42,8 +42,8 @@ fn access_bits(flags: u32) -> u32 {
 }
 
 impl Vfs {
-    /// openat(2) for `lk`.
-    pub fn open(
+    /// openat(2) for `lk`, raising no inotify event (`notify.rs` does).
+    pub(super) fn open_op(
         self: &Arc<Self>,
         lk: &Lookup,
         path: &[u8],

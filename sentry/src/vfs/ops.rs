@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 
 use super::file::Stat;
 use super::host::HostRoot;
+use super::inotify;
 use super::mount::FsOf;
 use super::node::Node;
 use super::path;
@@ -149,6 +150,9 @@ impl Vfs {
         dir_entries(&mut parent.lock())?
             .0
             .insert(name.to_vec(), Entry::Node(inode.clone()));
+        // Watches on the host entry follow it up.
+        self.watches
+            .rekey(inotify::key_of(&h.stat), inotify::key_of(&inode.stat()));
         Ok(inode)
     }
 
@@ -219,7 +223,7 @@ impl Vfs {
         }
     }
 
-    pub fn mkdir(&self, lk: &Lookup, p: &[u8], mode: u32) -> Result<(), Errno> {
+    pub(super) fn mkdir_op(&self, lk: &Lookup, p: &[u8], mode: u32) -> Result<(), Errno> {
         let r = self.resolve(lk, p, false)?;
         if !matches!(r.found, Found::Missing) {
             return Err(Errno::EEXIST);
@@ -233,7 +237,7 @@ impl Vfs {
         self.create(&r, Inode::new_dir(m, None)).map(|_| ())
     }
 
-    pub fn symlink(&self, lk: &Lookup, target: &[u8], p: &[u8]) -> Result<(), Errno> {
+    pub(super) fn symlink_op(&self, lk: &Lookup, target: &[u8], p: &[u8]) -> Result<(), Errno> {
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
@@ -255,7 +259,7 @@ impl Vfs {
             .map(|_| ())
     }
 
-    pub fn unlink(&self, lk: &Lookup, p: &[u8]) -> Result<(), Errno> {
+    pub(super) fn unlink_op(&self, lk: &Lookup, p: &[u8]) -> Result<(), Errno> {
         let r = self.resolve(lk, p, false)?;
         if r.dot.is_some() {
             return Err(Errno::EISDIR);
@@ -282,7 +286,7 @@ impl Vfs {
         self.remove_entry(&parent, &r.name)
     }
 
-    pub fn rmdir(&self, lk: &Lookup, p: &[u8]) -> Result<(), Errno> {
+    pub(super) fn rmdir_op(&self, lk: &Lookup, p: &[u8]) -> Result<(), Errno> {
         let r = self.resolve(lk, p, false)?;
         match r.dot.as_deref() {
             Some(b"..") => return Err(Errno::ENOTEMPTY),
@@ -315,7 +319,7 @@ impl Vfs {
     }
 
     /// renameat2(2) with RENAME_NOREPLACE and RENAME_EXCHANGE (RENAME_WHITEOUT: EINVAL).
-    pub fn rename(
+    pub(super) fn rename_op(
         &self,
         lo: &Lookup,
         old: &[u8],
@@ -447,7 +451,7 @@ impl Vfs {
     }
 
     /// linkat(2): a new name for an existing non-directory.
-    pub fn link(
+    pub(super) fn link_op(
         &self,
         lo: &Lookup,
         old: &[u8],
@@ -493,7 +497,12 @@ impl Vfs {
     }
 
     /// linkat(AT_EMPTY_PATH) of an overlay inode (an O_TMPFILE file gets its first name).
-    pub fn link_inode(&self, ln: &Lookup, new: &[u8], inode: Arc<Inode>) -> Result<(), Errno> {
+    pub(super) fn link_inode_op(
+        &self,
+        ln: &Lookup,
+        new: &[u8],
+        inode: Arc<Inode>,
+    ) -> Result<(), Errno> {
         if inode.is_dir() {
             return Err(Errno::EPERM);
         }
@@ -586,7 +595,13 @@ impl Vfs {
     }
 
     /// chmod: copies a host entry up first.
-    pub fn chmod(&self, lk: &Lookup, p: &[u8], mode: u32, follow: bool) -> Result<(), Errno> {
+    pub(super) fn chmod_op(
+        &self,
+        lk: &Lookup,
+        p: &[u8],
+        mode: u32,
+        follow: bool,
+    ) -> Result<(), Errno> {
         let r = self.resolve(lk, p, follow)?;
         let node = r.node()?;
         if matches!(node, Node::Dev(_) | Node::Proc(_)) {
@@ -609,7 +624,7 @@ impl Vfs {
     }
 
     /// chown/lchown/fchownat; `u32::MAX` leaves an id unchanged. Only root may chown.
-    pub fn chown(
+    pub(super) fn chown_op(
         &self,
         lk: &Lookup,
         p: &[u8],
@@ -634,7 +649,7 @@ impl Vfs {
     }
 
     /// utimensat on a path.
-    pub fn utimes(
+    pub(super) fn utimes_op(
         &self,
         lk: &Lookup,
         p: &[u8],
@@ -655,7 +670,7 @@ impl Vfs {
     }
 
     /// truncate(2) on a path.
-    pub fn truncate(&self, lk: &Lookup, p: &[u8], len: u64) -> Result<(), Errno> {
+    pub(super) fn truncate_op(&self, lk: &Lookup, p: &[u8], len: u64) -> Result<(), Errno> {
         let r = self.resolve(lk, p, true)?;
         let node = match &r.found {
             Found::Node(n) => n.clone(),

@@ -81,6 +81,7 @@ impl Vfs {
             ns: Mutex::new(()),
             mounts: RwLock::new(Arc::new(table)),
             host_sockets: Mutex::new(HashMap::new()),
+            watches: Arc::default(),
         })
     }
 
