@@ -45,6 +45,10 @@ pub struct SandboxConfig {
     pub resolv_conf: Option<Vec<u8>>,
 }
 
+/// The size of the /dev/shm a container gets when its spec mounts none there (Docker's
+/// and containerd's default).
+const DEV_SHM_SIZE: u64 = 64 << 20;
+
 /// What the guest's resolver is pointed at by default: netstack's DNS proxy.
 pub(crate) const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
 
@@ -231,6 +235,21 @@ impl Sandbox {
         }
         for m in mounts {
             apply_mount(&vfs, m)?;
+        }
+        // /dev/shm is a tmpfs, as every container runtime mounts one (POSIX semaphores
+        // and shared memory: Python's multiprocessing, Chromium) unless the spec has its
+        // own there.
+        if !vfs.has_mount(b"/dev/shm") {
+            apply_mount(
+                &vfs,
+                MountSpec {
+                    destination: b"/dev/shm".to_vec(),
+                    kind: MountKind::Tmpfs {
+                        size: Some(DEV_SHM_SIZE),
+                        mode: Some(0o1777),
+                    },
+                },
+            )?;
         }
         self.containers()
             .insert(id.to_string(), Container { vfs, init: None });

@@ -318,6 +318,38 @@ static void section_proc(const char *argv0) {
   SHOW("readlink missing", readlink("/tmp/nv-files-missing", link, sizeof link));
 }
 
+/* close_range: a block of fds closed, or marked close-on-exec, and the bad arguments. */
+static void section_close_range(void) {
+  int base = dup2(1, 40);
+  dup2(1, 41);
+  dup2(1, 42);
+  dup2(1, 50);
+  SHOW("close_range cloexec 41..42", syscall(SYS_close_range, 41, 42, 4));
+  SHOW("fd 41 flags", fcntl(41, F_GETFD));
+  SHOW("fd 40 flags", fcntl(40, F_GETFD));
+  SHOW("close_range 40..45", syscall(SYS_close_range, base, 45, 0));
+  SHOW("fd 41 after", fcntl(41, F_GETFD));
+  SHOW("fd 50 untouched", fcntl(50, F_GETFD));
+  SHOW("close_range unshare 50..~0", syscall(SYS_close_range, 50, ~0U, 2));
+  SHOW("fd 50 after", fcntl(50, F_GETFD));
+  SHOW("close_range first > last", syscall(SYS_close_range, 5, 4, 0));
+  SHOW("close_range bad flags", syscall(SYS_close_range, 40, 41, 1));
+}
+
+/* /dev/shm is a writable tmpfs (POSIX shared memory and semaphores live there). */
+static void section_dev_shm(const char *tag) {
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm/nv-files-shm%s", tag);
+  int fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+  OKERR("create in /dev/shm", fd);
+  SHOW("write", write(fd, "shared", 6));
+  char back[8] = {0};
+  SHOW("pread", pread(fd, back, sizeof back, 0));
+  printf("read back: %s\n", back);
+  close(fd);
+  SHOW("unlink", unlink(path));
+}
+
 int main(int argc, char **argv) {
   const char *tag = argc > 1 ? argv[1] : "";
   snprintf(FILE_A, sizeof FILE_A, "/tmp/nv-files-test%s", tag);
@@ -331,6 +363,8 @@ int main(int argc, char **argv) {
   section_dirs();
   section_fds();
   section_proc(argv[0]);
+  section_close_range();
+  section_dev_shm(tag);
   cleanup();
   printf("done\n");
   return 0;

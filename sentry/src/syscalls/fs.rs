@@ -22,6 +22,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(1, write, Full, "", sys_write),
     syscall!(2, open, Full, "", sys_open),
     syscall!(3, close, Full, "", sys_close),
+    syscall!(436, close_range, Full, "", sys_close_range),
     syscall!(4, stat, Full, "", sys_stat),
     syscall!(5, fstat, Full, "", sys_fstat),
     syscall!(6, lstat, Full, "", sys_lstat),
@@ -374,6 +375,38 @@ fn sys_creat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_close(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = t.files.close(a[0] as i32)?;
     drop(f);
+    Ok(0)
+}
+
+const CLOSE_RANGE_UNSHARE: u64 = 2;
+const CLOSE_RANGE_CLOEXEC: u64 = 4;
+
+/// close_range(first, last, flags): close, or mark close-on-exec, the open fds in
+/// [first, last]; CLOSE_RANGE_UNSHARE first gives the thread a table of its own.
+fn sys_close_range(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (first, last, flags) = (a[0] as u32, a[1] as u32, a[2]);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    if flags & CLOSE_RANGE_UNSHARE != 0 {
+        t.files = Arc::new(t.files.fork());
+    }
+    let fds: Vec<i32> = t
+        .files
+        .list()
+        .into_iter()
+        .map(|(fd, _)| fd)
+        .filter(|fd| (first..=last).contains(&(*fd as u32)))
+        .collect();
+    for fd in fds {
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            let _ = t.files.set_cloexec(fd, true);
+        } else {
+            // Closed files are let go of here, one at a time (a pipe's last writer
+            // wakes its reader).
+            drop(t.files.close(fd));
+        }
+    }
     Ok(0)
 }
 

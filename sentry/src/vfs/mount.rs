@@ -160,6 +160,11 @@ impl Vfs {
             .clone()
     }
 
+    /// Whether something is mounted at the normalized absolute path `point`.
+    pub fn has_mount(&self, point: &[u8]) -> bool {
+        self.mounts().get(point).is_some()
+    }
+
     /// The sandbox's /proc, whose mounts file lists this container's mounts.
     pub(super) fn proc_root(&self, lk: &Lookup) -> ProcNode {
         let mut lines = Vec::new();
