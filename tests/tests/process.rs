@@ -33,3 +33,8 @@ fn thread_bomb_gets_eagain() {
 fn credentials_change_as_on_linux() {
     check_guest("creds", &[], 0);
 }
+
+#[test]
+fn sigwait_and_sigpending_as_container_inits_use_them() {
+    check_guest("sigwait", &[], 0);
+}

@@ -20,6 +20,14 @@ pub const SYSCALLS: &[SyscallDef] = &[
         sys_kill
     ),
     syscall!(34, pause, Full, "", sys_pause),
+    syscall!(127, rt_sigpending, Full, "", sys_rt_sigpending),
+    syscall!(
+        128,
+        rt_sigtimedwait,
+        Partial,
+        "the siginfo written has si_code SI_USER and no sender pid or uid",
+        sys_rt_sigtimedwait
+    ),
     syscall!(130, rt_sigsuspend, Full, "", sys_rt_sigsuspend),
     syscall!(131, sigaltstack, Full, "", sys_sigaltstack),
     syscall!(200, tkill, Full, "", sys_tkill),
@@ -307,4 +315,90 @@ fn sys_rt_sigsuspend(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         sleep_for_signal(t);
     }
     Err(Errno::ERESTARTNOHAND)
+}
+
+/// Signals pending for the calling thread (its own and its process's) that it blocks.
+fn sys_rt_sigpending(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[1] > 8 {
+        return Err(Errno::EINVAL);
+    }
+    let pending = t.pending.load(std::sync::atomic::Ordering::SeqCst)
+        | t.group.pending.load(std::sync::atomic::Ordering::SeqCst);
+    let shown = (pending & t.signals.mask).to_le_bytes();
+    t.mm.copy_out(a[0], &shown[..a[1] as usize]).map(|_| 0)
+}
+
+/// Take one of the signals in `set` pending for `t` (its own first, then its process's),
+/// lowest number first.
+fn take_one_of(t: &Task, set: u64) -> Option<u8> {
+    use std::sync::atomic::Ordering::SeqCst;
+    loop {
+        let own = t.pending.load(SeqCst) & set;
+        let group = t.group.pending.load(SeqCst) & set;
+        let avail = own | group;
+        if avail == 0 {
+            return None;
+        }
+        let sig = avail.trailing_zeros() as u8 + 1;
+        let bit = sigbit(sig);
+        let source = if own & bit != 0 {
+            &*t.pending
+        } else {
+            &t.group.pending
+        };
+        if source.fetch_and(!bit, SeqCst) & bit != 0 {
+            return Some(sig);
+        }
+    }
+}
+
+/// sigwaitinfo/sigtimedwait (what tini and dumb-init, containers' usual init, wait in):
+/// take a signal of `set` (pending now, or the first to come before the timeout) without
+/// running its handler. The signals of `set` interrupt the wait while it lasts, blocked
+/// or not; another signal ends it with EINTR (its handler runs as the call returns).
+fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use std::sync::atomic::Ordering::SeqCst;
+    if a[3] != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let set = t.mm.read_u64(a[0])? & !UNBLOCKABLE;
+    let deadline = if a[2] == 0 {
+        None
+    } else {
+        let mut b = [0u8; 16];
+        t.mm.copy_in(a[2], &mut b)?;
+        let sec = i64::from_le_bytes(b[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let nsec = i64::from_le_bytes(b[8..].try_into().map_err(|_| Errno::EFAULT)?);
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        // Past what the host clock can hold: no deadline, as with no timeout.
+        std::time::Instant::now().checked_add(std::time::Duration::new(sec as u64, nsec as u32))
+    };
+    // Senders interrupt a thread for the signals it does not block: for the wait, that
+    // includes `set`.
+    t.blocked.store(t.signals.mask & !set, SeqCst);
+    let result = loop {
+        t.waiter.clear_interrupt();
+        if let Some(sig) = take_one_of(t, set) {
+            break Ok(sig);
+        }
+        let pending = t.pending.load(SeqCst) | t.group.pending.load(SeqCst);
+        if pending & (!t.signals.mask | UNBLOCKABLE) != 0 || t.group.exit_status().is_some() {
+            break Err(Errno::EINTR);
+        }
+        // Woken for any reason before the deadline: look again.
+        if t.waiter.wait(deadline) == crate::waiter::Wake::TimedOut {
+            break take_one_of(t, set).ok_or(Errno::EAGAIN);
+        }
+    };
+    t.blocked.store(t.signals.mask, SeqCst);
+    let sig = result?;
+    if a[1] != 0 {
+        // siginfo_t: si_signo, si_errno, si_code (SI_USER), then zeros.
+        let mut info = [0u8; 128];
+        info[..4].copy_from_slice(&(sig as i32).to_le_bytes());
+        t.mm.copy_out(a[1], &info)?;
+    }
+    Ok(sig as u64)
 }
