@@ -350,6 +350,31 @@ static void section_dev_shm(const char *tag) {
   SHOW("unlink", unlink(path));
 }
 
+/* preadv/pwritev (Node's fs.writev/readv with a position), sync and syncfs. */
+static void section_vectors(void) {
+  int fd = open(FILE_A, O_CREAT | O_RDWR | O_TRUNC, 0644);
+  struct iovec w[2] = {{"head", 4}, {"tail", 4}};
+  SHOW("pwritev at 2", syscall(SYS_pwritev, fd, w, 2, 2L, 0L));
+  SHOW("position unchanged", lseek(fd, 0, SEEK_CUR));
+  char x[3] = {0}, y[6] = {0};
+  struct iovec r[2] = {{x, 2}, {y, 5}};
+  SHOW("preadv at 1", syscall(SYS_preadv, fd, r, 2, 1L, 0L));
+  printf("read: [%s] [%s]\n", x, y);
+  SHOW("preadv2 at the position (-1)", syscall(SYS_preadv2, fd, r, 2, -1L, 0L, 0L));
+  SHOW("pwritev at -1", syscall(SYS_pwritev, fd, w, 2, -1L, 0L));
+  SHOW("preadv2 unknown flag", syscall(SYS_preadv2, fd, r, 2, 0L, 0L, 0x1000L));
+  int p[2];
+  pipe(p);
+  SHOW("pwritev on a pipe", syscall(SYS_pwritev, p[1], w, 2, 0L, 0L));
+  close(p[0]);
+  close(p[1]);
+  sync();
+  SHOW("syncfs", syncfs(fd));
+  close(fd);
+  SHOW("syncfs bad fd", syncfs(fd));
+  unlink(FILE_A);
+}
+
 int main(int argc, char **argv) {
   const char *tag = argc > 1 ? argv[1] : "";
   snprintf(FILE_A, sizeof FILE_A, "/tmp/nv-files-test%s", tag);
@@ -365,6 +390,7 @@ int main(int argc, char **argv) {
   section_proc(argv[0]);
   section_close_range();
   section_dev_shm(tag);
+  section_vectors();
   cleanup();
   printf("done\n");
   return 0;

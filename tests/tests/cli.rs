@@ -204,3 +204,27 @@ fn a_sandbox_whose_stderr_is_gone_still_ends() {
     // The program's own status (errors exits 0), not a panic's 101.
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// sethostname changes the sandbox's name (uname, /proc/sys/kernel/hostname), never the
+/// host's; not compared with a native run, which would rename this machine.
+#[test]
+fn sethostname_names_the_sandbox_only() {
+    let before = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let out = run_sandboxed(
+        Path::new("/"),
+        Path::new("/bin/busybox"),
+        &[
+            "sh",
+            "-c",
+            "hostname nv-renamed && hostname && cat /proc/sys/kernel/hostname",
+        ],
+    );
+    assert_eq!(
+        out.stdout_str(),
+        "nv-renamed\nnv-renamed\n",
+        "{}",
+        out.stderr_str()
+    );
+    let after = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(before, after, "the host's name changed");
+}

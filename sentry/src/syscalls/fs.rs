@@ -32,6 +32,10 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(18, pwrite64, Full, "", sys_pwrite64),
     syscall!(19, readv, Full, "", sys_readv),
     syscall!(20, writev, Full, "", sys_writev),
+    syscall!(295, preadv, Full, "", sys_preadv),
+    syscall!(296, pwritev, Full, "", sys_pwritev),
+    syscall!(327, preadv2, Partial, "RWF_* flags are accepted and have no effect", sys_preadv2),
+    syscall!(328, pwritev2, Partial, "RWF_* flags are accepted and have no effect (RWF_APPEND included: the offset given is used)", sys_pwritev2),
     syscall!(22, pipe, Full, "", sys_pipe),
     syscall!(32, dup, Full, "", sys_dup),
     syscall!(33, dup2, Full, "", sys_dup2),
@@ -39,6 +43,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(72, fcntl, Partial, "record locks are always granted (F_GETLK reports F_UNLCK); F_SETPIPE_SZ keeps 64 KiB; leases, notify and seals → EINVAL", sys_fcntl),
     syscall!(73, flock, Partial, "locks are always granted (one process per sandbox for now)", sys_flock),
     syscall!(74, fsync, Full, "", sys_fsync),
+    syscall!(162, sync, Full, "the overlay is in memory; writable binds are written through already", sys_sync),
+    syscall!(306, syncfs, Full, "", sys_syncfs),
     syscall!(75, fdatasync, Full, "", sys_fsync),
     syscall!(76, truncate, Full, "", sys_truncate),
     syscall!(77, ftruncate, Full, "", sys_ftruncate),
@@ -345,6 +351,40 @@ fn sys_writev(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     do_writev(t, a[0] as i32, a[1], a[2], None)
 }
 
+fn sys_preadv(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset_arg(a[3])?;
+    do_readv(t, a[0] as i32, a[1], a[2], off)
+}
+
+fn sys_pwritev(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset_arg(a[3])?;
+    do_writev(t, a[0] as i32, a[1], a[2], off)
+}
+
+/// RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND.
+const RWF_KNOWN: u64 = 0x1f;
+
+/// preadv2/pwritev2's offset: -1 is the file's own position.
+fn offset2_arg(v: u64, flags: u64) -> Result<Option<u64>, Errno> {
+    if flags & !RWF_KNOWN != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if v as i64 == -1 {
+        return Ok(None);
+    }
+    offset_arg(v)
+}
+
+fn sys_preadv2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset2_arg(a[3], a[5])?;
+    do_readv(t, a[0] as i32, a[1], a[2], off)
+}
+
+fn sys_pwritev2(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let off = offset2_arg(a[3], a[5])?;
+    do_writev(t, a[0] as i32, a[1], a[2], off)
+}
+
 // ---- open / close / dup ----
 
 fn do_openat(t: &Task, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> SyscallResult {
@@ -593,6 +633,16 @@ fn sys_ioctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_lseek(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = t.files.get(a[0] as i32)?;
     f.seek(a[1] as i64, a[2] as u32)
+}
+
+/// sync: nothing the sandbox holds is waiting to be written (the overlay lives in memory,
+/// and writes to writable binds went to the host as they were made).
+fn sys_sync(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(0)
+}
+
+fn sys_syncfs(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    t.files.get(a[0] as i32)?.sync().map(|_| 0)
 }
 
 fn sys_fsync(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -49,6 +49,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
         super::enosys
     ),
     syscall!(63, uname, Full, "", sys_uname),
+    syscall!(170, sethostname, Full, "", sys_sethostname),
     syscall!(99, sysinfo, Full, "", sys_sysinfo),
     syscall!(318, getrandom, Full, "", sys_getrandom),
 ];
@@ -56,6 +57,22 @@ pub const SYSCALLS: &[SyscallDef] = &[
 /// The kernel release the sandbox reports (what gVisor reports, too: a plain 4.4).
 pub const RELEASE: &[u8] = b"4.4.0";
 pub const VERSION: &[u8] = b"#1 SMP Sun Jan 10 15:06:54 PST 2016";
+
+/// sethostname: root's (CAP_SYS_ADMIN over the sandbox's own UTS namespace); the name is
+/// the sandbox's, so a pod's containers, which share their UTS namespace, all see it.
+fn sys_sethostname(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    const HOST_NAME_MAX: u64 = 64;
+    if t.creds.euid != 0 {
+        return Err(Errno::EPERM);
+    }
+    if a[1] > HOST_NAME_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut name = vec![0u8; a[1] as usize];
+    t.mm.copy_in(a[0], &mut name)?;
+    *t.kernel.hostname.lock().unwrap_or_else(|e| e.into_inner()) = name;
+    Ok(0)
+}
 
 fn sys_uname(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // struct utsname: six fields of 65 bytes.
