@@ -512,12 +512,7 @@ impl Sandbox {
             .filter(|g| id.is_none_or(|id| &*g.container() == id))
             .map(|g| ProcessEntry {
                 pid: g.tgid,
-                ppid: g
-                    .parent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .upgrade()
-                    .map_or(0, |p| p.tgid),
+                ppid: g.ppid(),
                 container: g.container().to_string(),
             })
             .collect();

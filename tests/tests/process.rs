@@ -38,3 +38,8 @@ fn credentials_change_as_on_linux() {
 fn sigwait_and_sigpending_as_container_inits_use_them() {
     check_guest("sigwait", &[], 0);
 }
+
+#[test]
+fn orphans_go_to_the_subreaper() {
+    check_guest("orphans", &[], 0);
+}

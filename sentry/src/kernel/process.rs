@@ -145,32 +145,54 @@ fn fork_reserved(
 /// once if the parent does not want to wait.
 pub fn group_ended(task: &Task, status: ExitStatus) {
     let group = &task.group;
-    let Some(parent) = group
-        .parent
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .upgrade()
-    else {
-        task.kernel.unregister_process(group.tgid);
-        return;
-    };
-    let action = parent
-        .actions
-        .lock()
-        .map(|a| a[(SIGCHLD - 1) as usize])
-        .unwrap_or_default();
-    let autoreap = action.handler == SIG_IGN || action.flags & SA_NOCLDWAIT != 0;
-    {
+    // Linux's exit_notify: the children go to their new parent before the old parent
+    // hears of this one.
+    reparent_children(task);
+    // The parent, and its record of this child. A parent that is ending itself moves its
+    // records to their new parent (`reparent_children`): for that moment the record is in
+    // neither list, so look again until it shows up.
+    let mut tries = 0;
+    let (parent, action) = loop {
+        let Some(parent) = group
+            .parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+        else {
+            task.kernel.unregister_process(group.tgid);
+            return;
+        };
+        let action = parent
+            .actions
+            .lock()
+            .map(|a| a[(SIGCHLD - 1) as usize])
+            .unwrap_or_default();
+        let autoreap = action.handler == SIG_IGN || action.flags & SA_NOCLDWAIT != 0;
         let mut children = parent.children.lock().unwrap_or_else(|e| e.into_inner());
-        if autoreap {
-            children.retain(|c| c.pid != group.tgid);
-        } else if let Some(c) = children.iter_mut().find(|c| c.pid == group.tgid) {
-            c.status = Some(status);
+        if let Some(i) = children.iter().position(|c| c.pid == group.tgid) {
+            if autoreap {
+                children.remove(i);
+            } else {
+                children[i].status = Some(status);
+            }
+            drop(children);
+            if autoreap {
+                task.kernel.unregister_process(group.tgid);
+            }
+            break (parent, action);
         }
-    }
-    if autoreap {
-        task.kernel.unregister_process(group.tgid);
-    }
+        drop(children);
+        tries += 1;
+        if tries > 10_000 {
+            tracing::warn!(
+                pid = group.tgid,
+                "an ended process's parent has no record of it"
+            );
+            task.kernel.unregister_process(group.tgid);
+            return;
+        }
+        std::thread::yield_now();
+    };
     // The status is recorded first, then SIGCHLD is made pending, then waiters wake: a
     // parent sleeping in wait4 finds the child and gets the signal on the way out, as
     // on Linux, instead of the signal interrupting whatever it does next.
@@ -178,6 +200,71 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
         parent.signal_group(SIGCHLD);
     }
     parent.child_events.notify_all();
+}
+
+/// Who adopts the orphans of `group`: the nearest ancestor that made itself a
+/// subreaper, else the root of its tree (the container's init). None when `group` is
+/// that root.
+fn reaper_for(group: &ThreadGroup) -> Option<Arc<ThreadGroup>> {
+    let mut top = None;
+    let mut cur = group
+        .parent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upgrade();
+    while let Some(p) = cur {
+        if p.subreaper.load(Ordering::SeqCst) {
+            return Some(p);
+        }
+        cur = p.parent.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+        top = Some(p);
+    }
+    top
+}
+
+/// The process `task` ends: its children, running or zombies, become the reaper's (its
+/// getppid says so, its wait finds them; a zombie among them is announced with
+/// SIGCHLD). With no reaper they are nobody's: each is forgotten as it ends.
+fn reparent_children(task: &Task) {
+    let group = &task.group;
+    let orphans = std::mem::take(&mut *group.children.lock().unwrap_or_else(|e| e.into_inner()));
+    if orphans.is_empty() {
+        return;
+    }
+    let Some(reaper) = reaper_for(group) else {
+        for c in orphans {
+            *c.group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Weak::new();
+            if c.status.is_some() {
+                task.kernel.unregister_process(c.pid);
+            }
+        }
+        return;
+    };
+    let action = reaper
+        .actions
+        .lock()
+        .map(|a| a[(SIGCHLD - 1) as usize])
+        .unwrap_or_default();
+    let autoreap = action.handler == SIG_IGN || action.flags & SA_NOCLDWAIT != 0;
+    let mut zombies = false;
+    {
+        let mut adopted = reaper.children.lock().unwrap_or_else(|e| e.into_inner());
+        for c in orphans {
+            *c.group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&reaper);
+            if c.status.is_some() {
+                if autoreap {
+                    task.kernel.unregister_process(c.pid);
+                    continue;
+                }
+                zombies = true;
+            }
+            adopted.push(c);
+        }
+    }
+    if zombies && action.handler != SIG_IGN {
+        reaper.signal_group(SIGCHLD);
+    }
+    reaper.child_events.notify_all();
 }
 
 /// Which children a wait call is about.

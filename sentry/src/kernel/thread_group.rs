@@ -64,6 +64,8 @@ pub struct ThreadGroup {
     pub container: Mutex<Arc<str>>,
     /// ITIMER_REAL (setitimer, alarm).
     pub itimer: super::itimer::RealTimer,
+    /// PR_SET_CHILD_SUBREAPER: orphans among its descendants become its children.
+    pub subreaper: std::sync::atomic::AtomicBool,
 }
 
 impl ThreadGroup {
@@ -85,6 +87,7 @@ impl ThreadGroup {
             container: Mutex::new(Arc::from("")),
             itimer: Default::default(),
             pending: AtomicU64::new(0),
+            subreaper: Default::default(),
         })
     }
 
@@ -280,6 +283,15 @@ impl ThreadGroup {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The parent's pid (0: none in the sandbox), as getppid reports it now.
+    pub fn ppid(&self) -> i32 {
+        self.parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+            .map_or(0, |p| p.tgid)
     }
 
     /// The thread ids, for /proc and diagnostics.

@@ -91,7 +91,7 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
     let (rss, rss_peak) = t.mm.resident();
     ProcSnapshot {
         pid: t.process.pid,
-        ppid: t.process.ppid,
+        ppid: t.group.ppid(),
         pgid: t.process.pgid,
         sid: t.process.sid,
         tid: t.tid,

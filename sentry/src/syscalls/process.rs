@@ -32,7 +32,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(120, getresgid, Full, "", sys_getresgid),
     syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
     syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
-    syscall!(157, prctl, Partial, "PR_SET/GET_NAME, PR_SET/GET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET/GET_PDEATHSIG, PR_SET_PTRACER, PR_CAPBSET_READ, PR_SET_VMA; others → EINVAL", sys_prctl),
+    syscall!(157, prctl, Partial, "PR_SET/GET_NAME, PR_SET/GET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET/GET_PDEATHSIG, PR_SET/GET_CHILD_SUBREAPER, PR_SET_PTRACER, PR_CAPBSET_READ, PR_SET_VMA; others → EINVAL", sys_prctl),
     syscall!(158, arch_prctl, Partial, "ARCH_SET_FS/GET_FS/SET_GS/GET_GS; CPUID faulting and others → EINVAL", sys_arch_prctl),
     syscall!(160, setrlimit, Full, "", sys_setrlimit),
     syscall!(186, gettid, Full, "", sys_gettid),
@@ -54,7 +54,8 @@ fn sys_getpid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(t.process.pid as u64)
 }
 fn sys_getppid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
-    Ok(t.process.ppid as u64)
+    // The parent now: an orphan's is its reaper.
+    Ok(t.group.ppid() as u64)
 }
 fn sys_gettid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(t.tid as u64)
@@ -211,6 +212,8 @@ fn sys_execve(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 const PR_SET_PDEATHSIG: u64 = 1;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
 const PR_GET_PDEATHSIG: u64 = 2;
 const PR_GET_DUMPABLE: u64 = 3;
 const PR_SET_DUMPABLE: u64 = 4;
@@ -272,6 +275,16 @@ fn sys_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             }
         }
         // Naming anonymous memory and Yama's ptracer list only inform debuggers.
+        PR_SET_CHILD_SUBREAPER => {
+            t.group
+                .subreaper
+                .store(a[1] != 0, std::sync::atomic::Ordering::SeqCst);
+            Ok(0)
+        }
+        PR_GET_CHILD_SUBREAPER => {
+            let on = t.group.subreaper.load(std::sync::atomic::Ordering::SeqCst);
+            t.mm.write_u32(a[1], on as u32).map(|_| 0)
+        }
         PR_SET_VMA | PR_SET_PTRACER => Ok(0),
         _ => Err(Errno::EINVAL),
     }
