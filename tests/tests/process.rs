@@ -43,3 +43,8 @@ fn sigwait_and_sigpending_as_container_inits_use_them() {
 fn orphans_go_to_the_subreaper() {
     check_guest("orphans", &[], 0);
 }
+
+#[test]
+fn proc_shows_other_processes() {
+    check_guest("proc_others", &[], 0);
+}

@@ -152,5 +152,6 @@ pub fn execve(
     task.process.exe = resolved;
     task.process.argv = argv;
     task.process.envp = envp;
+    super::process::publish_view(task);
     Ok(())
 }

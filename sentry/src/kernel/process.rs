@@ -129,6 +129,7 @@ fn fork_reserved(
             status: None,
         });
     t.kernel.register_process(&group);
+    publish_view(&child);
     if let Err(e) = spawn_thread(child, ctx) {
         t.group
             .children
@@ -200,6 +201,30 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
         parent.signal_group(SIGCHLD);
     }
     parent.child_events.notify_all();
+}
+
+/// Publish what other processes' /proc shows of `task`'s process (its main thread's
+/// identity, command line and memory). Other threads' changes are not the process's.
+pub fn publish_view(task: &Task) {
+    if task.tid != task.process.pid {
+        return;
+    }
+    let mut cmdline = Vec::new();
+    for a in &task.process.argv {
+        cmdline.extend_from_slice(a);
+        cmdline.push(0);
+    }
+    let c = &task.creds;
+    *task.group.view.lock().unwrap_or_else(|e| e.into_inner()) = super::thread_group::ProcessView {
+        comm: task.process.comm.clone(),
+        cmdline,
+        exe: task.process.exe.clone(),
+        cwd: task.fs.cwd.clone(),
+        sid: task.process.sid,
+        uids: [c.uid, c.euid, c.suid],
+        gids: [c.gid, c.egid, c.sgid],
+        mm: Arc::downgrade(&task.mm),
+    };
 }
 
 /// Who adopts the orphans of `group`: the nearest ancestor that made itself a

@@ -66,6 +66,24 @@ pub struct ThreadGroup {
     pub itimer: super::itimer::RealTimer,
     /// PR_SET_CHILD_SUBREAPER: orphans among its descendants become its children.
     pub subreaper: std::sync::atomic::AtomicBool,
+    /// What other processes' /proc shows of this one (`process::publish_view`).
+    pub view: Mutex<ProcessView>,
+}
+
+/// A process as another process's /proc sees it: published by its main thread at
+/// execve, fork, a restore, PR_SET_NAME and credential changes.
+#[derive(Clone, Default)]
+pub struct ProcessView {
+    pub comm: Vec<u8>,
+    /// argv joined with NULs, each terminated.
+    pub cmdline: Vec<u8>,
+    pub exe: Vec<u8>,
+    pub cwd: Vec<u8>,
+    pub sid: i32,
+    /// Real, effective and saved ids.
+    pub uids: [u32; 3],
+    pub gids: [u32; 3],
+    pub mm: Weak<crate::mm::MemoryManager>,
 }
 
 impl ThreadGroup {
@@ -88,6 +106,7 @@ impl ThreadGroup {
             itimer: Default::default(),
             pending: AtomicU64::new(0),
             subreaper: Default::default(),
+            view: Mutex::default(),
         })
     }
 

@@ -324,6 +324,7 @@ impl RestoreContext {
                 fpu_layout: (ctx.fpu_size(), ctx.fpu_features()),
                 waiter,
             };
+            crate::kernel::process::publish_view(&task);
             threads.push((task, ctx));
         }
         // Zombies stay out of the process table, as when they ended.

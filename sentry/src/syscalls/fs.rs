@@ -125,7 +125,63 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         cpuinfo: t.kernel.cpuinfo.clone(),
         cpu_time: sandbox_cpu_time(),
         forks: t.kernel.next_tid().saturating_sub(1) as u64,
+        threads: t.group.count(),
+        others: Some(others_of(t)),
     }
+}
+
+/// The other processes of `t`'s container, for /proc: each as its main thread last
+/// published it (`process::publish_view`), built only when /proc is listed or one of them
+/// is looked up.
+fn others_of(t: &Task) -> crate::vfs::proc::Others {
+    let kernel = t.kernel.clone();
+    let container = t.group.container();
+    let me = t.process.pid;
+    let base = ProcSnapshot {
+        hostname: t
+            .kernel
+            .hostname
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default(),
+        release: super::misc::RELEASE.to_vec(),
+        version: super::misc::VERSION.to_vec(),
+        uptime: t.kernel.boot.elapsed(),
+        ..ProcSnapshot::default()
+    };
+    Arc::new(move || {
+        kernel
+            .processes
+            .all()
+            .into_iter()
+            .filter(|g| g.tgid != me && g.count() > 0 && g.container() == container)
+            .map(|g| {
+                let v = g.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mm = v.mm.upgrade();
+                let (rss, rss_peak) = mm.as_ref().map(|m| m.resident()).unwrap_or_default();
+                Arc::new(ProcSnapshot {
+                    pid: g.tgid,
+                    ppid: g.ppid(),
+                    pgid: g.pgid.load(std::sync::atomic::Ordering::Relaxed),
+                    sid: v.sid,
+                    tid: g.tgid,
+                    uid: v.uids[1],
+                    gid: v.gids[1],
+                    uids: v.uids,
+                    gids: v.gids,
+                    exe: v.exe,
+                    cwd: v.cwd,
+                    cmdline: v.cmdline,
+                    comm: v.comm,
+                    vm_size: mm.as_ref().map(|m| m.virtual_size()).unwrap_or_default(),
+                    rss,
+                    rss_peak,
+                    threads: g.count(),
+                    ..base.clone()
+                })
+            })
+            .collect()
+    })
 }
 
 /// The CPU time of the sandbox process (every guest thread runs on one of its threads),

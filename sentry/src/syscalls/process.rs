@@ -92,22 +92,34 @@ fn id(arg: u64) -> u32 {
     arg as u32
 }
 fn sys_setuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setuid(id(a[0])).map(|_| 0)
+    t.creds.setuid(id(a[0]))?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_setgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setgid(id(a[0])).map(|_| 0)
+    t.creds.setgid(id(a[0]))?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_setreuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setreuid(id(a[0]), id(a[1])).map(|_| 0)
+    t.creds.setreuid(id(a[0]), id(a[1]))?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_setregid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setregid(id(a[0]), id(a[1])).map(|_| 0)
+    t.creds.setregid(id(a[0]), id(a[1]))?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_setresuid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setresuid([id(a[0]), id(a[1]), id(a[2])]).map(|_| 0)
+    t.creds.setresuid([id(a[0]), id(a[1]), id(a[2])])?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_setresgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.creds.setresgid([id(a[0]), id(a[1]), id(a[2])]).map(|_| 0)
+    t.creds.setresgid([id(a[0]), id(a[1]), id(a[2])])?;
+    crate::kernel::process::publish_view(t);
+    Ok(0)
 }
 fn sys_getgroups(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let size = a[0] as i32;
@@ -233,6 +245,7 @@ fn sys_prctl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             t.mm.copy_in(a[1], &mut name)?;
             let len = name.iter().position(|b| *b == 0).unwrap_or(15).min(15);
             t.process.comm = name[..len].to_vec();
+            crate::kernel::process::publish_view(t);
             Ok(0)
         }
         PR_GET_NAME => {

@@ -15,6 +15,9 @@ use crate::state::{SaveContext, StateError};
 /// st_dev of /proc (0:22, as on a typical system).
 pub const PROC_DEV: u64 = 22;
 
+/// The other processes /proc lists (the caller's container's), made when asked for.
+pub type Others = Arc<dyn Fn() -> Vec<Arc<ProcSnapshot>> + Send + Sync>;
+
 /// What /proc shows of the calling process.
 #[derive(Clone, Default)]
 pub struct ProcSnapshot {
@@ -58,6 +61,10 @@ pub struct ProcSnapshot {
     pub cpu_time: (Duration, Duration),
     /// Threads and processes created since boot (/proc/stat's `processes`).
     pub forks: u64,
+    /// Threads of the process.
+    pub threads: usize,
+    /// The container's other processes, as snapshots of their own (None in those).
+    pub others: Option<Others>,
 }
 
 /// A /proc entry: `rel` is the path under /proc with the process directory spelled "pid".
@@ -162,9 +169,28 @@ impl ProcNode {
         }
     }
 
+    /// Another process of the caller's container, by its pid as a /proc name.
+    fn other(&self, name: &[u8]) -> Option<Arc<ProcSnapshot>> {
+        let pid: i32 = std::str::from_utf8(name).ok()?.parse().ok()?;
+        if pid == self.snap.pid {
+            return None;
+        }
+        let others = self.snap.others.as_ref()?;
+        others().into_iter().find(|o| o.pid == pid)
+    }
+
     pub fn lookup(&self, name: &[u8]) -> Option<ProcNode> {
         if !matches!(self.shape(), Shape::Dir) {
             return None;
+        }
+        if self.rel.is_empty() {
+            if let Some(snap) = self.other(name) {
+                return Some(ProcNode {
+                    snap,
+                    rel: b"pid".to_vec(),
+                    mounts: self.mounts.clone(),
+                });
+            }
         }
         self.children()
             .into_iter()
@@ -281,6 +307,26 @@ impl ProcNode {
                 name,
             });
         }
+        if self.rel.is_empty() {
+            let mut others = self.snap.others.as_ref().map(|f| f()).unwrap_or_default();
+            others.sort_by_key(|o| o.pid);
+            for snap in others {
+                let name = snap.pid.to_string().into_bytes();
+                let n = ProcNode {
+                    snap,
+                    rel: b"pid".to_vec(),
+                    mounts: self.mounts.clone(),
+                };
+                out.push(DirEntry {
+                    ino: n.ino(),
+                    kind: libc::DT_DIR,
+                    name,
+                });
+            }
+            // Processes after the files, in pid order, as Linux lists them.
+            let pid_of = |e: &DirEntry| std::str::from_utf8(&e.name).ok()?.parse::<i32>().ok();
+            out.sort_by_key(|e| pid_of(e).map_or((0, 0), |p| (1, p)));
+        }
         out
     }
 
@@ -355,7 +401,7 @@ impl ProcNode {
             "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
              Uid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t64\nGroups:\t{groups}\n\
              VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{hwm:8} kB\nVmRSS:\t{rss:8} kB\nRssAnon:\t{rss:8} kB\n\
-             Threads:\t1\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
+             Threads:\t{threads}\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
              SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nSigCgt:\t0000000000000000\n\
              CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n\
              CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n\
@@ -373,6 +419,7 @@ impl ProcNode {
             s.gids[2],
             s.gids[1],
             pid = s.pid,
+            threads = s.threads.max(1),
             groups = s
                 .groups
                 .iter()
@@ -387,12 +434,13 @@ impl ProcNode {
         let rss_pages = s.rss / 4096;
         // Fields 1-52 of proc_pid_stat(5); times are in clock ticks (USER_HZ = 100).
         format!(
-            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 0 {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 {} 0 0 {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
             s.pid,
             String::from_utf8_lossy(&s.comm),
             s.ppid,
             s.pgid,
             s.sid,
+            s.threads.max(1),
             s.vm_size,
             rss_pages,
         )
