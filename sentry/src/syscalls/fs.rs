@@ -111,15 +111,6 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         rss,
         rss_peak,
         fds: t.files.list(),
-        hostname: t
-            .kernel
-            .hostname
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default(),
-        release: super::misc::RELEASE.to_vec(),
-        version: super::misc::VERSION.to_vec(),
-        uptime: t.kernel.boot.elapsed(),
         mem_total: memory.size(),
         mem_free: crate::mm::free_bytes(memory),
         cpuinfo: t.kernel.cpuinfo.clone(),
@@ -127,17 +118,13 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         forks: t.kernel.next_tid().saturating_sub(1) as u64,
         threads: t.group.count(),
         others: Some(others_of(t)),
+        ..kernel_fields(t)
     }
 }
 
-/// The other processes of `t`'s container, for /proc: each as its main thread last
-/// published it (`process::publish_view`), built only when /proc is listed or one of them
-/// is looked up.
-fn others_of(t: &Task) -> crate::vfs::proc::Others {
-    let kernel = t.kernel.clone();
-    let container = t.group.container();
-    let me = t.process.pid;
-    let base = ProcSnapshot {
+/// What every process's /proc snapshot says of the sandbox's kernel.
+fn kernel_fields(t: &Task) -> ProcSnapshot {
+    ProcSnapshot {
         hostname: t
             .kernel
             .hostname
@@ -148,7 +135,17 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
         version: super::misc::VERSION.to_vec(),
         uptime: t.kernel.boot.elapsed(),
         ..ProcSnapshot::default()
-    };
+    }
+}
+
+/// The other processes of `t`'s container, for /proc: each as its main thread last
+/// published it (`process::publish_view`), built only when /proc is listed or one of them
+/// is looked up.
+fn others_of(t: &Task) -> crate::vfs::proc::Others {
+    let kernel = t.kernel.clone();
+    let container = t.group.container();
+    let me = t.process.pid;
+    let base = kernel_fields(t);
     Arc::new(move || {
         kernel
             .processes
