@@ -43,7 +43,12 @@ pub struct SandboxConfig {
     pub net: Arc<netstack::stack::Stack>,
     /// The guest's /etc/resolv.conf (None: one naming the DNS proxy alone).
     pub resolv_conf: Option<Vec<u8>>,
+    /// Called once the program runs (`runsc do` starts forwarding signals to it).
+    pub on_start: Option<OnStart>,
 }
+
+/// What [`SandboxConfig::on_start`] is given: the sandbox and the program's pid.
+pub type OnStart = Box<dyn FnOnce(std::sync::Weak<Sandbox>, i32) + Send>;
 
 /// The size of the /dev/shm a container gets when its spec mounts none there (Docker's
 /// and containerd's default).
@@ -576,6 +581,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, SandboxError> {
             rlimits: Vec::new(),
         },
     )?;
+    if let Some(started) = config.on_start {
+        started(Arc::downgrade(&sandbox), pid);
+    }
     let status = sandbox.wait(pid)?;
     log_fatal_signal(&config_argv0, status);
     // When init ends, the sandbox ends: stop every other process, as a container's

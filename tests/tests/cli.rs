@@ -228,3 +228,48 @@ fn sethostname_names_the_sandbox_only() {
     let after = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     assert_eq!(before, after, "the host's name changed");
 }
+
+/// `runsc do` passes SIGTERM and SIGINT on to the sandbox's program (as `runsc run` and
+/// `docker run` do), so it can end cleanly; one without a handler dies of the signal.
+#[test]
+fn do_forwards_signals_to_its_program() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    for (sig, script, expected) in [
+        (
+            "TERM",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+            Some(7),
+        ),
+        ("INT", "echo ready; while :; do sleep 0.05; done", Some(130)),
+    ] {
+        let mut child = Command::new(runsc())
+            .args(["do", "--", "/bin/busybox", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning runsc");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("ready");
+        assert_eq!(line, "ready\n");
+        let sent = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).expect("rest");
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            expected,
+            "signal {sig}: {status:?}, output {rest:?}"
+        );
+        if sig == "TERM" {
+            assert_eq!(rest, "got TERM\n");
+        }
+    }
+}

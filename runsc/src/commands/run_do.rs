@@ -111,6 +111,12 @@ fn new_sandbox_id() -> String {
 }
 
 pub fn run(args: DoArgs) -> anyhow::Result<i32> {
+    // The signals a terminal or a supervisor sends (Ctrl-C, SIGTERM) go to the guest's
+    // program, as `runsc run` and `docker run` forward them: it may end cleanly, and this
+    // process lives to take the network down after it. Blocked before any thread starts,
+    // so that every thread inherits the mask and only the forwarding thread takes them.
+    let forwarded = super::run::forwarded_set();
+    forwarded.thread_block()?;
     for kv in &args.env {
         if !kv.contains('=') || kv.starts_with('=') {
             anyhow::bail!("--env {kv:?}: expected KEY=VALUE");
@@ -247,6 +253,18 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
             r.for_guest(netstack::stack::DNS_PROXY_ADDR.into())
                 .into_bytes()
         }),
+        on_start: Some(Box::new(move |sandbox, pid| {
+            std::thread::spawn(move || {
+                while let Ok(sig) = forwarded.wait() {
+                    let Some(sandbox) = sandbox.upgrade() else {
+                        return;
+                    };
+                    if let Err(e) = sandbox.signal(pid, sig as u8) {
+                        tracing::debug!("forwarding {sig}: {e:?}");
+                    }
+                }
+            });
+        })),
     })?;
     drop(forwards);
     drop(netns);
