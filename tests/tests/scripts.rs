@@ -2,7 +2,6 @@
 //! shell inside the sandbox and as the sandbox's first command, compared with the same
 //! scripts run natively. npm (`#!/usr/bin/env node`) is the real-world case.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nanovisor_tests::{assert_same_outcome, run_native, run_sandboxed};
@@ -18,11 +17,25 @@ impl Scripts {
         Scripts(dir)
     }
 
+    /// Writes an executable script. Through a shell, not from this process: a file this
+    /// process held open for writing could be inherited by a child another test is
+    /// spawning at that moment, and executing it would fail with ETXTBSY until that
+    /// child's execve closed it.
     fn write(&self, name: &str, text: &str) -> String {
         let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write script");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path.to_str().expect("UTF-8 path").to_owned()
+        let path = path.to_str().expect("UTF-8 path").to_owned();
+        let status = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+                text,
+            ])
+            .arg(&path)
+            .status()
+            .expect("writing a script");
+        assert!(status.success(), "writing {path}");
+        path
     }
 }
 
