@@ -540,8 +540,15 @@ mod tests {
             link.send(&req).map_err(|e| e.to_string())?;
 
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut resend = std::time::Instant::now() + std::time::Duration::from_millis(500);
             let mut buf = [0u8; 2048];
             while std::time::Instant::now() < deadline {
+                // A request sent while the pair was still coming up is lost (no carrier
+                // yet): ask again, as a kernel's ARP would.
+                if std::time::Instant::now() >= resend {
+                    link.send(&req).map_err(|e| e.to_string())?;
+                    resend += std::time::Duration::from_millis(500);
+                }
                 let mut pfd = libc::pollfd {
                     fd: link.as_fd().as_raw_fd(),
                     events: libc::POLLIN,
