@@ -30,7 +30,8 @@ pub struct DoArgs {
     /// Working directory inside the sandbox.
     #[arg(long, default_value = "/")]
     cwd: String,
-    /// Environment variable for the command (repeatable). Without any, PATH is set.
+    /// Environment variable for the command (repeatable). Without any, PATH and HOME are
+    /// set, and TERM (the caller's) when stdout is a terminal, as `docker run -t` does.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
     /// Guest physical memory, in MiB.
@@ -136,6 +137,16 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
     let mut envp: Vec<Vec<u8>> = args.env.iter().map(|s| s.as_bytes().to_vec()).collect();
     if envp.is_empty() {
         envp.push(b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec());
+        // The program runs as root; npm, the Node REPL's history and shells want a home.
+        envp.push(b"HOME=/root".to_vec());
+        // Colours and line editing for a person at a terminal.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            if let Some(term) = std::env::var_os("TERM") {
+                let mut kv = b"TERM=".to_vec();
+                kv.extend_from_slice(term.as_bytes());
+                envp.push(kv);
+            }
+        }
     }
     let argv: Vec<Vec<u8>> = args.command.iter().map(|s| s.as_bytes().to_vec()).collect();
     let id = new_sandbox_id();
