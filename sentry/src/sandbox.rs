@@ -328,7 +328,6 @@ impl Sandbox {
             fs,
             process: ProcessInfo {
                 pid,
-                ppid: 0,
                 pgid: pid,
                 sid: pid,
                 dumpable: true,

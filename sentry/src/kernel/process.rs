@@ -1,6 +1,7 @@
 //! Processes: fork, the parent/child relation, reaping (wait4/waitid) and SIGCHLD.
 //!
-//! Lock order: a parent's `children` before a child's anything.
+//! Lock order: a parent's `children` before a child's anything; while an ending
+//! process's orphans move, its `children` before its reaper's (see `reparent_children`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -84,7 +85,6 @@ fn fork_reserved(
     }
     let mut process = t.process.clone();
     process.pid = pid;
-    process.ppid = t.process.pid;
     let child = Task {
         regs,
         mm,
@@ -149,10 +149,10 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
     // Linux's exit_notify: the children go to their new parent before the old parent
     // hears of this one.
     reparent_children(task);
-    // The parent, and its record of this child. A parent that is ending itself moves its
-    // records to their new parent (`reparent_children`): for that moment the record is in
-    // neither list, so look again until it shows up.
-    let mut tries = 0;
+    // The parent and its record of this child. A parent that is ending hands its records
+    // to their new parent, and repoints each child, under its `children` lock
+    // (`reparent_children`): a record missing from the list of the parent read here was
+    // moved meanwhile, and the child's parent pointer already names where to.
     let (parent, action) = loop {
         let Some(parent) = group
             .parent
@@ -183,16 +183,16 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
             break (parent, action);
         }
         drop(children);
-        tries += 1;
-        if tries > 10_000 {
-            tracing::warn!(
-                pid = group.tgid,
-                "an ended process's parent has no record of it"
-            );
+        let moved = group
+            .parent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+            .is_some_and(|now| !Arc::ptr_eq(&now, &parent));
+        if !moved {
             task.kernel.unregister_process(group.tgid);
             return;
         }
-        std::thread::yield_now();
     };
     // The status is recorded first, then SIGCHLD is made pending, then waiters wake: a
     // parent sleeping in wait4 finds the child and gets the signal on the way out, as
@@ -250,14 +250,19 @@ fn reaper_for(group: &ThreadGroup) -> Option<Arc<ThreadGroup>> {
 /// The process `task` ends: its children, running or zombies, become the reaper's (its
 /// getppid says so, its wait finds them; a zombie among them is announced with
 /// SIGCHLD). With no reaper they are nobody's: each is forgotten as it ends.
+///
+/// The whole move happens under this process's `children` lock, the reaper's taken
+/// inside it (a descendant's before an ancestor's: nothing takes them the other way
+/// round), so a child ending meanwhile finds its record in one list or the other.
 fn reparent_children(task: &Task) {
     let group = &task.group;
-    let orphans = std::mem::take(&mut *group.children.lock().unwrap_or_else(|e| e.into_inner()));
+    let reaper = reaper_for(group);
+    let mut orphans = group.children.lock().unwrap_or_else(|e| e.into_inner());
     if orphans.is_empty() {
         return;
     }
-    let Some(reaper) = reaper_for(group) else {
-        for c in orphans {
+    let Some(reaper) = reaper else {
+        for c in orphans.drain(..) {
             *c.group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Weak::new();
             if c.status.is_some() {
                 task.kernel.unregister_process(c.pid);
@@ -274,7 +279,7 @@ fn reparent_children(task: &Task) {
     let mut zombies = false;
     {
         let mut adopted = reaper.children.lock().unwrap_or_else(|e| e.into_inner());
-        for c in orphans {
+        for c in orphans.drain(..) {
             *c.group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&reaper);
             if c.status.is_some() {
                 if autoreap {
@@ -286,6 +291,7 @@ fn reparent_children(task: &Task) {
             adopted.push(c);
         }
     }
+    drop(orphans);
     if zombies && action.handler != SIG_IGN {
         reaper.signal_group(SIGCHLD);
     }

@@ -149,11 +149,16 @@ fn snapshot(task: &Task, ctx: &mut dyn Context) -> super::freeze::ThreadSnapshot
 /// Take the lowest-numbered pending signal this thread does not block, claiming it from
 /// the thread's own set first, then from the group's.
 fn take_signal(task: &Task) -> Option<u8> {
+    take_signal_of(task, !task.signals.mask | UNBLOCKABLE)
+}
+
+/// Take the lowest-numbered pending signal in `set`, the thread's own first, then its
+/// group's (also how sigtimedwait takes one).
+pub fn take_signal_of(task: &Task, set: u64) -> Option<u8> {
     loop {
         let own = task.pending.load(Ordering::SeqCst);
         let group = task.group.pending.load(Ordering::SeqCst);
-        let open = !task.signals.mask | UNBLOCKABLE;
-        let avail = (own | group) & open;
+        let avail = (own | group) & set;
         if avail == 0 {
             return None;
         }

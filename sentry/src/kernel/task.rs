@@ -223,7 +223,6 @@ pub use super::creds::Credentials;
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     pub pid: i32,
-    pub ppid: i32,
     pub pgid: i32,
     pub sid: i32,
     /// The path of the running executable, as the guest named it (absolute).

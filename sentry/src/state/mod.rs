@@ -32,7 +32,8 @@ use registry::{RestoreTable, SaveTable};
 
 /// The version of this serialized form; any change to a saved struct bumps it, and a
 /// state of another version is refused. 2: credentials carry saved ids and groups.
-pub const STATE_VERSION: u32 = 2;
+/// 3: a process's parent is its thread group's alone (ProcessInfo has no ppid).
+pub const STATE_VERSION: u32 = 3;
 
 /// Everything of a sandbox but its guest memory's contents.
 #[derive(Serialize, Deserialize)]

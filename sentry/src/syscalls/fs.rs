@@ -114,26 +114,24 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         mem_total: memory.size(),
         mem_free: crate::mm::free_bytes(memory),
         cpuinfo: t.kernel.cpuinfo.clone(),
-        cpu_time: sandbox_cpu_time(),
         forks: t.kernel.next_tid().saturating_sub(1) as u64,
         threads: t.group.count(),
         others: Some(others_of(t)),
-        ..kernel_fields(t)
+        ..kernel_fields(&t.kernel)
     }
 }
 
 /// What every process's /proc snapshot says of the sandbox's kernel.
-fn kernel_fields(t: &Task) -> ProcSnapshot {
+fn kernel_fields(kernel: &crate::kernel::task::Kernel) -> ProcSnapshot {
     ProcSnapshot {
-        hostname: t
-            .kernel
+        hostname: kernel
             .hostname
             .lock()
             .map(|h| h.clone())
             .unwrap_or_default(),
         release: super::misc::RELEASE.to_vec(),
         version: super::misc::VERSION.to_vec(),
-        uptime: t.kernel.boot.elapsed(),
+        uptime: kernel.boot.elapsed(),
         ..ProcSnapshot::default()
     }
 }
@@ -145,8 +143,8 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
     let kernel = t.kernel.clone();
     let container = t.group.container();
     let me = t.process.pid;
-    let base = kernel_fields(t);
     Arc::new(move || {
+        let base = kernel_fields(&kernel);
         kernel
             .processes
             .all()
@@ -179,22 +177,6 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
             })
             .collect()
     })
-}
-
-/// The CPU time of the sandbox process (every guest thread runs on one of its threads),
-/// user and system.
-fn sandbox_cpu_time() -> (std::time::Duration, std::time::Duration) {
-    // SAFETY: a zeroed rusage is valid output space for getrusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one struct rusage into `ru`.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return Default::default();
-    }
-    let d = |t: libc::timeval| {
-        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
-            + std::time::Duration::from_micros(t.tv_usec.clamp(0, 999_999) as u64)
-    };
-    (d(ru.ru_utime), d(ru.ru_stime))
 }
 
 // ---- argument helpers ----

@@ -328,30 +328,6 @@ fn sys_rt_sigpending(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.mm.copy_out(a[0], &shown[..a[1] as usize]).map(|_| 0)
 }
 
-/// Take one of the signals in `set` pending for `t` (its own first, then its process's),
-/// lowest number first.
-fn take_one_of(t: &Task, set: u64) -> Option<u8> {
-    use std::sync::atomic::Ordering::SeqCst;
-    loop {
-        let own = t.pending.load(SeqCst) & set;
-        let group = t.group.pending.load(SeqCst) & set;
-        let avail = own | group;
-        if avail == 0 {
-            return None;
-        }
-        let sig = avail.trailing_zeros() as u8 + 1;
-        let bit = sigbit(sig);
-        let source = if own & bit != 0 {
-            &*t.pending
-        } else {
-            &t.group.pending
-        };
-        if source.fetch_and(!bit, SeqCst) & bit != 0 {
-            return Some(sig);
-        }
-    }
-}
-
 /// sigwaitinfo/sigtimedwait (what tini and dumb-init, containers' usual init, wait in):
 /// take a signal of `set` (pending now, or the first to come before the timeout) without
 /// running its handler. The signals of `set` interrupt the wait while it lasts, blocked
@@ -380,7 +356,7 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.blocked.store(t.signals.mask & !set, SeqCst);
     let result = loop {
         t.waiter.clear_interrupt();
-        if let Some(sig) = take_one_of(t, set) {
+        if let Some(sig) = crate::kernel::run::take_signal_of(t, set) {
             break Ok(sig);
         }
         let pending = t.pending.load(SeqCst) | t.group.pending.load(SeqCst);
@@ -389,7 +365,7 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         // Woken for any reason before the deadline: look again.
         if t.waiter.wait(deadline) == crate::waiter::Wake::TimedOut {
-            break take_one_of(t, set).ok_or(Errno::EAGAIN);
+            break crate::kernel::run::take_signal_of(t, set).ok_or(Errno::EAGAIN);
         }
     };
     t.blocked.store(t.signals.mask, SeqCst);

@@ -57,8 +57,6 @@ pub struct ProcSnapshot {
     pub mem_free: u64,
     /// The text of /proc/cpuinfo (captured when the sandbox was made).
     pub cpuinfo: Arc<[u8]>,
-    /// CPU time the sandbox has used, user and system (/proc/stat).
-    pub cpu_time: (Duration, Duration),
     /// Threads and processes created since boot (/proc/stat's `processes`).
     pub forks: u64,
     /// Threads of the process.
@@ -337,7 +335,7 @@ impl ProcNode {
         match self.rel.as_slice() {
             b"cpuinfo" => s.cpuinfo.to_vec(),
             b"meminfo" => meminfo(s.mem_total, s.mem_free),
-            b"stat" => stat(s),
+            b"stat" => stat(s, sandbox_cpu_time()),
             b"version" => {
                 let mut v = b"Linux version ".to_vec();
                 v.extend_from_slice(&s.release);
@@ -504,7 +502,7 @@ pub fn meminfo(total: u64, free: u64) -> Vec<u8> {
 /// it (libuv's `uv_cpu_info`, behind Node's `os.cpus()`, fails without the cpu lines).
 /// The sandbox's CPU time is shared evenly between its CPUs: it does not know which
 /// host CPU ran what.
-fn stat(s: &ProcSnapshot) -> Vec<u8> {
+fn stat(s: &ProcSnapshot, cpu_time: (Duration, Duration)) -> Vec<u8> {
     const USER_HZ: u128 = 100;
     let ticks = |d: Duration| (d.as_millis() * USER_HZ / 1000) as u64;
     let cpus = s
@@ -513,7 +511,7 @@ fn stat(s: &ProcSnapshot) -> Vec<u8> {
         .filter(|l| l.starts_with(b"processor"))
         .count()
         .max(1) as u64;
-    let (user, system) = (ticks(s.cpu_time.0), ticks(s.cpu_time.1));
+    let (user, system) = (ticks(cpu_time.0), ticks(cpu_time.1));
     let idle = (ticks(s.uptime) * cpus).saturating_sub(user + system);
     let line = |name: &str, user: u64, system: u64, idle: u64| {
         format!("{name} {user} 0 {system} {idle} 0 0 0 0 0 0\n")
@@ -538,6 +536,22 @@ fn stat(s: &ProcSnapshot) -> Vec<u8> {
         s.forks
     ));
     out.into_bytes()
+}
+
+/// The CPU time of the sandbox process (every guest thread runs on one of its threads),
+/// user and system.
+fn sandbox_cpu_time() -> (Duration, Duration) {
+    // SAFETY: a zeroed rusage is valid output space for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one struct rusage into `ru`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Default::default();
+    }
+    let d = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64)
+            + Duration::from_micros(t.tv_usec.clamp(0, 999_999) as u64)
+    };
+    (d(ru.ru_utime), d(ru.ru_stime))
 }
 
 /// The host's /proc/cpuinfo, with only the first `cpus` processors: read once when a
@@ -705,11 +719,11 @@ mod tests {
         let snap = ProcSnapshot {
             cpuinfo: b"processor\t: 0\n\nprocessor\t: 1\n\n".to_vec().into(),
             uptime: Duration::from_secs(10),
-            cpu_time: (Duration::from_secs(3), Duration::from_secs(1)),
             forks: 5,
             ..ProcSnapshot::default()
         };
-        let text = String::from_utf8(stat(&snap)).expect("utf-8");
+        let busy = (Duration::from_secs(3), Duration::from_secs(1));
+        let text = String::from_utf8(stat(&snap, busy)).expect("utf-8");
         let lines: Vec<&str> = text.lines().collect();
         // 2 CPUs × 10 s = 2000 ticks, 400 of them busy.
         assert_eq!(lines[0], "cpu  300 0 100 1600 0 0 0 0 0 0");
@@ -718,11 +732,9 @@ mod tests {
         assert!(lines[3..].contains(&"processes 5"), "{text}");
         assert!(lines.iter().any(|l| l.starts_with("btime ")), "{text}");
         // Busier than up (a clock read apart) never underflows; no cpuinfo is one CPU.
-        let odd = ProcSnapshot {
-            cpu_time: (Duration::from_secs(99), Duration::ZERO),
-            ..ProcSnapshot::default()
-        };
-        let text = String::from_utf8(stat(&odd)).expect("utf-8");
+        let odd = ProcSnapshot::default();
+        let text = String::from_utf8(stat(&odd, (Duration::from_secs(99), Duration::ZERO)))
+            .expect("utf-8");
         assert!(text.starts_with("cpu  9900 0 0 0 "), "{text}");
         assert!(
             text.contains("\ncpu0 ") && !text.contains("\ncpu1 "),
