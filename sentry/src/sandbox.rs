@@ -54,8 +54,10 @@ pub type OnStart = Box<dyn FnOnce(std::sync::Weak<Sandbox>, i32) + Send>;
 /// and containerd's default).
 const DEV_SHM_SIZE: u64 = 64 << 20;
 
-/// What the guest's resolver is pointed at by default: netstack's DNS proxy.
-pub(crate) const RESOLV_CONF: &[u8] = b"# Written by Nanovisor: the sandbox's DNS proxy enforces the DNS policy.\nnameserver 127.0.0.53\n";
+/// What the guest's resolver is pointed at by default: netstack's DNS proxy alone.
+pub(crate) fn default_resolv_conf() -> Vec<u8> {
+    netstack::dns::resolv_conf::ResolvConf::default().for_guest_bytes()
+}
 
 /// One of a container's mounts (from the OCI spec's `mounts`).
 #[derive(Debug)]
@@ -189,7 +191,7 @@ impl Sandbox {
             kernel,
             containers: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
-            resolv_conf: Mutex::new(RESOLV_CONF.to_vec()),
+            resolv_conf: Mutex::new(default_resolv_conf()),
         }))
     }
 

@@ -75,6 +75,12 @@ impl ResolvConf {
             .collect()
     }
 
+    /// The guest's resolv.conf naming the sandbox's DNS proxy, as bytes to write.
+    pub fn for_guest_bytes(&self) -> Vec<u8> {
+        self.for_guest(crate::stack::DNS_PROXY_ADDR.into())
+            .into_bytes()
+    }
+
     /// The guest's resolv.conf: the proxy at `proxy`, with these search domains and
     /// options.
     pub fn for_guest(&self, proxy: IpAddr) -> String {

@@ -181,10 +181,7 @@ fn boot(args: &BootArgs, root: &Path) -> anyhow::Result<Booted> {
     // proxy's upstreams, its search domains and options the guest's.
     let resolver = crate::network::resolver::for_container(&spec, &args.bundle, &rootfs);
     let upstreams = resolver.as_ref().map(|r| r.upstreams()).unwrap_or_default();
-    let guest_resolv_conf = resolver.map(|r| {
-        r.for_guest(netstack::stack::DNS_PROXY_ADDR.into())
-            .into_bytes()
-    });
+    let guest_resolv_conf = resolver.map(|r| r.for_guest_bytes());
     let (stack, netns) = network::build_stack(&args.id, &spec, acl.clone(), upstreams)?;
     steps.done("network");
     let join_cgroup = |steps: &mut Steps| {

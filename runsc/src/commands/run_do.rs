@@ -260,10 +260,7 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
         hostname: args.hostname.into_bytes(),
         memory: args.memory_mib << 20,
         net,
-        resolv_conf: resolver.map(|r| {
-            r.for_guest(netstack::stack::DNS_PROXY_ADDR.into())
-                .into_bytes()
-        }),
+        resolv_conf: resolver.map(|r| r.for_guest_bytes()),
         on_start: Some(Box::new(move |sandbox, pid| {
             std::thread::spawn(move || {
                 while let Ok(sig) = forwarded.wait() {

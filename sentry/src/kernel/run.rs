@@ -112,8 +112,12 @@ fn run_loop(task: &mut Task, ctx: &mut dyn Context) -> Result<(), PlatformError>
                 // Another thread is replacing the program (execve).
                 task.thread_exit = Some(0);
             } else {
+                let mask = task.signals.mask;
                 deliver_pending(task, ctx);
-                task.blocked.store(task.signals.mask, Ordering::SeqCst);
+                // A handler's frame may have changed the mask.
+                if task.signals.mask != mask {
+                    task.blocked.store(task.signals.mask, Ordering::SeqCst);
+                }
             }
         }
         if task.exit_status.is_some() || task.thread_exit.is_some() {

@@ -221,7 +221,7 @@ impl Sandbox {
             kernel,
             containers: std::sync::Mutex::new(containers),
             started: std::sync::Mutex::new(HashMap::new()),
-            resolv_conf: std::sync::Mutex::new(crate::sandbox::RESOLV_CONF.to_vec()),
+            resolv_conf: std::sync::Mutex::new(crate::sandbox::default_resolv_conf()),
         });
         let mut inits = Vec::new();
         for c in &state.containers {

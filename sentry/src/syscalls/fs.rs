@@ -44,7 +44,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(73, flock, Partial, "locks are always granted (one process per sandbox for now)", sys_flock),
     syscall!(74, fsync, Full, "", sys_fsync),
     syscall!(162, sync, Full, "the overlay is in memory; writable binds are written through already", sys_sync),
-    syscall!(306, syncfs, Full, "", sys_syncfs),
+    syscall!(306, syncfs, Full, "", sys_fsync),
     syscall!(75, fdatasync, Full, "", sys_fsync),
     syscall!(76, truncate, Full, "", sys_truncate),
     syscall!(77, ftruncate, Full, "", sys_ftruncate),
@@ -95,8 +95,8 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         pgid: t.process.pgid,
         sid: t.process.sid,
         tid: t.tid,
-        uid: t.creds.uid,
-        gid: t.creds.gid,
+        uid: t.creds.euid,
+        gid: t.creds.egid,
         uids: [t.creds.uid, t.creds.euid, t.creds.suid],
         gids: [t.creds.gid, t.creds.egid, t.creds.sgid],
         groups: t.creds.groups.clone(),
@@ -143,11 +143,13 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
     let kernel = t.kernel.clone();
     let container = t.group.container();
     let me = t.process.pid;
-    Arc::new(move || {
+    Arc::new(move |only: Option<i32>| {
         let base = kernel_fields(&kernel);
-        kernel
-            .processes
-            .all()
+        let groups = match only {
+            Some(pid) => kernel.processes.get(pid).into_iter().collect(),
+            None => kernel.processes.all(),
+        };
+        groups
             .into_iter()
             .filter(|g| g.tgid != me && g.count() > 0 && g.container() == container)
             .map(|g| {
@@ -676,10 +678,6 @@ fn sys_sync(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
-fn sys_syncfs(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    t.files.get(a[0] as i32)?.sync().map(|_| 0)
-}
-
 fn sys_fsync(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.files.get(a[0] as i32)?.sync().map(|_| 0)
 }
@@ -823,6 +821,7 @@ fn sys_sendfile(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let mut b = vec![0u8; (count as usize).min(MAX_IO)];
     let n = vfs::wait::read(&*inf, &t.waiter, &mut b, off)?;
     let w = vfs::wait::write(&*outf, &t.waiter, &b[..n], None)?;
+    t.fs.vfs.raise_on_file(&*outf, vfs::inotify::IN_MODIFY);
     if w < n && off.is_none() {
         // Give back what was read but not written.
         let _ = inf.seek(-((n - w) as i64), SEEK_CUR);

@@ -124,6 +124,7 @@ fn sys_chdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
     })?;
     t.fs.cwd = cwd;
+    crate::kernel::process::publish_view(t);
     Ok(0)
 }
 
@@ -132,6 +133,7 @@ fn sys_fchdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     match f.vfs_node() {
         Some(n) if n.is_dir() => {
             t.fs.cwd = f.path().into_bytes();
+            crate::kernel::process::publish_view(t);
             Ok(0)
         }
         _ => Err(Errno::ENOTDIR),

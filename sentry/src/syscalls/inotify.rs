@@ -8,6 +8,8 @@ use crate::abi::Errno;
 use crate::kernel::task::Task;
 use crate::syscall;
 use crate::vfs::inotify::{self, Inotify, IN_DONT_FOLLOW};
+use crate::vfs::FileDescription;
+use std::sync::Arc;
 
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(253, inotify_init, Partial, "see inotify_init1", sys_inotify_init),
@@ -35,17 +37,14 @@ fn sys_inotify_init1(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     do_init(t, a[0])
 }
 
-/// The inotify instance behind `fd` (EINVAL for any other file, as Linux says).
-fn instance(t: &Task, fd: i32) -> Result<std::sync::Arc<dyn crate::vfs::FileDescription>, Errno> {
-    let f = t.files.get(fd)?;
-    if f.as_any().downcast_ref::<Inotify>().is_none() {
-        return Err(Errno::EINVAL);
-    }
-    Ok(f)
+/// The inotify instance behind file `f` (EINVAL for any other file, as Linux says).
+fn instance(f: &Arc<dyn FileDescription>) -> Result<&Inotify, Errno> {
+    f.as_any().downcast_ref::<Inotify>().ok_or(Errno::EINVAL)
 }
 
 fn sys_inotify_add_watch(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let f = instance(t, a[0] as i32)?;
+    let f = t.files.get(a[0] as i32)?;
+    let inotify = instance(&f)?;
     let mask = a[2] as u32;
     let p = path_arg(t, a[1])?;
     if p.is_empty() {
@@ -60,14 +59,12 @@ fn sys_inotify_add_watch(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EACCES);
     }
     let is_dir = st.mode & libc::S_IFMT == libc::S_IFDIR;
-    let inotify = f.as_any().downcast_ref::<Inotify>().ok_or(Errno::EINVAL)?;
     inotify
         .add_watch(&vfs.watches, inotify::key_of(&st), is_dir, mask)
         .map(|wd| wd as u64)
 }
 
 fn sys_inotify_rm_watch(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let f = instance(t, a[0] as i32)?;
-    let inotify = f.as_any().downcast_ref::<Inotify>().ok_or(Errno::EINVAL)?;
-    inotify.rm_watch(a[1] as i32).map(|_| 0)
+    let f = t.files.get(a[0] as i32)?;
+    instance(&f)?.rm_watch(a[1] as i32).map(|_| 0)
 }

@@ -210,6 +210,7 @@ fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
     t.group
         .pgid
         .store(t.process.pid, std::sync::atomic::Ordering::Relaxed);
+    crate::kernel::process::publish_view(t);
     Ok(t.process.pid as u64)
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::inotify::{self, Key, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY};
 use super::inotify::{IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF};
-use super::node::Node;
 use super::ops::TimeSpec;
 use super::tmpfs::Inode;
 use super::walk::{Found, Resolved};
@@ -189,7 +188,7 @@ impl Vfs {
             .filter(|(key, _, _)| !exchange && Some(*key) != from.node.map(|n| n.0));
         let old_parent = self.parent_of(lo, old).or(from.parent);
         let new_parent = self.parent_of(ln, new);
-        self.raise_move(&from, old_parent, new_parent, &to_name(new), replaced);
+        self.raise_move(&from, old_parent, new_parent, &to_before.name, replaced);
         if exchange {
             if let Some(other) = self.watched(lo, old, false) {
                 self.raise_move(&other, new_parent, old_parent, &from.name, None);
@@ -316,7 +315,7 @@ impl Vfs {
         let lk = Lookup::new(b"/", 0, 0, 0, &no_proc);
         // The directory only if the name still leads to this node.
         let parent = self.resolve(&lk, &path, false).ok().and_then(|r| {
-            let same = matches!(&r.found, Found::Node(n) if same_node(n, &node));
+            let same = matches!(&r.found, Found::Node(n) if n.same(&node));
             same.then(|| r.dirs.last().map(|(_, d)| inotify::key_of(&d.stat())))
                 .flatten()
                 .map(|d| (d, r.name.clone()))
@@ -328,18 +327,4 @@ impl Vfs {
         };
         self.raise(&named, mask);
     }
-}
-
-fn same_node(a: &Node, b: &Node) -> bool {
-    a.same(b)
-}
-
-/// The last component of `p`.
-fn to_name(p: &[u8]) -> Vec<u8> {
-    let trimmed = p.strip_suffix(b"/").unwrap_or(p);
-    trimmed
-        .rsplit(|b| *b == b'/')
-        .next()
-        .unwrap_or(trimmed)
-        .to_vec()
 }

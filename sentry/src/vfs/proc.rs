@@ -15,8 +15,9 @@ use crate::state::{SaveContext, StateError};
 /// st_dev of /proc (0:22, as on a typical system).
 pub const PROC_DEV: u64 = 22;
 
-/// The other processes /proc lists (the caller's container's), made when asked for.
-pub type Others = Arc<dyn Fn() -> Vec<Arc<ProcSnapshot>> + Send + Sync>;
+/// The other processes /proc lists (the caller's container's), made when asked for: all
+/// of them, or the one with the pid given.
+pub type Others = Arc<dyn Fn(Option<i32>) -> Vec<Arc<ProcSnapshot>> + Send + Sync>;
 
 /// What /proc shows of the calling process.
 #[derive(Clone, Default)]
@@ -174,7 +175,7 @@ impl ProcNode {
             return None;
         }
         let others = self.snap.others.as_ref()?;
-        others().into_iter().find(|o| o.pid == pid)
+        others(Some(pid)).into_iter().next()
     }
 
     pub fn lookup(&self, name: &[u8]) -> Option<ProcNode> {
@@ -306,8 +307,12 @@ impl ProcNode {
             });
         }
         if self.rel.is_empty() {
-            let mut others = self.snap.others.as_ref().map(|f| f()).unwrap_or_default();
-            others.sort_by_key(|o| o.pid);
+            let others = self
+                .snap
+                .others
+                .as_ref()
+                .map(|f| f(None))
+                .unwrap_or_default();
             for snap in others {
                 let name = snap.pid.to_string().into_bytes();
                 let n = ProcNode {
