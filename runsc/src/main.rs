@@ -207,23 +207,60 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
 /// Appends an error to the `--log` file as runc (logrus) writes one, so that callers that
 /// read the runtime's log for its last error (containerd's shim) find ours.
 fn log_error(global: &GlobalOpts, message: &str) {
-    let Some(path) = &global.log else {
-        return;
-    };
+    if let Some(path) = &global.log {
+        append_line(path, &error_line(global.log_format, message));
+    }
+}
+
+/// An error as runc (logrus) logs one.
+fn error_line(format: LogFormat, message: &str) -> String {
     let time = netstack::acl::audit::rfc3339_millis(std::time::SystemTime::now());
-    let line = match global.log_format {
+    match format {
         LogFormat::Json => {
             serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
         }
         LogFormat::Text => format!("time={time:?} level=error msg={message:?}"),
-    };
+    }
+}
+
+/// Appends `line` to the log at `path` in a single write(2), newline included. The sandbox
+/// process logs its error to the same file as `create` does, and `create` kills it as soon
+/// as it has reported: a line written in pieces (`writeln!` writes the newline on its own)
+/// could lose its newline, and the next line, ours, would run into it, leaving a last line
+/// that a reader taking one JSON object per line (containerd's shim) cannot parse. A line
+/// someone else left unfinished all the same is ended first.
+fn append_line(path: &std::path::Path, line: &str) {
+    let mut text = String::with_capacity(line.len() + 2);
+    if !ends_a_line(path) {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
-        let _ = writeln!(f, "{line}");
+        let _ = f.write_all(text.as_bytes());
     }
+}
+
+/// Whether the file at `path` is empty or ends with a newline (also when it cannot be
+/// read, or is no regular file: a stream has no end to look at).
+fn ends_a_line(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileExt as _;
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return true,
+    };
+    let Some(last) = len.checked_sub(1) else {
+        return true;
+    };
+    let mut byte = [0u8; 1];
+    !matches!(file.read_at(&mut byte, last), Ok(1) if byte[0] != b'\n')
 }
 
 fn main() -> ExitCode {
@@ -236,6 +273,9 @@ fn main() -> ExitCode {
         Ok(r) => r.path().to_path_buf(),
         Err(e) => {
             say!("runsc: {e}");
+            if let Some(path) = &cli.log {
+                append_line(path, &error_line(cli.log_format, &e.to_string()));
+            }
             return ExitCode::from(1);
         }
     };
@@ -425,6 +465,42 @@ mod tests {
         assert!(matches!(cli.command, Command::Kill(_)));
         let cli = parse(&["runsc", "ps", "--format=json", "c1"]).expect("valid");
         assert!(matches!(cli.command, Command::Ps(_)));
+    }
+
+    #[test]
+    fn an_error_line_is_whole_even_after_a_torn_one() {
+        let dir = std::env::temp_dir().join(format!("runsc-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("log.json");
+        let _ = std::fs::remove_file(&path);
+        let global = GlobalOpts {
+            root: dir.clone(),
+            log: Some(path.clone()),
+            log_format: LogFormat::Json,
+            debug: false,
+            network: None,
+        };
+        let last = || -> serde_json::Value {
+            let text = std::fs::read_to_string(&path).expect("reading the log");
+            assert!(text.ends_with('\n'), "{text:?}");
+            let line = text.lines().last().expect("a line");
+            serde_json::from_str(line).expect("the last line is one JSON object")
+        };
+        log_error(&global, "first");
+        assert_eq!(last()["msg"], "first");
+        // A sandbox process killed between its line and its newline.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(br#"{"level":"error","msg":"torn"}"#))
+            .expect("appending");
+        log_error(&global, "cfs_quota");
+        assert_eq!(last()["msg"], "cfs_quota");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("log").lines().count(),
+            3
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
