@@ -330,8 +330,6 @@ impl Sandbox {
             fs,
             process: ProcessInfo {
                 pid,
-                pgid: pid,
-                sid: pid,
                 dumpable: true,
                 ..Default::default()
             },

@@ -48,3 +48,13 @@ fn orphans_go_to_the_subreaper() {
 fn proc_shows_other_processes() {
     check_guest("proc_others", &[], 0);
 }
+
+#[test]
+fn process_groups_sessions_and_signals_between_processes() {
+    check_guest("jobs", &[], 0);
+}
+
+#[test]
+fn locking_scheduling_allocation_and_attribute_calls() {
+    check_guest("misc_calls", &[], 0);
+}

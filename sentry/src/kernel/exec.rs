@@ -136,6 +136,11 @@ pub fn execve(
     }
     drop(actions);
     task.signals.altstack = Default::default();
+    // Before close-on-exec descriptors close: a parent that sees them close (the usual
+    // way to learn that a child has run execve) then finds the change made.
+    task.group
+        .execed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     task.files.close_on_exec();
     task.clear_child_tid = 0;
     task.robust_list = (0, 0);

@@ -50,8 +50,12 @@ fn fork_reserved(
     let pid = t.kernel.alloc_tid();
     let group = ThreadGroup::new(pid);
     *group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&t.group);
-    let pgid = t.group.pgid.load(Ordering::Relaxed);
-    group.pgid.store(pgid, Ordering::Relaxed);
+    group
+        .pgid
+        .store(t.group.pgid.load(Ordering::Relaxed), Ordering::Relaxed);
+    group
+        .sid
+        .store(t.group.sid.load(Ordering::Relaxed), Ordering::Relaxed);
     *group.container.lock().unwrap_or_else(|e| e.into_inner()) = t.group.container();
     // The child gets its own copy of the dispositions.
     let actions = t
@@ -124,7 +128,6 @@ fn fork_reserved(
         .unwrap_or_else(|e| e.into_inner())
         .push(ChildRecord {
             pid,
-            pgid,
             group: group.clone(),
             status: None,
         });
@@ -220,7 +223,6 @@ pub fn publish_view(task: &Task) {
         cmdline,
         exe: task.process.exe.clone(),
         cwd: task.fs.cwd.clone(),
-        sid: task.process.sid,
         uids: [c.uid, c.euid, c.suid],
         gids: [c.gid, c.egid, c.sgid],
         mm: Arc::downgrade(&task.mm),
@@ -325,7 +327,7 @@ pub fn wait_child(
             let matches = |c: &ChildRecord| match which {
                 WaitFor::Any => true,
                 WaitFor::Pid(p) => c.pid == p,
-                WaitFor::Pgid(g) => c.pgid == g,
+                WaitFor::Pgid(g) => c.group.pgid.load(Ordering::Relaxed) == g,
             };
             if !children.iter().any(&matches) {
                 group.child_events.unregister(&task.waiter);

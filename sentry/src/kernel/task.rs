@@ -223,8 +223,6 @@ pub use super::creds::Credentials;
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     pub pid: i32,
-    pub pgid: i32,
-    pub sid: i32,
     /// The path of the running executable, as the guest named it (absolute).
     pub exe: Vec<u8>,
     pub argv: Vec<Vec<u8>>,
@@ -234,6 +232,12 @@ pub struct ProcessInfo {
     pub dumpable: bool,
     /// The nice value (setpriority), recorded only.
     pub nice: i32,
+    /// The scheduling policy and its static priority (sched_setscheduler), recorded
+    /// only: the host schedules every guest thread as SCHED_OTHER.
+    pub sched_policy: u32,
+    pub sched_priority: u32,
+    /// personality(2)'s persona: recorded and reported only.
+    pub personality: u32,
     pub no_new_privs: bool,
     pub pdeathsig: u8,
 }

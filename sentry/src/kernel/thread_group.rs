@@ -35,7 +35,6 @@ struct Members {
 /// What a parent knows of a child process.
 pub struct ChildRecord {
     pub pid: i32,
-    pub pgid: i32,
     pub group: Arc<ThreadGroup>,
     /// Set once the child has ended (a zombie until reaped).
     pub status: Option<ExitStatus>,
@@ -50,8 +49,12 @@ pub struct ThreadGroup {
     pub children: Mutex<Vec<ChildRecord>>,
     /// Woken when a child ends (wait4/waitid wait here).
     pub child_events: WaitQueue,
-    /// The process group, for wait(0) and kill(0).
+    /// The process group, for wait(0) and kill(0); setpgid may change a child's.
     pub pgid: std::sync::atomic::AtomicI32,
+    /// The session; setsid makes the process lead a new one.
+    pub sid: std::sync::atomic::AtomicI32,
+    /// Set by a successful execve: the parent may no longer move it to another group.
+    pub execed: std::sync::atomic::AtomicBool,
     /// The thread running execve while it waits for the others to go (0: none).
     exec_by: std::sync::atomic::AtomicI32,
     members: Mutex<Members>,
@@ -79,7 +82,6 @@ pub struct ProcessView {
     pub cmdline: Vec<u8>,
     pub exe: Vec<u8>,
     pub cwd: Vec<u8>,
-    pub sid: i32,
     /// Real, effective and saved ids.
     pub uids: [u32; 3],
     pub gids: [u32; 3],
@@ -94,6 +96,8 @@ impl ThreadGroup {
             children: Mutex::new(Vec::new()),
             child_events: WaitQueue::new(),
             pgid: std::sync::atomic::AtomicI32::new(tgid),
+            sid: std::sync::atomic::AtomicI32::new(tgid),
+            execed: Default::default(),
             exec_by: std::sync::atomic::AtomicI32::new(0),
             members: Mutex::new(Members {
                 list: Vec::new(),

@@ -5,6 +5,7 @@
 //! the platform). Pages are populated on fault or on first access by the sentry; the page
 //! tables are the record of what is populated.
 
+pub mod lock;
 pub mod remap;
 pub mod syscalls_api;
 pub mod vma;

@@ -36,7 +36,6 @@ pub struct KernelState {
 #[derive(Serialize, Deserialize)]
 pub struct ChildState {
     pub pid: i32,
-    pub pgid: i32,
     /// Set once the child ended (a zombie until reaped).
     pub status: Option<ExitStatus>,
 }
@@ -48,6 +47,11 @@ pub struct ProcessState {
     /// 0: no parent in the sandbox.
     pub parent: i32,
     pub pgid: i32,
+    pub sid: i32,
+    /// PR_SET_CHILD_SUBREAPER.
+    pub subreaper: bool,
+    /// It has run execve (setpgid by its parent is refused).
+    pub execed: bool,
     pub children: Vec<ChildState>,
     pub actions: Vec<SigAction>,
     pub pending: u64,
@@ -166,7 +170,6 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
         .iter()
         .map(|c| ChildState {
             pid: c.pid,
-            pgid: c.pgid,
             status: c.status,
         })
         .collect();
@@ -179,6 +182,9 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
             .upgrade()
             .map_or(0, |p| p.tgid),
         pgid: g.pgid.load(std::sync::atomic::Ordering::SeqCst),
+        sid: g.sid.load(std::sync::atomic::Ordering::SeqCst),
+        subreaper: g.subreaper.load(std::sync::atomic::Ordering::SeqCst),
+        execed: g.execed.load(std::sync::atomic::Ordering::SeqCst),
         children,
         actions: g.actions.lock().unwrap_or_else(|e| e.into_inner()).to_vec(),
         pending: g.pending.load(std::sync::atomic::Ordering::SeqCst),
@@ -217,6 +223,11 @@ impl RestoreContext {
             }
             let g = ThreadGroup::new(p.tgid);
             g.pgid.store(p.pgid, std::sync::atomic::Ordering::SeqCst);
+            g.sid.store(p.sid, std::sync::atomic::Ordering::SeqCst);
+            g.subreaper
+                .store(p.subreaper, std::sync::atomic::Ordering::SeqCst);
+            g.execed
+                .store(p.execed, std::sync::atomic::Ordering::SeqCst);
             {
                 let mut actions = g.actions.lock().unwrap_or_else(|e| e.into_inner());
                 actions.copy_from_slice(&p.actions);
@@ -250,7 +261,6 @@ impl RestoreContext {
             for c in &p.children {
                 children.push(ChildRecord {
                     pid: c.pid,
-                    pgid: c.pgid,
                     group: find(c.pid, "child")?,
                     status: c.status,
                 });

@@ -33,7 +33,9 @@ use registry::{RestoreTable, SaveTable};
 /// The version of this serialized form; any change to a saved struct bumps it, and a
 /// state of another version is refused. 2: credentials carry saved ids and groups.
 /// 3: a process's parent is its thread group's alone (ProcessInfo has no ppid).
-pub const STATE_VERSION: u32 = 3;
+/// 4: process group and session are the thread group's (setpgid of a child), with the
+/// subreaper flag and whether it has run execve.
+pub const STATE_VERSION: u32 = 4;
 
 /// Everything of a sandbox but its guest memory's contents.
 #[derive(Serialize, Deserialize)]

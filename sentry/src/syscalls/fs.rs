@@ -52,6 +52,9 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(137, statfs, Partial, "block and inode counts are synthetic", sys_statfs),
     syscall!(138, fstatfs, Partial, "block and inode counts are synthetic", sys_fstatfs),
     syscall!(221, fadvise64, Full, "", sys_fadvise64),
+    syscall!(187, readahead, Full, "", sys_readahead),
+    syscall!(277, sync_file_range, Full, "the overlay is in memory; writable binds are written through already", sys_sync_file_range),
+    syscall!(285, fallocate, Partial, "overlay and tmpfs files: allocation (with or without KEEP_SIZE) and PUNCH_HOLE, as Linux's tmpfs; other modes → EOPNOTSUPP; writable binds: the host file system's", sys_fallocate),
     syscall!(257, openat, Full, "", sys_openat),
     syscall!(262, newfstatat, Full, "", sys_newfstatat),
     syscall!(292, dup3, Full, "", sys_dup3),
@@ -92,8 +95,8 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
     ProcSnapshot {
         pid: t.process.pid,
         ppid: t.group.ppid(),
-        pgid: t.process.pgid,
-        sid: t.process.sid,
+        pgid: t.group.pgid.load(std::sync::atomic::Ordering::Relaxed),
+        sid: t.group.sid.load(std::sync::atomic::Ordering::Relaxed),
         tid: t.tid,
         uid: t.creds.euid,
         gid: t.creds.egid,
@@ -160,7 +163,7 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
                     pid: g.tgid,
                     ppid: g.ppid(),
                     pgid: g.pgid.load(std::sync::atomic::Ordering::Relaxed),
-                    sid: v.sid,
+                    sid: g.sid.load(std::sync::atomic::Ordering::Relaxed),
                     tid: g.tgid,
                     uid: v.uids[1],
                     gid: v.gids[1],
@@ -857,6 +860,64 @@ fn sys_fadvise64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     Ok(0)
+}
+
+fn file_type(f: &Arc<dyn FileDescription>) -> u32 {
+    f.stat().map_or(0, |st| st.mode & libc::S_IFMT)
+}
+
+fn sys_fallocate(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    const KEEP_SIZE: u64 = 1;
+    const PUNCH_HOLE: u64 = 2;
+    /// Every mode bit Linux knows (KEEP_SIZE … UNSHARE_RANGE).
+    const KNOWN: u64 = 0x7f;
+    let (fd, mode, offset, len) = (a[0] as i32, a[1] as u32 as u64, a[2] as i64, a[3] as i64);
+    if offset < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mode & !KNOWN != 0 || (mode & PUNCH_HOLE != 0 && mode & KEEP_SIZE == 0) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let f = t.files.get(fd)?;
+    writable(&f)?;
+    match file_type(&f) {
+        libc::S_IFIFO | libc::S_IFSOCK => return Err(Errno::ESPIPE),
+        libc::S_IFDIR => return Err(Errno::EISDIR),
+        libc::S_IFREG => {}
+        _ => return Err(Errno::ENODEV),
+    }
+    f.allocate(mode as u32, offset as u64, len as u64)?;
+    t.fs.vfs.raise_on_file(&*f, vfs::inotify::IN_MODIFY);
+    Ok(0)
+}
+
+/// readahead(2): a hint; the descriptor must be readable and name a regular file.
+fn sys_readahead(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let f = t.files.get(a[0] as i32)?;
+    let acc = f.status_flags() & libc::O_ACCMODE as u32;
+    if f.is_path_only() || acc == libc::O_WRONLY as u32 {
+        return Err(Errno::EBADF);
+    }
+    if file_type(&f) != libc::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+fn sys_sync_file_range(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    /// SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER.
+    const VALID: u64 = 7;
+    if a[3] & !VALID != 0 || (a[1] as i64) < 0 || (a[2] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = t.files.get(a[0] as i32)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    match file_type(&f) {
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFLNK | libc::S_IFBLK => Ok(0),
+        _ => Err(Errno::ESPIPE),
+    }
 }
 
 /// struct statfs for a node's file system.

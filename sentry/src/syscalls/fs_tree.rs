@@ -38,6 +38,9 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(268, fchmodat, Full, "", sys_fchmodat),
     syscall!(269, faccessat, Full, "", sys_faccessat),
     syscall!(280, utimensat, Full, "", sys_utimensat),
+    syscall!(132, utime, Full, "", sys_utime),
+    syscall!(235, utimes, Full, "", sys_utimes),
+    syscall!(261, futimesat, Full, "", sys_futimesat),
     syscall!(
         316,
         renameat2,
@@ -415,6 +418,58 @@ fn sys_utimensat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         out
     };
+    set_times(t, dirfd, path, times, flags)
+}
+
+/// utimes/futimesat: two `struct timeval`s (access, modification), or NULL for now.
+fn read_timevals(t: &Task, addr: u64) -> Result<[TimeSpec; 2], Errno> {
+    if addr == 0 {
+        return Ok([TimeSpec::Now, TimeSpec::Now]);
+    }
+    let mut b = [0u8; 32];
+    t.mm.copy_in(addr, &mut b)?;
+    let mut out = [TimeSpec::Omit; 2];
+    for (i, c) in b.chunks_exact(16).enumerate() {
+        let sec = i64::from_le_bytes(c[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let usec = i64::from_le_bytes(c[8..].try_into().map_err(|_| Errno::EFAULT)?);
+        if !(0..1_000_000).contains(&usec) {
+            return Err(Errno::EINVAL);
+        }
+        out[i] = TimeSpec::At(sec, usec * 1000);
+    }
+    Ok(out)
+}
+
+fn sys_utime(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // struct utimbuf { actime, modtime }: whole seconds.
+    let times = if a[1] == 0 {
+        [TimeSpec::Now, TimeSpec::Now]
+    } else {
+        [
+            TimeSpec::At(t.mm.read_u64(a[1])? as i64, 0),
+            TimeSpec::At(t.mm.read_u64(a[1] + 8)? as i64, 0),
+        ]
+    };
+    set_times(t, AT_FDCWD, a[0], times, 0)
+}
+
+fn sys_utimes(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let times = read_timevals(t, a[1])?;
+    set_times(t, AT_FDCWD, a[0], times, 0)
+}
+
+fn sys_futimesat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let times = read_timevals(t, a[2])?;
+    set_times(t, a[0] as i32, a[1], times, 0)
+}
+
+/// The common part of utimensat and its older forms: a path (or, with a NULL path or
+/// AT_EMPTY_PATH, `dirfd` itself) gets `times`.
+fn set_times(t: &Task, dirfd: i32, path: u64, times: [TimeSpec; 2], flags: u64) -> SyscallResult {
+    // Linux: no path with AT_FDCWD is a path lookup of NULL.
+    if path == 0 && dirfd == AT_FDCWD {
+        return Err(Errno::EFAULT);
+    }
     let vfs = t.fs.vfs.clone();
     let p = if path == 0 {
         Vec::new()

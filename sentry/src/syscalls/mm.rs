@@ -3,6 +3,7 @@
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::task::Task;
+use crate::mm::lock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT};
 use crate::mm::syscalls_api::{MmapRequest, MAP_ANONYMOUS};
 use crate::syscall;
 
@@ -51,7 +52,14 @@ pub const SYSCALLS: &[SyscallDef] = &[
         "DONTNEED/FREE drop pages; other known advice is accepted and ignored; unknown → EINVAL",
         sys_madvise
     ),
+    syscall!(149, mlock, Partial, LOCK_NOTE, sys_mlock),
+    syscall!(150, munlock, Partial, LOCK_NOTE, sys_munlock),
+    syscall!(151, mlockall, Partial, LOCK_NOTE, sys_mlockall),
+    syscall!(152, munlockall, Partial, LOCK_NOTE, sys_munlockall),
+    syscall!(325, mlock2, Partial, LOCK_NOTE, sys_mlock2),
 ];
+
+const LOCK_NOTE: &str = "the sentry never pages guest memory out; the range is checked and populated (not with MLOCK_ONFAULT/MCL_ONFAULT), RLIMIT_MEMLOCK bounds one request of a non-root caller, and nothing is counted in VmLck";
 
 fn sys_mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let flags = a[3];
@@ -106,4 +114,59 @@ fn sys_msync(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_mincore(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     task.mm.mincore(a[0], a[1], a[2]).map(|_| 0)
+}
+
+const RLIMIT_MEMLOCK: usize = 8;
+
+/// RLIMIT_MEMLOCK, for a caller without CAP_IPC_LOCK (root has it).
+fn check_lock_limit(task: &Task, len: u64) -> Result<(), Errno> {
+    if task.creds.euid == 0 {
+        return Ok(());
+    }
+    let limit = task.rlimits.0[RLIMIT_MEMLOCK].0;
+    if limit == 0 {
+        return Err(Errno::EPERM);
+    }
+    if len > limit {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
+}
+
+fn sys_mlock(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    check_lock_limit(task, a[1])?;
+    task.mm.mlock(a[0], a[1], true).map(|_| 0)
+}
+
+fn sys_mlock2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[2] & !MLOCK_ONFAULT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    check_lock_limit(task, a[1])?;
+    task.mm
+        .mlock(a[0], a[1], a[2] & MLOCK_ONFAULT == 0)
+        .map(|_| 0)
+}
+
+fn sys_munlock(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.mm.mlock(a[0], a[1], false).map(|_| 0)
+}
+
+fn sys_mlockall(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = a[0];
+    if flags == 0 || flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 || flags == MCL_ONFAULT
+    {
+        return Err(Errno::EINVAL);
+    }
+    if task.creds.euid != 0 && task.rlimits.0[RLIMIT_MEMLOCK].0 == 0 {
+        return Err(Errno::EPERM);
+    }
+    if flags & MCL_CURRENT != 0 && flags & MCL_ONFAULT == 0 {
+        task.mm.mlock_all();
+    }
+    Ok(0)
+}
+
+fn sys_munlockall(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    Ok(0)
 }

@@ -18,6 +18,7 @@ mod sched;
 pub mod signal;
 mod thread;
 mod time;
+mod xattr;
 
 use std::sync::OnceLock;
 
@@ -72,7 +73,7 @@ pub const MAX_SYSCALL: usize = 463;
 /// tests use as "unknown" (1000). The table stays dense: 4 K entries of 8 bytes.
 pub const PRIVATE_BASE: u32 = 0x1000;
 
-fn families() -> [&'static [SyscallDef]; 14] {
+fn families() -> [&'static [SyscallDef]; 15] {
     [
         debug::SYSCALLS,
         net::SYSCALLS,
@@ -88,6 +89,7 @@ fn families() -> [&'static [SyscallDef]; 14] {
         signal::SYSCALLS,
         time::SYSCALLS,
         misc::SYSCALLS,
+        xattr::SYSCALLS,
     ]
 }
 

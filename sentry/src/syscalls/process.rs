@@ -4,7 +4,10 @@ use super::{enosys, SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::task::Task;
+use crate::kernel::thread_group::ThreadGroup;
 use crate::syscall;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(24, sched_yield, Full, "", sys_sched_yield),
@@ -18,7 +21,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(108, getegid, Full, "", sys_getegid),
     syscall!(105, setuid, Full, "", sys_setuid),
     syscall!(106, setgid, Full, "", sys_setgid),
-    syscall!(109, setpgid, Partial, "only the calling process (pid 0 or own pid)", sys_setpgid),
+    syscall!(109, setpgid, Full, "", sys_setpgid),
     syscall!(110, getppid, Full, "", sys_getppid),
     syscall!(111, getpgrp, Full, "", sys_getpgrp),
     syscall!(112, setsid, Full, "", sys_setsid),
@@ -30,8 +33,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(118, getresuid, Full, "", sys_getresuid),
     syscall!(119, setresgid, Full, "", sys_setresgid),
     syscall!(120, getresgid, Full, "", sys_getresgid),
-    syscall!(121, getpgid, Partial, "only the calling process; other pids → ESRCH", sys_getpgid),
-    syscall!(124, getsid, Partial, "only the calling process; other pids → ESRCH", sys_getsid),
+    syscall!(121, getpgid, Full, "", sys_getpgid),
+    syscall!(124, getsid, Full, "", sys_getsid),
     syscall!(157, prctl, Partial, "PR_SET/GET_NAME, PR_SET/GET_DUMPABLE, PR_SET/GET_NO_NEW_PRIVS, PR_GET_SECCOMP, PR_SET/GET_PDEATHSIG, PR_SET/GET_CHILD_SUBREAPER, PR_SET_PTRACER, PR_CAPBSET_READ, PR_SET_VMA; others → EINVAL", sys_prctl),
     syscall!(158, arch_prctl, Partial, "ARCH_SET_FS/GET_FS/SET_GS/GET_GS; CPUID faulting and others → EINVAL", sys_arch_prctl),
     syscall!(160, setrlimit, Full, "", sys_setrlimit),
@@ -40,6 +43,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(218, set_tid_address, Full, "", sys_set_tid_address),
     syscall!(231, exit_group, Full, "", sys_exit_group),
     syscall!(273, set_robust_list, Full, "", sys_set_robust_list),
+    syscall!(274, get_robust_list, Partial, "the calling thread's (pid 0 or its tid); other threads → EPERM", sys_get_robust_list),
+    syscall!(135, personality, Partial, "the persona is recorded, inherited and reported; its flags (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, …) change nothing", sys_personality),
     syscall!(302, prlimit64, Partial, "only the calling process (pid 0 or own pid); others → ESRCH", sys_prlimit64),
     syscall!(334, rseq, Unsupported, "returns ENOSYS; glibc carries on without restartable sequences", enosys),
 ];
@@ -161,57 +166,91 @@ fn sys_setgroups(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.creds.setgroups(groups).map(|_| 0)
 }
 fn sys_getpgrp(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
-    Ok(t.process.pgid as u64)
+    Ok(t.group.pgid.load(Ordering::Relaxed) as u64)
 }
 
 fn is_self(t: &Task, pid: u64) -> bool {
     pid == 0 || pid as i32 == t.process.pid
 }
 
+/// The process `pid` names (0: the caller), if it is in the sandbox.
+fn process_named(t: &Task, pid: u64) -> Result<Arc<ThreadGroup>, Errno> {
+    match pid as i32 {
+        0 => Ok(t.group.clone()),
+        p if p < 0 => Err(Errno::ESRCH),
+        p => t.kernel.processes.get(p).ok_or(Errno::ESRCH),
+    }
+}
+
 fn sys_getpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if !is_self(t, a[0]) {
-        return Err(Errno::ESRCH);
-    }
-    Ok(t.process.pgid as u64)
+    Ok(process_named(t, a[0])?.pgid.load(Ordering::Relaxed) as u64)
 }
+
 fn sys_getsid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if !is_self(t, a[0]) {
-        return Err(Errno::ESRCH);
-    }
-    Ok(t.process.sid as u64)
+    Ok(process_named(t, a[0])?.sid.load(Ordering::Relaxed) as u64)
 }
+
+/// setpgid(pid, pgid): the caller or one of its children (before the child's execve)
+/// joins or starts a process group of the caller's session, as job-control shells do.
 fn sys_setpgid(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if !is_self(t, a[0]) {
-        return Err(Errno::ESRCH);
-    }
-    if (a[1] as i64) < 0 {
+    let pgid = a[1] as i32;
+    if pgid < 0 {
         return Err(Errno::EINVAL);
     }
-    if t.process.sid == t.process.pid {
+    let target = process_named(t, a[0])?;
+    let sid = t.group.sid.load(Ordering::Relaxed);
+    if target.tgid != t.group.tgid {
+        let is_child = t
+            .group
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|c| c.pid == target.tgid);
+        if !is_child {
+            return Err(Errno::ESRCH);
+        }
+        if target.sid.load(Ordering::Relaxed) != sid {
+            return Err(Errno::EPERM);
+        }
+        if target.execed.load(Ordering::Relaxed) {
+            return Err(Errno::EACCES);
+        }
+    }
+    if target.sid.load(Ordering::Relaxed) == target.tgid {
         // A session leader cannot change its group.
         return Err(Errno::EPERM);
     }
-    t.process.pgid = if a[1] == 0 {
-        t.process.pid
-    } else {
-        a[1] as i32
-    };
-    t.group
-        .pgid
-        .store(t.process.pgid, std::sync::atomic::Ordering::Relaxed);
-    Ok(0)
-}
-fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
-    if t.process.pgid == t.process.pid {
+    let pgid = if pgid == 0 { target.tgid } else { pgid };
+    // A group other than the target's own must already exist in the same session.
+    if pgid != target.tgid
+        && !t
+            .kernel
+            .processes
+            .all()
+            .iter()
+            .any(|g| g.pgid.load(Ordering::Relaxed) == pgid && g.sid.load(Ordering::Relaxed) == sid)
+    {
         return Err(Errno::EPERM);
     }
-    t.process.sid = t.process.pid;
-    t.process.pgid = t.process.pid;
-    t.group
-        .pgid
-        .store(t.process.pid, std::sync::atomic::Ordering::Relaxed);
-    crate::kernel::process::publish_view(t);
-    Ok(t.process.pid as u64)
+    target.pgid.store(pgid, Ordering::Relaxed);
+    Ok(0)
+}
+
+fn sys_setsid(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    let pid = t.group.tgid;
+    // A process group leader, or a process whose id names a group, cannot start one.
+    if t.kernel
+        .processes
+        .all()
+        .iter()
+        .any(|g| g.pgid.load(Ordering::Relaxed) == pid)
+    {
+        return Err(Errno::EPERM);
+    }
+    t.group.sid.store(pid, Ordering::Relaxed);
+    t.group.pgid.store(pid, Ordering::Relaxed);
+    Ok(pid as u64)
 }
 
 fn sys_execve(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -326,6 +365,34 @@ fn sys_set_robust_list(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     t.robust_list = (a[0], a[1]);
     Ok(0)
+}
+
+fn sys_get_robust_list(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let pid = a[0] as i32;
+    if pid < 0 {
+        return Err(Errno::ESRCH);
+    }
+    if pid != 0 && pid != t.tid {
+        let exists = t
+            .kernel
+            .processes
+            .all()
+            .iter()
+            .any(|g| g.tids().contains(&pid));
+        return Err(if exists { Errno::EPERM } else { Errno::ESRCH });
+    }
+    let (head, len) = t.robust_list;
+    t.mm.write_u64(a[1], head)?;
+    t.mm.write_u64(a[2], len).map(|_| 0)
+}
+
+/// personality(0xffffffff) asks; any other value is the new persona. Returns the old.
+fn sys_personality(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let old = t.process.personality;
+    if a[0] as u32 != u32::MAX {
+        t.process.personality = a[0] as u32;
+    }
+    Ok(old as u64)
 }
 
 const ARCH_SET_GS: u64 = 0x1001;

@@ -13,14 +13,38 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(126, capset, Partial, "capabilities may be dropped or kept, never added; the sandbox enforces nothing by them yet", sys_capset),
     syscall!(140, getpriority, Partial, "only the calling process/thread (who = 0 or its own id)", sys_getpriority),
     syscall!(141, setpriority, Partial, "only the calling process/thread; the nice value is recorded, not enforced", sys_setpriority),
+    syscall!(142, sched_setparam, Partial, SCHED_NOTE, sys_sched_setparam),
     syscall!(143, sched_getparam, Full, "", sys_sched_getparam),
+    syscall!(144, sched_setscheduler, Partial, SCHED_NOTE, sys_sched_setscheduler),
     syscall!(145, sched_getscheduler, Full, "", sys_sched_getscheduler),
+    syscall!(146, sched_get_priority_max, Full, "", sys_sched_get_priority_max),
+    syscall!(147, sched_get_priority_min, Full, "", sys_sched_get_priority_min),
+    syscall!(148, sched_rr_get_interval, Partial, "only the calling thread; SCHED_RR reports Linux's default 100 ms slice, others 0", sys_sched_rr_get_interval),
     syscall!(203, sched_setaffinity, Partial, "accepted when the mask names an existing CPU; threads are not pinned", sys_sched_setaffinity),
     syscall!(309, getcpu, Partial, "always CPU 0, node 0", sys_getcpu),
     syscall!(329, pkey_mprotect, Partial, "only pkey -1 (plain mprotect); protection keys are not available", sys_pkey_mprotect),
     syscall!(330, pkey_alloc, Unsupported, "returns ENOSPC: no protection keys (as on a CPU without PKU)", sys_pkey_alloc),
     syscall!(331, pkey_free, Unsupported, "returns EINVAL: no key was ever allocated", sys_pkey_free),
 ];
+
+const SCHED_NOTE: &str = "only the calling thread; the policy and priority are checked and recorded (sched_getscheduler/getparam report them), not enforced: the host schedules every guest thread as SCHED_OTHER";
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_FIFO: u32 = 1;
+const SCHED_RR: u32 = 2;
+const SCHED_BATCH: u32 = 3;
+const SCHED_IDLE: u32 = 5;
+/// sched_setscheduler's flag that children start with the default policy.
+const SCHED_RESET_ON_FORK: u32 = 0x4000_0000;
+
+/// The static priorities `policy` allows: 1..=99 for the real-time ones, 0 otherwise.
+fn priority_range(policy: u32) -> Option<(u32, u32)> {
+    match policy {
+        SCHED_FIFO | SCHED_RR => Some((1, 99)),
+        SCHED_OTHER | SCHED_BATCH | SCHED_IDLE => Some((0, 0)),
+        _ => None,
+    }
+}
 
 fn is_self(t: &Task, who: u64) -> bool {
     who == 0 || who as i32 == t.process.pid || who as i32 == t.tid
@@ -161,23 +185,92 @@ fn sys_setpriority(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 fn sys_sched_getparam(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if (a[0] as i64) < 0 {
+    if (a[0] as i32) < 0 {
         return Err(Errno::EINVAL);
     }
     if !is_self(t, a[0]) {
         return Err(Errno::ESRCH);
     }
-    t.mm.write_u32(a[1], 0).map(|_| 0)
+    if a[1] == 0 {
+        return Err(Errno::EINVAL);
+    }
+    t.mm.write_u32(a[1], t.process.sched_priority).map(|_| 0)
+}
+
+/// Check and record `policy` with the priority at `param`.
+fn set_scheduler(t: &mut Task, pid: u64, policy: u32, param: u64) -> SyscallResult {
+    if (pid as i32) < 0 || param == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, pid) {
+        return Err(Errno::ESRCH);
+    }
+    let priority = t.mm.read_u32(param)?;
+    let (min, max) = priority_range(policy).ok_or(Errno::EINVAL)?;
+    if priority < min || priority > max {
+        return Err(Errno::EINVAL);
+    }
+    // Real-time policies need CAP_SYS_NICE (RLIMIT_RTPRIO is 0 by default).
+    if min > 0 && t.creds.euid != 0 {
+        return Err(Errno::EPERM);
+    }
+    t.process.sched_policy = policy;
+    t.process.sched_priority = priority;
+    Ok(0)
+}
+
+fn sys_sched_setscheduler(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let policy = (a[1] as u32) & !SCHED_RESET_ON_FORK;
+    if (a[1] as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    set_scheduler(t, a[0], policy, a[2])
+}
+
+fn sys_sched_setparam(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let policy = t.process.sched_policy;
+    set_scheduler(t, a[0], policy, a[1])
+}
+
+fn sys_sched_get_priority_max(_: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    priority_range(a[0] as u32)
+        .filter(|_| a[0] <= u32::MAX as u64)
+        .map(|(_, max)| max as u64)
+        .ok_or(Errno::EINVAL)
+}
+
+fn sys_sched_get_priority_min(_: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    priority_range(a[0] as u32)
+        .filter(|_| a[0] <= u32::MAX as u64)
+        .map(|(min, _)| min as u64)
+        .ok_or(Errno::EINVAL)
+}
+
+fn sys_sched_rr_get_interval(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if (a[0] as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !is_self(t, a[0]) {
+        return Err(Errno::ESRCH);
+    }
+    let nanos: i64 = if t.process.sched_policy == SCHED_RR {
+        100_000_000
+    } else {
+        0
+    };
+    let mut b = [0u8; 16];
+    b[8..].copy_from_slice(&nanos.to_le_bytes());
+    t.mm.copy_out(a[1], &b).map(|_| 0)
 }
 
 fn sys_sched_getscheduler(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if (a[0] as i64) < 0 {
+    if (a[0] as i32) < 0 {
         return Err(Errno::EINVAL);
     }
     if !is_self(t, a[0]) {
         return Err(Errno::ESRCH);
     }
-    Ok(0) // SCHED_OTHER
+    Ok(t.process.sched_policy as u64)
 }
 
 fn sys_sched_setaffinity(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

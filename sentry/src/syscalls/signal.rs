@@ -6,6 +6,7 @@ use crate::abi::Errno;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::signal::*;
 use crate::kernel::task::Task;
+use crate::kernel::thread_group::ThreadGroup;
 use crate::syscall;
 
 pub const SYSCALLS: &[SyscallDef] = &[
@@ -16,7 +17,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
         62,
         kill,
         Partial,
-        "only the calling process (or pid 0/-1 meaning it); handlers run at once",
+        "the siginfo a handler gets carries no sender pid or uid",
         sys_kill
     ),
     syscall!(34, pause, Full, "", sys_pause),
@@ -246,22 +247,46 @@ fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             Err(Errno::ESRCH)
         };
     }
+    // An unprivileged sender may signal only its own user's processes (SIGCONT: its
+    // session's too). kill(-1) skips the others; a named target is refused.
+    let allowed: Vec<_> = live.into_iter().filter(|g| may_signal(t, g, sig)).collect();
+    if allowed.is_empty() {
+        return Err(Errno::EPERM);
+    }
     if sig != 0 {
-        for g in live {
+        for g in allowed {
             g.signal_group(sig as u8);
         }
     }
     Ok(0)
 }
 
-fn signal_thread(t: &mut Task, tid: i32, sig: u64) -> SyscallResult {
+/// Linux's kill_ok_by_cred: root (CAP_KILL), or a real or effective uid of the sender
+/// that is the target's real or saved uid; SIGCONT also within the session.
+fn may_signal(t: &Task, target: &ThreadGroup, sig: u64) -> bool {
+    let c = &t.creds;
+    if c.euid == 0 || target.tgid == t.group.tgid {
+        return true;
+    }
+    if sig == SIGCONT as u64
+        && target.sid.load(std::sync::atomic::Ordering::Relaxed)
+            == t.group.sid.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return true;
+    }
+    let [uid, _, suid] = target.view.lock().unwrap_or_else(|e| e.into_inner()).uids;
+    [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid)
+}
+
+/// Send `sig` to thread `tid` of `group`.
+fn signal_thread(group: &ThreadGroup, tid: i32, sig: u64) -> SyscallResult {
     if sig != 0 {
         valid_signal(sig)?;
     }
     let present = if sig == 0 {
-        t.group.tids().contains(&tid)
+        group.tids().contains(&tid)
     } else {
-        t.group.signal_thread(tid, sig as u8)
+        group.signal_thread(tid, sig as u8)
     };
     if present {
         Ok(0)
@@ -274,17 +299,37 @@ fn sys_tkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if (a[0] as i32) <= 0 {
         return Err(Errno::EINVAL);
     }
-    signal_thread(t, a[0] as i32, a[1])
+    // A tid names its thread in whichever process it belongs to.
+    let tid = a[0] as i32;
+    if t.group.tids().contains(&tid) {
+        return signal_thread(&t.group, tid, a[1]);
+    }
+    let owner = t
+        .kernel
+        .processes
+        .all()
+        .into_iter()
+        .find(|g| g.tids().contains(&tid))
+        .ok_or(Errno::ESRCH)?;
+    if !may_signal(t, &owner, a[1]) {
+        return Err(Errno::EPERM);
+    }
+    signal_thread(&owner, tid, a[1])
 }
 
 fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if (a[0] as i32) <= 0 || (a[1] as i32) <= 0 {
         return Err(Errno::EINVAL);
     }
-    if a[0] as i32 != t.process.pid {
-        return Err(Errno::ESRCH);
+    let tgid = a[0] as i32;
+    if tgid == t.group.tgid {
+        return signal_thread(&t.group, a[1] as i32, a[2]);
     }
-    signal_thread(t, a[1] as i32, a[2])
+    let group = t.kernel.processes.get(tgid).ok_or(Errno::ESRCH)?;
+    if !may_signal(t, &group, a[2]) {
+        return Err(Errno::EPERM);
+    }
+    signal_thread(&group, a[1] as i32, a[2])
 }
 
 /// Sleep until a signal arrives (the run loop delivers it as the call returns).

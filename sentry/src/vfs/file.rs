@@ -133,6 +133,12 @@ pub trait FileDescription: Send + Sync + Any {
         Err(Errno::EINVAL)
     }
 
+    /// fallocate(2), once the descriptor is known to be writable and the range valid.
+    /// Linux: a file system without fallocate → EOPNOTSUPP; not a regular file → ENODEV.
+    fn allocate(&self, _mode: u32, _offset: u64, _len: u64) -> Result<(), Errno> {
+        Err(Errno::ENODEV)
+    }
+
     /// fsync(2) / fdatasync(2).
     fn sync(&self) -> Result<(), Errno> {
         Ok(())

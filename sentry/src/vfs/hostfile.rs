@@ -141,6 +141,16 @@ impl FileDescription for HostFile {
         Ok(())
     }
 
+    fn allocate(&self, mode: u32, offset: u64, len: u64) -> Result<(), Errno> {
+        let offset = i64::try_from(offset).map_err(|_| Errno::EFBIG)?;
+        let len = i64::try_from(len).map_err(|_| Errno::EFBIG)?;
+        // SAFETY: fallocate on an open descriptor; the host file system decides.
+        if unsafe { libc::fallocate(self.fd.as_raw_fd(), mode as i32, offset, len) } != 0 {
+            return Err(Errno::from_io(&std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), Errno> {
         if !self.writes() {
             return Ok(());

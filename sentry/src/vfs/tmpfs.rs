@@ -353,6 +353,68 @@ impl Inode {
         Ok((n, end))
     }
 
+    /// fallocate(2) as Linux's tmpfs does it (shmem_fallocate): allocation, with or
+    /// without FALLOC_FL_KEEP_SIZE, and FALLOC_FL_PUNCH_HOLE; other modes EOPNOTSUPP.
+    /// Allocated bytes are charged to the file system as written ones are. Space kept
+    /// past the end of a file (KEEP_SIZE) is not reserved here.
+    pub fn allocate(&self, mode: u32, offset: u64, len: u64) -> Result<(), Errno> {
+        const KEEP_SIZE: u32 = 1;
+        const PUNCH_HOLE: u32 = 2;
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        let mut d = self.lock();
+        let Kind::File { bytes, size } = &mut d.kind else {
+            return Err(Errno::ENODEV);
+        };
+        match mode {
+            0 | KEEP_SIZE => {
+                let target = if mode == 0 { end } else { end.min(*size) };
+                let old_len = bytes.len() as u64;
+                if target > old_len {
+                    let grow = target - old_len;
+                    if let Some(fs) = self.fs.get() {
+                        fs.charge(grow)?;
+                    }
+                    if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
+                        USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
+                        if let Some(fs) = self.fs.get() {
+                            fs.release(grow);
+                        }
+                        return Err(Errno::ENOSPC);
+                    }
+                    bytes.resize(target as usize, 0);
+                }
+                if mode == 0 && end > *size {
+                    *size = end;
+                    d.meta.ctime = now();
+                }
+            }
+            m if m == PUNCH_HOLE | KEEP_SIZE => {
+                let held = bytes.len() as u64;
+                if offset < held {
+                    if end >= held {
+                        // The hole reaches the held bytes' end: give them back.
+                        let freed = held - offset;
+                        USED_BYTES.fetch_sub(freed, Ordering::Relaxed);
+                        if let Some(fs) = self.fs.get() {
+                            fs.release(freed);
+                        }
+                        bytes.truncate(offset as usize);
+                    } else {
+                        bytes[offset as usize..end as usize].fill(0);
+                    }
+                }
+                let t = now();
+                d.meta.mtime = t;
+                d.meta.ctime = t;
+            }
+            _ => return Err(Errno::EOPNOTSUPP),
+        }
+        Ok(())
+    }
+
     /// Set a file's size (truncate or extend with zeros).
     pub fn truncate(&self, len: u64) -> Result<(), Errno> {
         let mut d = self.lock();
@@ -500,6 +562,10 @@ impl FileDescription for TmpFile {
 
     fn truncate(&self, len: u64) -> Result<(), Errno> {
         self.inode.truncate(len)
+    }
+
+    fn allocate(&self, mode: u32, offset: u64, len: u64) -> Result<(), Errno> {
+        self.inode.allocate(mode, offset, len)
     }
 
     fn path(&self) -> String {
