@@ -4,7 +4,9 @@
 //! Commands that leave a process behind (`create`, `exec --detach`) get
 //! the container's stdio, so their error goes to the bundle's `log.json`, where it is read
 //! back from. Every other command's stdout and stderr come back through pipes. Exits are
-//! taken from [`Exits`], never from `Child::wait` (see exits.rs).
+//! taken from [`Exits`], never from `Child::wait`, and only those filed after a mark
+//! taken before the spawn: a pid can be an earlier process's, whose exit is still filed
+//! (see exits.rs).
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -13,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::exits::{Exit, Exits};
+use crate::exits::{Exit, Exits, Mark};
 
 /// How long any runsc command may take. `create` waits up to a minute for its sandbox.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -239,6 +241,7 @@ impl Runsc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let shown = describe(&cmd);
+        let since = self.exits.mark();
         let mut child = cmd.spawn().map_err(|source| RunscError::Spawn {
             binary: self.binary.clone(),
             source,
@@ -248,7 +251,7 @@ impl Runsc {
         // command's timeout holds even if something it started keeps a pipe open.
         let stdout = child.stdout.take().map(read_to_end_in_thread);
         let stderr = child.stderr.take().map(read_to_end_in_thread);
-        let exit = self.wait_exit(pid, command, &shown)?;
+        let exit = self.wait_exit(pid, since, command, &shown)?;
         let deadline = Instant::now() + OUTPUT_GRACE;
         let stdout = stdout.map_or_else(String::new, |r| collect_output(r, deadline, &shown));
         let stderr = stderr.map_or_else(String::new, |r| collect_output(r, deadline, &shown));
@@ -261,9 +264,15 @@ impl Runsc {
         Ok(Output { stdout })
     }
 
-    /// Waits for the exit of command `pid` (at most [`COMMAND_TIMEOUT`]), logging it while
-    /// it is slow.
-    fn wait_exit(&self, pid: i32, command: &str, shown: &str) -> Result<Exit, RunscError> {
+    /// Waits for the exit of command `pid`, spawned after `since` (at most
+    /// [`COMMAND_TIMEOUT`]), logging it while it is slow.
+    fn wait_exit(
+        &self,
+        pid: i32,
+        since: Mark,
+        command: &str,
+        shown: &str,
+    ) -> Result<Exit, RunscError> {
         let started = Instant::now();
         loop {
             let left = COMMAND_TIMEOUT.saturating_sub(started.elapsed());
@@ -273,7 +282,10 @@ impl Runsc {
                     command: command.into(),
                 });
             }
-            if let Some(exit) = self.exits.wait(pid, Some(left.min(SLOW_COMMAND))) {
+            if let Some(exit) = self
+                .exits
+                .wait_after(pid, since, Some(left.min(SLOW_COMMAND)))
+            {
                 let took = started.elapsed();
                 if took >= SLOW_COMMAND {
                     containerd_shim::warn!("{shown} (pid {pid}): exited after {took:?}");
@@ -299,6 +311,7 @@ impl Runsc {
         cmd.stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(stdio.stdout.map_or_else(Stdio::null, Stdio::from))
             .stderr(stdio.stderr.map_or_else(Stdio::null, Stdio::from));
+        let since = self.exits.mark();
         let child = cmd.spawn().map_err(|source| RunscError::Spawn {
             binary: self.binary.clone(),
             source,
@@ -306,7 +319,7 @@ impl Runsc {
         let shown = describe(&cmd);
         // Our copies of the container's fds went with `cmd`; the sandbox has its own.
         drop(cmd);
-        let exit = self.wait_exit(child.id() as i32, command, &shown)?;
+        let exit = self.wait_exit(child.id() as i32, since, command, &shown)?;
         if exit.status != 0 {
             let logged = std::fs::read_to_string(log).unwrap_or_default();
             return Err(RunscError::Failed {
@@ -362,14 +375,40 @@ fn message_of(text: &str, status: i32) -> String {
     }
 }
 
-/// The message of the last `"level":"error"` line of a JSON log.
+/// The message of the last `"level":"error"` entry of a JSON log.
 fn last_logged_error(log: &str) -> String {
     log.lines()
         .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|l| json_objects(l).into_iter().rev())
         .find(|v| v.get("level").and_then(|l| l.as_str()) == Some("error"))
         .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or_default()
+}
+
+/// Every JSON object on a line of a log, in order, skipping what does not parse. Several
+/// processes append to one log: a writer killed before its newline leaves its entry (or
+/// part of it) at the start of the next writer's line.
+fn json_objects(line: &str) -> Vec<serde_json::Value> {
+    let mut objects = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find('{') {
+        rest = &rest[start..];
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
+        loop {
+            match values.next() {
+                Some(Ok(v)) => objects.push(v),
+                Some(Err(_)) => break,
+                None => return objects,
+            }
+        }
+        // Garbage, or an entry cut short: look for the next object after the character
+        // where the bad value began.
+        let bad = rest[values.byte_offset()..].trim_start();
+        let mut chars = bad.chars();
+        chars.next();
+        rest = chars.as_str();
+    }
+    objects
 }
 
 #[cfg(test)]
@@ -385,10 +424,43 @@ mod tests {
                    {\"level\":\"debug\",\"msg\":\"b\"}\n";
         assert_eq!(last_logged_error(log), "bundle: no config.json");
         assert_eq!(last_logged_error(""), "");
+        assert_eq!(last_logged_error("{\"level\":\"error\"}\n"), "");
         assert_eq!(message_of("", 1), "exit status 1");
         assert_eq!(
             message_of("runsc: no such container\n", 1),
             "no such container"
         );
+    }
+
+    /// Two writers on one line: the first killed before its newline.
+    #[test]
+    fn reads_an_error_from_a_line_of_two_entries() {
+        let log = "{\"level\":\"error\",\"msg\":\"older\"}\n\
+                   {\"level\":\"error\",\"msg\":\"cgroup: EINVAL\"}{\"level\":\"info\",\"msg\":\"x\"}\n";
+        assert_eq!(last_logged_error(log), "cgroup: EINVAL");
+        let log = "{\"level\":\"error\",\"msg\":\"a\"} {\"level\":\"error\",\"msg\":\"b\"}\n";
+        assert_eq!(last_logged_error(log), "b");
+    }
+
+    /// A writer killed in the middle of its entry: the fragment is skipped, whatever
+    /// parses before and after it is kept.
+    #[test]
+    fn skips_a_fragment_of_an_entry() {
+        let log = "{\"level\":\"error\",\"msg\":\"cut sh{\"level\":\"error\",\"msg\":\"whole\"}\n";
+        assert_eq!(last_logged_error(log), "whole");
+        let log = "{\"level\":\"error\",\"msg\":\"first\"}{\"level\":\"err\n";
+        assert_eq!(last_logged_error(log), "first");
+        let log = "garbage ] {\"level\":\"error\",\"msg\":\"é\"} ünïcode {\"lev";
+        assert_eq!(last_logged_error(log), "é");
+        let values = json_objects("[1] {\"a\":1}{oops}{\"b\":{\"c\":2}}} tail");
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"a": 1}),
+                serde_json::json!({"b": {"c": 2}})
+            ]
+        );
+        assert!(json_objects("").is_empty());
+        assert!(json_objects("{").is_empty());
     }
 }

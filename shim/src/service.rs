@@ -23,7 +23,7 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use crate::bundle::{self, Record};
 use crate::config::Config;
 use crate::console::{Console, ConsoleSocket};
-use crate::exits::Exits;
+use crate::exits::{Exits, Mark};
 use crate::process::{timestamp, Process, StdioPaths};
 use crate::runsc::{Runsc, Stdio3};
 use crate::{metrics, options, stdio};
@@ -175,14 +175,14 @@ impl Service {
         }
     }
 
-    /// Watches a process's host pid; on its exit records it, wakes Wait, and tells
-    /// containerd.
-    fn watch(&self, id: String, exec_id: String, pid: u32) {
+    /// Watches a process's host pid, started after `since`; on its exit records it, wakes
+    /// Wait, and tells containerd.
+    fn watch(&self, id: String, exec_id: String, pid: u32, since: Mark) {
         let service = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("watch-{pid}"))
             .spawn(move || {
-                let Some(exit) = service.inner.exits.wait(pid as i32, None) else {
+                let Some(exit) = service.inner.exits.wait_after(pid as i32, since, None) else {
                     return;
                 };
                 // A terminal's output first: containerd's clients take the exit as the
@@ -368,6 +368,7 @@ impl Service {
         spec: &serde_json::Value,
     ) -> TtrpcResult<u32> {
         let netns = bundle::network_namespace(spec);
+        let since = self.inner.exits.mark();
         let child = crate::hold::spawn(&netns, &bundle)
             .map_err(|e| internal(format!("starting the pod's holder: {e}")))?;
         let pid = child.id();
@@ -390,7 +391,7 @@ impl Service {
                 execs: HashMap::new(),
             },
         );
-        self.watch(req.id.clone(), String::new(), pid);
+        self.watch(req.id.clone(), String::new(), pid, since);
         Ok(pid)
     }
 
@@ -408,6 +409,8 @@ impl Service {
         }
         bundle::size_pod_memory(&bundle).map_err(invalid)?;
         let rootfs_mounted = bundle::mount_rootfs(&bundle, &req.rootfs).map_err(internal)?;
+        // Before `runsc create` starts the process the pid file will name.
+        let since = self.inner.exits.mark();
         let result = (|| {
             let pid_file = bundle.join("init.pid");
             if req.terminal {
@@ -468,7 +471,7 @@ impl Service {
                 execs: HashMap::new(),
             },
         );
-        self.watch(req.id.clone(), String::new(), pid as u32);
+        self.watch(req.id.clone(), String::new(), pid as u32, since);
         Ok(pid as u32)
     }
 
@@ -494,6 +497,8 @@ impl Service {
             pid_file.clone(),
             internal_pid_file.clone(),
         ];
+        // Before `runsc exec` starts the process the pid file will name.
+        let since = self.inner.exits.mark();
         let result = (|| {
             std::fs::write(&process_file, &spec)
                 .map_err(|e| internal(format!("writing {}: {e}", process_file.display())))?;
@@ -559,7 +564,7 @@ impl Service {
         p.stdin = relay;
         p.console = console;
         drop(containers);
-        self.watch(id.to_string(), exec_id.to_string(), pid as u32);
+        self.watch(id.to_string(), exec_id.to_string(), pid as u32, since);
         Ok(pid as u32)
     }
 

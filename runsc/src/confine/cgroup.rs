@@ -47,6 +47,9 @@ const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
 /// Our directory under the root when the spec names no cgroup.
 const OUR_PARENT: &str = "nanovisor";
 
+/// How many times [`Cgroup::create_in`] tries when a parent directory vanishes under it.
+const CREATE_ATTEMPTS: u32 = 3;
+
 /// The v2 controllers we enable on the way down.
 const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 
@@ -278,7 +281,9 @@ impl Cgroup {
     }
 
     /// Create the cgroup at `path` (see [`CgroupPath::from_oci`]) with the limits in
-    /// `resources`. An existing directory is reused and its limits overwritten.
+    /// `resources`. An existing directory is reused and its limits overwritten. On an
+    /// error, the directories this call made are removed again (those that were there
+    /// before stay).
     pub fn create_at(path: &CgroupPath, resources: &LinuxResources) -> anyhow::Result<Cgroup> {
         Cgroup::create_in(Path::new(DEFAULT_ROOT), path, resources)
     }
@@ -295,10 +300,42 @@ impl Cgroup {
     ) -> anyhow::Result<Cgroup> {
         let version = detect(root)?;
         let settings = settings(version, resources)?;
+        let mut attempt = 1;
+        loop {
+            let mut created = Vec::new();
+            let made = Cgroup::make_and_set(root, path, version, &settings, &mut created);
+            let Err(e) = made else {
+                return made;
+            };
+            // A limit the kernel refuses (a quota above the parent's on v1: EINVAL) must
+            // not leave an empty cgroup behind. Deepest first; a directory something else
+            // has come to use fails to go and stays. The error is the first one.
+            for dir in created.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            // Another runsc doing the same may have removed a parent it made just as we
+            // found it there: try again (its next attempt or ours makes it anew).
+            if attempt < CREATE_ATTEMPTS && a_directory_vanished(&e) {
+                attempt += 1;
+                continue;
+            }
+            return Err(e);
+        }
+    }
+
+    /// [`Cgroup::create_in`]'s work; every directory it makes goes to `created`, parents
+    /// first.
+    fn make_and_set(
+        root: &Path,
+        path: &CgroupPath,
+        version: Version,
+        settings: &[Setting],
+        created: &mut Vec<PathBuf>,
+    ) -> anyhow::Result<Cgroup> {
         match version {
             Version::V2 => {
                 let dir = root.join(path.as_path());
-                enable_v2_controllers(root, &dir, &settings)?;
+                enable_v2_controllers(root, &dir, settings, created)?;
             }
             Version::V1 => {
                 for c in Controller::ALL {
@@ -306,14 +343,16 @@ impl Cgroup {
                     if !hierarchy.is_dir() {
                         continue;
                     }
-                    let dir = hierarchy.join(path.as_path());
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating cgroup {}", dir.display()))?;
+                    let mut dir = hierarchy;
+                    for component in path.as_path().components() {
+                        dir.push(component);
+                        make_dir(&dir, created)?;
+                    }
                 }
             }
         }
         let cgroup = Cgroup::open_in(root, path)?;
-        for s in &settings {
+        for s in settings {
             let dir = cgroup.dir_for(s.controller).ok_or_else(|| {
                 anyhow!(
                     "{} asks for the {} controller, which {} does not have",
@@ -541,8 +580,14 @@ fn shares_to_weight(shares: u64) -> u64 {
 }
 
 /// Make `dir` and enable our controllers in the `cgroup.subtree_control` of every
-/// ancestor below `root` (and of `root`), so that `dir` gets their files.
-fn enable_v2_controllers(root: &Path, dir: &Path, settings: &[Setting]) -> anyhow::Result<()> {
+/// ancestor below `root` (and of `root`), so that `dir` gets their files. The directories
+/// made go to `created`.
+fn enable_v2_controllers(
+    root: &Path,
+    dir: &Path,
+    settings: &[Setting],
+    created: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
     let mut current = root.to_path_buf();
     for component in rel.components() {
@@ -567,15 +612,29 @@ fn enable_v2_controllers(root: &Path, dir: &Path, settings: &[Setting]) -> anyho
             }
         }
         current.push(component);
-        match std::fs::create_dir(&current) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating cgroup {}", current.display()))
-            }
-        }
+        make_dir(&current, created)?;
     }
     Ok(())
+}
+
+/// Make directory `dir` (its parent exists), and note it in `created`; one already there
+/// is fine, and not noted.
+fn make_dir(dir: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            created.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating cgroup {}", dir.display())),
+    }
+}
+
+/// Whether `e` is a directory of the cgroup's path (or a file in it) not found: a parent
+/// removed between our finding it and using it.
+fn a_directory_vanished(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// `cpu.stat`'s `usage_usec`, in nanoseconds.
@@ -729,6 +788,110 @@ pub(crate) mod tests {
         for d in [v2, v1, none] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    /// A limit that cannot be written (here: files a plain directory lacks) leaves none of
+    /// the directories the call made, and every one that was there before.
+    #[test]
+    fn a_failed_create_removes_what_it_made_on_v1() {
+        let root = scratch("undo-v1");
+        for c in ["memory", "cpu", "pids"] {
+            std::fs::create_dir_all(root.join(c)).expect("mkdir");
+            std::fs::write(root.join(c).join("cgroup.procs"), "").expect("w");
+        }
+        std::fs::create_dir_all(root.join("memory/nanovisor")).expect("mkdir");
+        std::fs::create_dir_all(root.join("pids/nanovisor/sb1")).expect("mkdir");
+        let path = path(None).expect("path");
+        let r = resources(256 << 20, 20_000, 100_000, 0, 64);
+        let err = Cgroup::create_in(&root, &path, &r).expect_err("no limit files");
+        assert!(
+            format!("{err:#}").contains("memory.limit_in_bytes"),
+            "{err:#}"
+        );
+        assert!(root.join("memory/nanovisor").is_dir());
+        assert!(!root.join("memory/nanovisor/sb1").exists());
+        assert!(!root.join("cpu/nanovisor").exists());
+        assert!(root.join("pids/nanovisor/sb1").is_dir());
+        // Without limits nothing fails, and everything stays.
+        let cg = Cgroup::create_in(&root, &path, &LinuxResources::default()).expect("create");
+        assert_eq!(cg.dirs.len(), 3);
+        for c in ["memory", "cpu", "pids"] {
+            assert!(root.join(c).join("nanovisor/sb1").is_dir(), "{c}");
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_failed_create_removes_what_it_made_on_v2() {
+        let root = scratch("undo-v2");
+        let fake_cgroup = |d: &Path| {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::fs::write(d.join("cgroup.controllers"), "cpu memory pids\n").expect("w");
+            std::fs::write(d.join("cgroup.subtree_control"), "").expect("w");
+        };
+        fake_cgroup(&root);
+        let path = path(None).expect("path");
+        let r = resources(256 << 20, 0, 0, 0, 0);
+        // `nanovisor` is made, then has no cgroup.controllers of its own.
+        let err = Cgroup::create_in(&root, &path, &r).expect_err("not a cgroup2 tree");
+        assert!(format!("{err:#}").contains("cgroup.controllers"), "{err:#}");
+        assert!(!root.join("nanovisor").exists());
+        fake_cgroup(&root.join("nanovisor"));
+        let err = Cgroup::create_in(&root, &path, &r).expect_err("no memory.max");
+        assert!(format!("{err:#}").contains("memory.max"), "{err:#}");
+        assert!(!root.join("nanovisor/sb1").exists());
+        assert!(root.join("nanovisor/cgroup.controllers").is_file());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// Removes a test's parent cgroup from every v1 hierarchy, whatever the test did.
+    struct ParentCgroup(String);
+
+    impl Drop for ParentCgroup {
+        fn drop(&mut self) {
+            for c in Controller::ALL {
+                let dir = Path::new(DEFAULT_ROOT).join(c.name()).join(&self.0);
+                let _ = std::fs::remove_dir(dir.join("c1"));
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+
+    /// The case met on a host: on v1 a CPU quota above the parent cgroup's is EINVAL, and
+    /// the container's directories (and the parent in the hierarchies that lacked it) go.
+    #[test]
+    fn a_quota_above_the_parents_leaves_no_directories() {
+        let cpu = Path::new(DEFAULT_ROOT).join("cpu");
+        if !can_use_cgroups()
+            || detect(Path::new(DEFAULT_ROOT)).ok() != Some(Version::V1)
+            || !cpu.join("cpu.cfs_quota_us").is_file()
+        {
+            eprintln!("skipped: needs root and cgroup v1 with the cpu controller");
+            return;
+        }
+        let parent = ParentCgroup(format!("nvtest-{}", std::process::id()));
+        std::fs::create_dir(cpu.join(&parent.0)).expect("parent cgroup");
+        write_path(&cpu.join(&parent.0).join("cpu.cfs_quota_us"), "20000").expect("quota");
+        let path = CgroupPath::from_oci(Some(Path::new(&format!("/{}/c1", parent.0))), "sb")
+            .expect("path");
+        let err = Cgroup::create_at(&path, &resources(256 << 20, 50_000, 100_000, 0, 64))
+            .expect_err("a quota above the parent's");
+        assert!(format!("{err:#}").contains("cpu.cfs_quota_us"), "{err:#}");
+        for c in Controller::ALL {
+            let hierarchy = Path::new(DEFAULT_ROOT).join(c.name());
+            if !hierarchy.is_dir() {
+                continue;
+            }
+            let dir = hierarchy.join(&parent.0);
+            assert!(!dir.join("c1").exists(), "{}", dir.display());
+            // The parent was there on `cpu` (and on `cpuacct` if they are one hierarchy).
+            let premade = hierarchy.canonicalize().ok() == cpu.canonicalize().ok();
+            assert_eq!(dir.exists(), premade, "{}", dir.display());
+        }
+        // Within the parent's quota all goes well.
+        let cg = Cgroup::create_at(&path, &resources(256 << 20, 10_000, 100_000, 0, 64))
+            .expect("a quota within the parent's");
+        cg.delete().expect("delete");
     }
 
     fn resources(memory: i64, quota: i64, period: u64, shares: u64, pids: i64) -> LinuxResources {
