@@ -21,6 +21,7 @@ use crate::kernel::exec::{execve, ExecError};
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::run::spawn_thread;
 use crate::kernel::signal::{self, SignalState};
+use crate::kernel::sigqueue::{PendingSignals, SigInfo, SI_USER};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
 use crate::kernel::thread_group::{Member, ThreadGroup};
 use crate::mm::MemoryManager;
@@ -302,7 +303,7 @@ impl Sandbox {
         let group = ThreadGroup::new(pid);
         *group.container.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(id);
         let waiter = Waiter::new();
-        let pending = Arc::new(AtomicU64::new(0));
+        let pending = Arc::new(PendingSignals::default());
         let blocked = Arc::new(AtomicU64::new(0));
         let leader = Member {
             tid: pid,
@@ -476,7 +477,7 @@ impl Sandbox {
         if g.count() == 0 {
             return Err(Errno::ESRCH);
         }
-        g.signal_group(sig);
+        g.signal_group(SigInfo::user(sig, SI_USER, 0, 0));
         Ok(())
     }
 
@@ -484,7 +485,7 @@ impl Sandbox {
     pub fn signal_container(&self, id: &str, sig: u8) {
         for g in self.kernel.processes.all() {
             if &*g.container() == id {
-                g.signal_group(sig);
+                g.signal_group(SigInfo::user(sig, SI_USER, 0, 0));
             }
         }
     }

@@ -58,3 +58,13 @@ fn process_groups_sessions_and_signals_between_processes() {
 fn locking_scheduling_allocation_and_attribute_calls() {
     check_guest("misc_calls", &[], 0);
 }
+
+#[test]
+fn siginfo_reaches_handlers_sigwaitinfo_and_signalfd() {
+    check_guest("siginfo", &[], 0);
+}
+
+#[test]
+fn vfork_and_clone_vm_share_memory_and_posix_spawn_reports_errors() {
+    check_guest("vfork", &[], 0);
+}

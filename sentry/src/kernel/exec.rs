@@ -115,7 +115,11 @@ pub fn execve(
         task.group
             .exec_alone(task.tid, std::time::Duration::from_secs(5));
     }
+    // The old address space was this process's alone, or its parent's too (vfork): the
+    // parent, waiting for this moment, goes on with it.
+    task.mm.leave();
     task.mm = Arc::new(mm);
+    task.group.vfork_done();
     task.regs = regs;
     task.regs_replaced = true;
     task.fpu_restore = Some(fpu::initial(task.fpu_layout.0));

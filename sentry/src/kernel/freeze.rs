@@ -45,7 +45,7 @@ pub struct ThreadSnapshot {
     pub robust_list: (u64, u64),
     pub group: Arc<ThreadGroup>,
     /// Signals sent to this thread and not delivered yet.
-    pub pending: u64,
+    pub pending: Vec<super::sigqueue::SigInfo>,
 }
 
 #[derive(Default)]

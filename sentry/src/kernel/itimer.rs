@@ -83,7 +83,7 @@ fn run(group: Weak<ThreadGroup>) {
                     .then(|| d.max(now).checked_add(s.interval))
                     .flatten();
                 drop(s);
-                g.signal_group(SIGALRM);
+                g.signal_group(super::sigqueue::SigInfo::kernel(SIGALRM));
             }
             Some(d) => {
                 let _ = timer

@@ -10,5 +10,6 @@ pub mod oom;
 pub mod process;
 pub mod run;
 pub mod signal;
+pub mod sigqueue;
 pub mod task;
 pub mod thread_group;

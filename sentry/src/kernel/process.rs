@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::exit::ExitStatus;
 use super::run::spawn_thread;
 use super::signal::{SigAction, SignalState, NSIG, SIGCHLD, SIG_IGN};
+use super::sigqueue::{SigInfo, CLD_EXITED, CLD_KILLED};
 use super::task::{Task, MAX_THREADS};
 use super::thread_group::{ChildRecord, Member, ThreadGroup};
 use crate::abi::Errno;
@@ -18,37 +19,67 @@ use crate::waiter::{Waiter, Wake};
 /// SA_NOCLDWAIT: children of this process are reaped automatically.
 const SA_NOCLDWAIT: u64 = 0x2;
 
-/// fork(2): a new process with a copy of the caller's address space, fd table and
-/// signal dispositions, running one thread that returns 0 from the call. `stack` (if
-/// non-zero) becomes the child's rsp (clone with a stack, as posix_spawn's vfork does).
+/// How a new process gets its memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ForkMemory {
+    /// A copy of the caller's (fork).
+    Copy,
+    /// The caller's own, until the child runs execve or ends (CLONE_VM).
+    Shared,
+    /// Shared, and the caller waits until the child gives it back (vfork, posix_spawn:
+    /// the child runs on the caller's stack).
+    SharedVfork,
+}
+
+/// fork(2): a new process with the caller's address space (copied or shared), a copy
+/// of its fd table and signal dispositions, running one thread that returns 0 from the
+/// call. `stack` (if non-zero) becomes the child's rsp (clone with a stack, as
+/// posix_spawn does).
 pub fn fork(
     t: &mut Task,
+    memory: ForkMemory,
     stack: u64,
     child_tid_addr: Option<u64>,
     clear_tid: Option<u64>,
+    parent_tid_addr: Option<u64>,
 ) -> Result<i32, Errno> {
     t.kernel.reserve_thread()?;
-    let result = fork_reserved(t, stack, child_tid_addr, clear_tid);
+    let result = fork_reserved(t, memory, stack, child_tid_addr, clear_tid);
     if result.is_err() {
         t.kernel.release_thread();
     }
-    result
+    let (pid, vfork) = result?;
+    // CLONE_PARENT_SETTID: written before a vfork parent waits, as Linux does; a
+    // fault here does not undo the child.
+    let settid = parent_tid_addr.map(|addr| t.mm.write_u32(addr, pid as u32));
+    if let Some(done) = vfork {
+        let group = t.group.clone();
+        done.wait(&|| group.exit_status().is_some());
+    }
+    settid.transpose()?;
+    Ok(pid)
 }
 
 fn fork_reserved(
     t: &mut Task,
+    memory: ForkMemory,
     stack: u64,
     child_tid_addr: Option<u64>,
     clear_tid: Option<u64>,
-) -> Result<i32, Errno> {
-    let space = t
-        .kernel
-        .platform
-        .new_address_space()
-        .map_err(|_| Errno::ENOMEM)?;
-    let mm = Arc::new(t.mm.fork(space).map_err(|_| Errno::ENOMEM)?);
+) -> Result<(i32, Option<Arc<super::thread_group::VforkDone>>), Errno> {
+    let mm = if memory == ForkMemory::Copy {
+        let space = t
+            .kernel
+            .platform
+            .new_address_space()
+            .map_err(|_| Errno::ENOMEM)?;
+        Arc::new(t.mm.fork(space).map_err(|_| Errno::ENOMEM)?)
+    } else {
+        t.mm.clone()
+    };
     let pid = t.kernel.alloc_tid();
     let group = ThreadGroup::new(pid);
+    let vfork = (memory == ForkMemory::SharedVfork).then(|| group.start_vfork());
     *group.parent.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&t.group);
     group
         .pgid
@@ -66,7 +97,7 @@ fn fork_reserved(
         .unwrap_or([SigAction::default(); NSIG]);
     *group.actions.lock().unwrap_or_else(|e| e.into_inner()) = actions;
     let waiter = Waiter::new();
-    let pending = Arc::new(AtomicU64::new(0));
+    let pending = Arc::new(super::sigqueue::PendingSignals::default());
     let blocked = Arc::new(AtomicU64::new(t.signals.mask));
     group
         .join(
@@ -133,7 +164,13 @@ fn fork_reserved(
         });
     t.kernel.register_process(&group);
     publish_view(&child);
+    if memory != ForkMemory::Copy {
+        t.mm.share();
+    }
     if let Err(e) = spawn_thread(child, ctx) {
+        if memory != ForkMemory::Copy {
+            t.mm.leave();
+        }
         t.group
             .children
             .lock()
@@ -142,7 +179,7 @@ fn fork_reserved(
         t.kernel.unregister_process(pid);
         return Err(e);
     }
-    Ok(pid)
+    Ok((pid, vfork))
 }
 
 /// The last thread of `group` has gone: tell the parent (status, SIGCHLD), or reap at
@@ -201,7 +238,11 @@ pub fn group_ended(task: &Task, status: ExitStatus) {
     // parent sleeping in wait4 finds the child and gets the signal on the way out, as
     // on Linux, instead of the signal interrupting whatever it does next.
     if action.handler != SIG_IGN {
-        parent.signal_group(SIGCHLD);
+        let (code, value) = match status {
+            ExitStatus::Exited(c) => (CLD_EXITED, i32::from(c)),
+            ExitStatus::Signaled(s) => (CLD_KILLED, i32::from(s)),
+        };
+        parent.signal_group(SigInfo::child(code, group.tgid, task.creds.uid, value));
     }
     parent.child_events.notify_all();
 }
@@ -295,7 +336,7 @@ fn reparent_children(task: &Task) {
     }
     drop(orphans);
     if zombies && action.handler != SIG_IGN {
-        reaper.signal_group(SIGCHLD);
+        reaper.signal_group(SigInfo::kernel(SIGCHLD));
     }
     reaper.child_events.notify_all();
 }

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::exit::ExitStatus;
 use super::signal::{self, sigbit, Delivery, FaultInfo, SIGKILL, UNBLOCKABLE};
+use super::sigqueue::{PendingSignals, SigInfo};
 use super::task::Task;
 use crate::abi::Errno;
 use crate::mm::{Access, AccessError};
@@ -36,8 +37,12 @@ pub fn run_thread(
         task.files = std::sync::Arc::new(crate::vfs::FdTable::new());
         // So does its memory go back (Linux's exit_mm comes before exit_notify): a parent
         // woken by the exit, say of a child the OOM killer ended, must find the child's
-        // frames free, or it is OOM-killed in turn.
-        task.mm.release();
+        // frames free, or it is OOM-killed in turn. A vfork child's memory is its
+        // parent's, which goes on with it.
+        if task.mm.leave() {
+            task.mm.release();
+        }
+        task.group.vfork_done();
     }
     if let Some(status) = last {
         super::process::group_ended(task, status);
@@ -146,35 +151,35 @@ fn snapshot(task: &Task, ctx: &mut dyn Context) -> super::freeze::ThreadSnapshot
         clear_child_tid: task.clear_child_tid,
         robust_list: task.robust_list,
         group: task.group.clone(),
-        pending: task.pending.load(Ordering::SeqCst),
+        pending: task.pending.queued(),
     }
 }
 
 /// Take the lowest-numbered pending signal this thread does not block, claiming it from
 /// the thread's own set first, then from the group's.
-fn take_signal(task: &Task) -> Option<u8> {
+fn take_signal(task: &Task) -> Option<SigInfo> {
     take_signal_of(task, !task.signals.mask | UNBLOCKABLE)
 }
 
 /// Take the lowest-numbered pending signal in `set`, the thread's own first, then its
-/// group's (also how sigtimedwait takes one).
-pub fn take_signal_of(task: &Task, set: u64) -> Option<u8> {
+/// group's (also how sigtimedwait and a signalfd take one).
+pub fn take_signal_of(task: &Task, set: u64) -> Option<SigInfo> {
+    take_from(&task.pending, &task.group.pending, set)
+}
+
+/// Take a signal in `set` from a thread's queue (`own`) or its process's (`group`),
+/// the lower number first, the thread's own first at equal numbers.
+pub fn take_from(own: &PendingSignals, group: &PendingSignals, set: u64) -> Option<SigInfo> {
     loop {
-        let own = task.pending.load(Ordering::SeqCst);
-        let group = task.group.pending.load(Ordering::SeqCst);
-        let avail = (own | group) & set;
+        let avail = (own.bits() | group.bits()) & set;
         if avail == 0 {
             return None;
         }
-        let sig = avail.trailing_zeros() as u8 + 1;
-        let bit = sigbit(sig);
-        let source = if own & bit != 0 {
-            &*task.pending
-        } else {
-            &task.group.pending
-        };
-        if source.fetch_and(!bit, Ordering::SeqCst) & bit != 0 {
-            return Some(sig);
+        let bit = sigbit(avail.trailing_zeros() as u8 + 1);
+        let source = if own.bits() & bit != 0 { own } else { group };
+        // Another thread may have taken it meanwhile: look again.
+        if let Some(info) = source.take(bit) {
+            return Some(info);
         }
     }
 }
@@ -185,12 +190,13 @@ pub fn take_signal_of(task: &Task, set: u64) -> Option<u8> {
 /// signal sent after that interrupts it again.
 fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
     let restart = task.restart.take();
-    let Some(sig) = take_signal(task) else {
+    let Some(sent) = take_signal(task) else {
         if let Some((nr, _)) = restart {
             rewind_syscall(task, nr);
         }
         return;
     };
+    let sig = sent.signo();
     if sig == SIGKILL {
         task.exit_status = Some(ExitStatus::Signaled(SIGKILL));
         return;
@@ -204,14 +210,7 @@ fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
             rewind_syscall(task, nr);
         }
     }
-    let info = FaultInfo {
-        signo: sig,
-        code: 0, // SI_USER
-        addr: task.process.pid as u64 | ((task.creds.uid as u64) << 32),
-        trapno: 0,
-        error: 0,
-        cr2: 0,
-    };
+    let info = FaultInfo::sent(sent);
     let mm = task.mm.clone();
     let mut fetch = || ctx.fpu_state().ok().map(|img| (img, ctx.fpu_features()));
     match task
@@ -235,8 +234,7 @@ fn deliver_pending(task: &mut Task, ctx: &mut dyn Context) {
 }
 
 fn take_pending_mask(task: &Task) -> u64 {
-    (task.pending.load(Ordering::SeqCst) | task.group.pending.load(Ordering::SeqCst))
-        & (!task.signals.mask | UNBLOCKABLE)
+    (task.pending.bits() | task.group.pending.bits()) & (!task.signals.mask | UNBLOCKABLE)
 }
 
 /// Make the interrupted syscall run again when the thread resumes.
@@ -311,6 +309,7 @@ pub fn handle_fault(
         } else {
             0
         },
+        sent: None,
     };
     let mm = task.mm.clone();
     match task.signals.deliver_fault(&mm, &mut task.regs, info, fpu) {
@@ -347,6 +346,7 @@ pub fn spawn_thread(mut task: Task, mut ctx: Box<dyn Context>) -> Result<(), Err
         .name(name)
         .spawn(move || {
             let kernel = task.kernel.clone();
+            super::sigqueue::set_current(&task.pending, &task.group);
             if let Err(e) = run_thread(&mut task, ctx.as_mut()) {
                 // The vCPU failed (a sentry or platform bug): end the whole sandbox.
                 tracing::error!(tid = task.tid, "thread stopped: {e}");

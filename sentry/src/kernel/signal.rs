@@ -151,16 +151,35 @@ pub fn sigbit(sig: u8) -> u64 {
 /// Signals that can never be blocked or caught.
 pub const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
 
-/// What a synchronous fault signal carries in its siginfo.
-#[derive(Clone, Copy, Debug)]
+/// A signal being delivered: its siginfo and, for a synchronous fault, what the CPU
+/// reported (sigcontext.trapno/err/cr2; zero otherwise).
+#[derive(Clone, Debug)]
 pub struct FaultInfo {
     pub signo: u8,
     pub code: i32,
+    /// A fault's si_addr.
     pub addr: u64,
-    /// The CPU's trap number and error code (sigcontext.trapno/err).
     pub trapno: u64,
     pub error: u64,
     pub cr2: u64,
+    /// The whole siginfo of a signal that was sent (kill, SIGCHLD, a timer): written
+    /// as is instead of signo/code/addr.
+    pub sent: Option<super::sigqueue::SigInfo>,
+}
+
+impl FaultInfo {
+    /// A sent signal's delivery (no CPU state).
+    pub fn sent(info: super::sigqueue::SigInfo) -> FaultInfo {
+        FaultInfo {
+            signo: info.signo(),
+            code: info.code(),
+            addr: 0,
+            trapno: 0,
+            error: 0,
+            cr2: 0,
+            sent: Some(info),
+        }
+    }
 }
 
 /// What happened to a signal.
@@ -331,11 +350,15 @@ impl SignalState {
         put(m + 176, info.cr2);
         put(m + 184, fpstate);
         put(SIGMASK_OFFSET, frame_mask);
-        // siginfo: signo, errno, code, then si_addr at 16.
         let si = SIGINFO_OFFSET as usize;
-        f[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());
-        f[si + 8..si + 12].copy_from_slice(&info.code.to_le_bytes());
-        f[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
+        if let Some(sent) = &info.sent {
+            f[si..si + sent.0.len()].copy_from_slice(&sent.0);
+        } else {
+            // A fault: signo, errno, code, then si_addr at 16.
+            f[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());
+            f[si + 8..si + 12].copy_from_slice(&info.code.to_le_bytes());
+            f[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
+        }
         mm.copy_out(frame, &f)?;
 
         regs.rsp = frame;

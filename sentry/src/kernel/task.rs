@@ -282,7 +282,7 @@ pub struct Task {
     /// The thread group (process) this task belongs to.
     pub group: Arc<super::thread_group::ThreadGroup>,
     /// Signals sent to this thread, one bit each.
-    pub pending: Arc<std::sync::atomic::AtomicU64>,
+    pub pending: Arc<super::sigqueue::PendingSignals>,
     /// This thread's signal mask as senders see it (published by the run loop).
     pub blocked: Arc<std::sync::atomic::AtomicU64>,
     /// The syscall a signal interrupted: its number, and whether a handler with

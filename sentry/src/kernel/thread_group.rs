@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use super::exit::ExitStatus;
 use super::signal::{SigAction, NSIG, SIGKILL};
+use super::sigqueue::{PendingSignals, Queued, SigInfo};
 use crate::platform::kick::Kicker;
 use crate::waiter::{WaitQueue, Waiter};
 
@@ -15,8 +16,8 @@ use crate::waiter::{WaitQueue, Waiter};
 pub struct Member {
     pub tid: i32,
     pub waiter: Arc<Waiter>,
-    /// Signals sent to this thread (tgkill), one bit each, not yet delivered.
-    pub pending: Arc<AtomicU64>,
+    /// Signals sent to this thread (tgkill), not yet delivered.
+    pub pending: Arc<PendingSignals>,
     /// Set once the member's host thread runs.
     pub kicker: Option<Kicker>,
     /// The member's signal mask as last published by its thread: a signal it blocks
@@ -62,7 +63,7 @@ pub struct ThreadGroup {
     /// Dispositions, shared by every thread (CLONE_SIGHAND).
     pub actions: Arc<Mutex<[SigAction; NSIG]>>,
     /// Signals sent to the process (kill), claimed by whichever thread takes them first.
-    pub pending: AtomicU64,
+    pub pending: PendingSignals,
     /// The container (of the sandbox's pod) the process belongs to; children inherit it.
     pub container: Mutex<Arc<str>>,
     /// ITIMER_REAL (setitimer, alarm).
@@ -71,6 +72,30 @@ pub struct ThreadGroup {
     pub subreaper: std::sync::atomic::AtomicBool,
     /// What other processes' /proc shows of this one (`process::publish_view`).
     pub view: Mutex<ProcessView>,
+    /// Set while this is a vfork child: its parent waits for it to execve or end.
+    vfork: Mutex<Option<Arc<VforkDone>>>,
+}
+
+/// A vfork parent's wait for its child to give the shared memory back.
+#[derive(Default)]
+pub struct VforkDone {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl VforkDone {
+    /// Wait until the child has run execve or ended, or `give_up` says to stop (the
+    /// parent's own process is ending: Linux's wait is killable).
+    pub fn wait(&self, give_up: &dyn Fn() -> bool) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done && !give_up() {
+            done = self
+                .cv
+                .wait_timeout(done, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
 }
 
 /// A process as another process's /proc sees it: published by its main thread at
@@ -108,10 +133,27 @@ impl ThreadGroup {
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
             container: Mutex::new(Arc::from("")),
             itimer: Default::default(),
-            pending: AtomicU64::new(0),
+            pending: PendingSignals::default(),
             subreaper: Default::default(),
             view: Mutex::default(),
+            vfork: Mutex::default(),
         })
+    }
+
+    /// Make this (new) process a vfork child; returns what its parent waits on.
+    pub fn start_vfork(&self) -> Arc<VforkDone> {
+        let done = Arc::new(VforkDone::default());
+        *self.vfork.lock().unwrap_or_else(|e| e.into_inner()) = Some(done.clone());
+        done
+    }
+
+    /// This process has run execve or ended: its vfork parent, if any, goes on.
+    pub fn vfork_done(&self) {
+        let taken = self.vfork.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(v) = taken {
+            *v.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            v.cv.notify_all();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Members> {
@@ -210,22 +252,22 @@ impl ThreadGroup {
         m.exit.unwrap_or(ExitStatus::Exited(0))
     }
 
-    /// Send `sig` to thread `tid`: mark it pending and kick it. False if no such member.
-    /// SIGKILL to one thread kills its whole process, as on Linux.
-    pub fn signal_thread(&self, tid: i32, sig: u8) -> bool {
+    /// Send a signal to thread `tid`: queue it and kick the thread. None if no such
+    /// member. SIGKILL to one thread kills its whole process, as on Linux.
+    pub fn signal_thread(&self, tid: i32, info: SigInfo) -> Option<Queued> {
         let m = self.lock();
-        let Some(x) = m.list.iter().find(|x| x.tid == tid) else {
-            return false;
-        };
+        let x = m.list.iter().find(|x| x.tid == tid)?;
+        let sig = info.signo();
         let bit = super::signal::sigbit(sig);
-        x.pending.fetch_or(bit, Ordering::SeqCst);
+        let queued = x.pending.send(info);
         if sig == SIGKILL {
             drop(m);
             self.exit_group(ExitStatus::Signaled(SIGKILL), 0);
-        } else if Self::wants(x, bit) {
+        } else if queued == Queued::Yes && Self::wants(x, bit) {
             Self::kick_member(x);
         }
-        true
+        super::sigqueue::notify_signalfds();
+        Some(queued)
     }
 
     /// Whether `x` does not block the signal `bit` (so it must be interrupted for it).
@@ -246,17 +288,22 @@ impl ThreadGroup {
     /// SIGKILL decides the group's end here, when it is sent, as Linux does
     /// (complete_signal): every member is stopped whether or not one of them gets round
     /// to taking the signal first.
-    pub fn signal_group(&self, sig: u8) {
+    pub fn signal_group(&self, info: SigInfo) -> Queued {
+        let sig = info.signo();
         let bit = super::signal::sigbit(sig);
-        self.pending.fetch_or(bit, Ordering::SeqCst);
+        let queued = self.pending.send(info);
         if sig == SIGKILL {
             self.exit_group(ExitStatus::Signaled(SIGKILL), 0);
-            return;
+            return queued;
         }
-        let m = self.lock();
-        for x in m.list.iter().filter(|x| Self::wants(x, bit)) {
-            Self::kick_member(x);
+        if queued == Queued::Yes {
+            let m = self.lock();
+            for x in m.list.iter().filter(|x| Self::wants(x, bit)) {
+                Self::kick_member(x);
+            }
         }
+        super::sigqueue::notify_signalfds();
+        queued
     }
 
     /// execve from a thread of a multi-threaded process: every other thread exits first
@@ -331,7 +378,7 @@ mod tests {
         Member {
             tid,
             waiter: Waiter::new(),
-            pending: Arc::new(AtomicU64::new(0)),
+            pending: Default::default(),
             kicker: None,
             blocked: Arc::new(AtomicU64::new(0)),
         }
@@ -360,7 +407,7 @@ mod tests {
         let g = ThreadGroup::new(1);
         g.join(member(1), 10).ok();
         g.join(member(2), 10).ok();
-        g.signal_group(SIGKILL);
+        g.signal_group(SigInfo::kernel(SIGKILL));
         assert_eq!(g.exit_status(), Some(ExitStatus::Signaled(SIGKILL)));
         // A later exit_group does not change how it ended.
         g.exit_group(ExitStatus::Exited(0), 2);
@@ -373,9 +420,9 @@ mod tests {
         let g = ThreadGroup::new(1);
         g.join(member(1), 10).ok();
         g.join(member(2), 10).ok();
-        assert!(g.signal_thread(2, SIGKILL));
+        assert!(g.signal_thread(2, SigInfo::kernel(SIGKILL)).is_some());
         assert_eq!(g.exit_status(), Some(ExitStatus::Signaled(SIGKILL)));
-        assert!(!g.signal_thread(3, SIGKILL));
+        assert!(g.signal_thread(3, SigInfo::kernel(SIGKILL)).is_none());
     }
 
     #[test]

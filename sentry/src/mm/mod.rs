@@ -80,6 +80,9 @@ pub struct MemoryManager {
     space: Arc<dyn AddressSpace>,
     memory: Arc<GuestMemory>,
     state: Mutex<MmState>,
+    /// The processes using this address space: one, or more while children made with
+    /// CLONE_VM (vfork, posix_spawn) share it until they execve or exit.
+    sharers: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for MemoryManager {
@@ -92,11 +95,25 @@ impl Drop for MemoryManager {
 }
 
 impl MemoryManager {
-    /// The process using this address space has ended: forget every area and give every
-    /// frame back now, not when the last handle to it goes. A process's address space is
-    /// never another process's (fork and vfork copy it; CLONE_VM without CLONE_THREAD is
-    /// refused), and none of its threads runs any more, so nothing uses it again; a handle
-    /// left over finds no area and faults nothing in.
+    /// Another process uses this address space (clone with CLONE_VM).
+    pub fn share(&self) {
+        self.sharers
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A process stops using this address space (it ended, or ran execve). True if it
+    /// was the last: then nothing runs in it any more and [`release`](Self::release)
+    /// may give its frames back.
+    pub fn leave(&self) -> bool {
+        self.sharers
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+    }
+
+    /// The last process using this address space has ended: forget every area and give
+    /// every frame back now, not when the last handle to it goes. None of its threads
+    /// runs any more, so nothing uses it again; a handle left over finds no area and
+    /// faults nothing in.
     pub fn release(&self) {
         let mut st = self.state();
         st.vmas = VmaSet::default();
@@ -114,6 +131,7 @@ impl MemoryManager {
                 brk_start: 0,
                 brk: 0,
             }),
+            sharers: std::sync::atomic::AtomicUsize::new(1),
         }
     }
 
@@ -156,6 +174,7 @@ impl MemoryManager {
                 brk_start,
                 brk,
             }),
+            sharers: std::sync::atomic::AtomicUsize::new(1),
         })
     }
 

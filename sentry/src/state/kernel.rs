@@ -16,6 +16,7 @@ use crate::arch::UserRegs;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::freeze::ThreadSnapshot;
 use crate::kernel::signal::{AltStack, SigAction, SignalState, NSIG};
+use crate::kernel::sigqueue::{PendingSignals, SigInfo, SIGINFO_SIZE};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
 use crate::kernel::thread_group::{ChildRecord, Member, ThreadGroup};
 use crate::platform::Context;
@@ -54,7 +55,8 @@ pub struct ProcessState {
     pub execed: bool,
     pub children: Vec<ChildState>,
     pub actions: Vec<SigAction>,
-    pub pending: u64,
+    /// Signals sent to the process, each a siginfo_t.
+    pub pending: Vec<Vec<u8>>,
     pub container: String,
     pub exit: Option<ExitStatus>,
     pub leader_code: Option<u8>,
@@ -80,7 +82,24 @@ pub struct ThreadState {
     pub saved_mask: Option<u64>,
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
-    pub pending: u64,
+    /// Signals sent to the thread, each a siginfo_t.
+    pub pending: Vec<Vec<u8>>,
+}
+
+fn save_signals(queue: &[SigInfo]) -> Vec<Vec<u8>> {
+    queue.iter().map(|i| i.0.to_vec()).collect()
+}
+
+/// Saved siginfos back; each must be exactly one siginfo_t.
+fn restore_signals(saved: &[Vec<u8>]) -> Result<Vec<SigInfo>, StateError> {
+    saved
+        .iter()
+        .map(|b| {
+            <[u8; SIGINFO_SIZE]>::try_from(b.as_slice())
+                .map(SigInfo)
+                .map_err(|_| StateError::invalid(format!("a pending signal of {} bytes", b.len())))
+        })
+        .collect()
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -136,7 +155,7 @@ impl SaveContext {
                 saved_mask: t.saved_mask,
                 clear_child_tid: t.clear_child_tid,
                 robust_list: t.robust_list,
-                pending: t.pending,
+                pending: save_signals(&t.pending),
             });
         }
         saved.sort_by_key(|t| t.tid);
@@ -187,7 +206,7 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
         execed: g.execed.load(std::sync::atomic::Ordering::SeqCst),
         children,
         actions: g.actions.lock().unwrap_or_else(|e| e.into_inner()).to_vec(),
-        pending: g.pending.load(std::sync::atomic::Ordering::SeqCst),
+        pending: save_signals(&g.pending.queued()),
         container: g.container().to_string(),
         exit,
         leader_code,
@@ -232,8 +251,12 @@ impl RestoreContext {
                 let mut actions = g.actions.lock().unwrap_or_else(|e| e.into_inner());
                 actions.copy_from_slice(&p.actions);
             }
-            g.pending
-                .store(p.pending, std::sync::atomic::Ordering::SeqCst);
+            if !g.pending.restore(restore_signals(&p.pending)?) {
+                return Err(StateError::invalid(format!(
+                    "process {}: pending signals",
+                    p.tgid
+                )));
+            }
             *g.container.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(&*p.container);
             g.restore_end(p.exit, p.leader_code);
             if let Some((left, interval)) = p.itimer {
@@ -276,7 +299,13 @@ impl RestoreContext {
         for t in state.threads {
             let group = find(t.tgid, "thread")?;
             let waiter = Waiter::new();
-            let pending = Arc::new(AtomicU64::new(t.pending));
+            let pending = Arc::new(PendingSignals::default());
+            if !pending.restore(restore_signals(&t.pending)?) {
+                return Err(StateError::invalid(format!(
+                    "thread {}: pending signals",
+                    t.tid
+                )));
+            }
             let blocked = Arc::new(AtomicU64::new(t.mask));
             let member = Member {
                 tid: t.tid,
@@ -336,6 +365,23 @@ impl RestoreContext {
             };
             crate::kernel::process::publish_view(&task);
             threads.push((task, ctx));
+        }
+        // An address space several processes use (CLONE_VM) counts each of them, so the
+        // first to end does not take it from the others.
+        let mut users: HashMap<*const crate::mm::MemoryManager, std::collections::HashSet<i32>> =
+            HashMap::new();
+        for (task, _) in &threads {
+            users
+                .entry(Arc::as_ptr(&task.mm))
+                .or_default()
+                .insert(task.group.tgid);
+        }
+        for (task, _) in &threads {
+            if let Some(groups) = users.remove(&Arc::as_ptr(&task.mm)) {
+                for _ in 1..groups.len() {
+                    task.mm.share();
+                }
+            }
         }
         // Zombies stay out of the process table, as when they ended.
         for g in groups.values().filter(|g| g.count() > 0) {

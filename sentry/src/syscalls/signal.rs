@@ -5,6 +5,7 @@ use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::signal::*;
+use crate::kernel::sigqueue::{Queued, SigInfo, SIGINFO_SIZE, SI_TKILL, SI_USER};
 use crate::kernel::task::Task;
 use crate::kernel::thread_group::ThreadGroup;
 use crate::syscall;
@@ -22,6 +23,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     ),
     syscall!(34, pause, Full, "", sys_pause),
     syscall!(127, rt_sigpending, Full, "", sys_rt_sigpending),
+    syscall!(129, rt_sigqueueinfo, Full, "", sys_rt_sigqueueinfo),
+    syscall!(297, rt_tgsigqueueinfo, Full, "", sys_rt_tgsigqueueinfo),
     syscall!(
         128,
         rt_sigtimedwait,
@@ -193,8 +196,9 @@ fn set_action(t: &Task, idx: usize, action: SigAction) {
 /// Raise `sig` in the calling thread; the run loop delivers it before the thread
 /// returns to user code (pipe_write's SIGPIPE, for example).
 pub fn raise(t: &mut Task, sig: u8) {
+    // Linux's send_sig(sig, current, 0): SI_USER from the thread's own process.
     t.pending
-        .fetch_or(sigbit(sig), std::sync::atomic::Ordering::SeqCst);
+        .send(SigInfo::user(sig, SI_USER, t.group.tgid, t.creds.uid));
 }
 
 fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -255,7 +259,7 @@ fn sys_kill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     if sig != 0 {
         for g in allowed {
-            g.signal_group(sig as u8);
+            g.signal_group(SigInfo::user(sig as u8, SI_USER, t.group.tgid, t.creds.uid));
         }
     }
     Ok(0)
@@ -278,15 +282,16 @@ fn may_signal(t: &Task, target: &ThreadGroup, sig: u64) -> bool {
     [c.uid, c.euid].iter().any(|s| *s == uid || *s == suid)
 }
 
-/// Send `sig` to thread `tid` of `group`.
-fn signal_thread(group: &ThreadGroup, tid: i32, sig: u64) -> SyscallResult {
+/// Send `sig` from `t` to thread `tid` of `group` (tkill, tgkill: SI_TKILL).
+fn signal_thread(t: &Task, group: &ThreadGroup, tid: i32, sig: u64) -> SyscallResult {
     if sig != 0 {
         valid_signal(sig)?;
     }
     let present = if sig == 0 {
         group.tids().contains(&tid)
     } else {
-        group.signal_thread(tid, sig as u8)
+        let info = SigInfo::user(sig as u8, SI_TKILL, t.group.tgid, t.creds.uid);
+        group.signal_thread(tid, info).is_some()
     };
     if present {
         Ok(0)
@@ -302,7 +307,7 @@ fn sys_tkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // A tid names its thread in whichever process it belongs to.
     let tid = a[0] as i32;
     if t.group.tids().contains(&tid) {
-        return signal_thread(&t.group, tid, a[1]);
+        return signal_thread(t, &t.group, tid, a[1]);
     }
     let owner = t
         .kernel
@@ -314,7 +319,7 @@ fn sys_tkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if !may_signal(t, &owner, a[1]) {
         return Err(Errno::EPERM);
     }
-    signal_thread(&owner, tid, a[1])
+    signal_thread(t, &owner, tid, a[1])
 }
 
 fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -323,13 +328,77 @@ fn sys_tgkill(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let tgid = a[0] as i32;
     if tgid == t.group.tgid {
-        return signal_thread(&t.group, a[1] as i32, a[2]);
+        return signal_thread(t, &t.group, a[1] as i32, a[2]);
     }
     let group = t.kernel.processes.get(tgid).ok_or(Errno::ESRCH)?;
     if !may_signal(t, &group, a[2]) {
         return Err(Errno::EPERM);
     }
-    signal_thread(&group, a[1] as i32, a[2])
+    signal_thread(t, &group, a[1] as i32, a[2])
+}
+
+/// The siginfo a sigqueue caller passes: its own, unless it claims to be the kernel or
+/// kill/tgkill (si_code >= 0 or SI_TKILL), which only a process signalling itself may.
+fn queued_info(t: &Task, target: i32, sig: u64, addr: u64) -> Result<Option<SigInfo>, Errno> {
+    let mut bytes = [0u8; SIGINFO_SIZE];
+    t.mm.copy_in(addr, &mut bytes)?;
+    let code = i32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if (code >= 0 || code == SI_TKILL) && target != t.group.tgid {
+        return Err(Errno::EPERM);
+    }
+    if sig != 0 {
+        valid_signal(sig)?;
+    }
+    Ok((sig != 0).then(|| SigInfo::raw(sig as u8, bytes)))
+}
+
+fn queue_result(q: Queued) -> SyscallResult {
+    match q {
+        Queued::Full => Err(Errno::EAGAIN),
+        Queued::Yes | Queued::Merged => Ok(0),
+    }
+}
+
+/// sigqueue(3): a signal with the caller's siginfo (and its value) to a process.
+fn sys_rt_sigqueueinfo(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let tgid = a[0] as i32;
+    let info = queued_info(t, tgid, a[1], a[2])?;
+    let group = if tgid == t.group.tgid {
+        t.group.clone()
+    } else {
+        t.kernel.processes.get(tgid).ok_or(Errno::ESRCH)?
+    };
+    if !may_signal(t, &group, a[1]) {
+        return Err(Errno::EPERM);
+    }
+    match info {
+        Some(info) if group.exit_status().is_none() => queue_result(group.signal_group(info)),
+        _ => Ok(0),
+    }
+}
+
+/// pthread_sigqueue(3): the same to one thread of a process.
+fn sys_rt_tgsigqueueinfo(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (tgid, tid) = (a[0] as i32, a[1] as i32);
+    if tgid <= 0 || tid <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let info = queued_info(t, tgid, a[2], a[3])?;
+    let group = if tgid == t.group.tgid {
+        t.group.clone()
+    } else {
+        t.kernel.processes.get(tgid).ok_or(Errno::ESRCH)?
+    };
+    if !group.tids().contains(&tid) {
+        return Err(Errno::ESRCH);
+    }
+    if !may_signal(t, &group, a[2]) {
+        return Err(Errno::EPERM);
+    }
+    match info {
+        Some(info) => queue_result(group.signal_thread(tid, info).ok_or(Errno::ESRCH)?),
+        None => Ok(0),
+    }
 }
 
 /// Sleep until a signal arrives (the run loop delivers it as the call returns).
@@ -354,8 +423,7 @@ fn sys_rt_sigsuspend(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // A signal that was pending while blocked and that the new mask lets through woke
     // nobody when it was sent: it ends the wait at once (after publishing the mask, so a
     // signal sent from now on interrupts the wait).
-    let pending = t.pending.load(std::sync::atomic::Ordering::SeqCst)
-        | t.group.pending.load(std::sync::atomic::Ordering::SeqCst);
+    let pending = t.pending.bits() | t.group.pending.bits();
     if pending & (!mask | UNBLOCKABLE) == 0 {
         sleep_for_signal(t);
     }
@@ -367,8 +435,7 @@ fn sys_rt_sigpending(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[1] > 8 {
         return Err(Errno::EINVAL);
     }
-    let pending = t.pending.load(std::sync::atomic::Ordering::SeqCst)
-        | t.group.pending.load(std::sync::atomic::Ordering::SeqCst);
+    let pending = t.pending.bits() | t.group.pending.bits();
     let shown = (pending & t.signals.mask).to_le_bytes();
     t.mm.copy_out(a[0], &shown[..a[1] as usize]).map(|_| 0)
 }
@@ -404,7 +471,7 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if let Some(sig) = crate::kernel::run::take_signal_of(t, set) {
             break Ok(sig);
         }
-        let pending = t.pending.load(SeqCst) | t.group.pending.load(SeqCst);
+        let pending = t.pending.bits() | t.group.pending.bits();
         if pending & (!t.signals.mask | UNBLOCKABLE) != 0 || t.group.exit_status().is_some() {
             break Err(Errno::EINTR);
         }
@@ -414,12 +481,9 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
     };
     t.blocked.store(t.signals.mask, SeqCst);
-    let sig = result?;
+    let info = result?;
     if a[1] != 0 {
-        // siginfo_t: si_signo, si_errno, si_code (SI_USER), then zeros.
-        let mut info = [0u8; 128];
-        info[..4].copy_from_slice(&(sig as i32).to_le_bytes());
-        t.mm.copy_out(a[1], &info)?;
+        t.mm.copy_out(a[1], &info.0)?;
     }
-    Ok(sig as u64)
+    Ok(u64::from(info.signo()))
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{enosys, SyscallDef, SyscallResult};
 use crate::abi::Errno;
+use crate::kernel::process::ForkMemory;
 use crate::kernel::run::spawn_thread;
 use crate::kernel::signal::SignalState;
 use crate::kernel::task::{Task, MAX_THREADS};
@@ -14,9 +15,9 @@ use crate::syscall;
 use crate::waiter::Waiter;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(56, clone, Partial, "threads and processes; CLONE_VM|CLONE_VFORK children get a copy of memory instead of sharing it until exec; CLONE_FS is not shared; namespaces → EPERM", sys_clone),
+    syscall!(56, clone, Partial, "threads and processes (CLONE_VM and CLONE_VFORK as on Linux); CLONE_FS is not shared, and CLONE_SIGHAND without CLONE_THREAD copies the dispositions; namespaces → EPERM", sys_clone),
     syscall!(57, fork, Full, "", sys_fork),
-    syscall!(58, vfork, Partial, "the child gets a copy of memory and the parent does not wait for its exec", sys_fork),
+    syscall!(58, vfork, Full, "", sys_vfork),
     syscall!(61, wait4, Partial, "exited and killed children only (no stop/continue reports); rusage is zeroed", sys_wait4),
     syscall!(247, waitid, Partial, "WEXITED only (WSTOPPED/WCONTINUED report nothing); P_PIDFD → EINVAL", sys_waitid),
     syscall!(202, futex, Partial, "WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE, PRIVATE, CLOCK_REALTIME; PI and WAKE_OP → ENOSYS", sys_futex),
@@ -63,18 +64,19 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EPERM);
     }
     if flags & CLONE_THREAD == 0 {
-        // A new process. With CLONE_VM|CLONE_VFORK (posix_spawn) the child would share
-        // the parent's memory until it execs; it gets a copy instead, which behaves the
-        // same for a child that only execs or exits.
-        if flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0 {
-            return Err(Errno::EINVAL);
-        }
+        // A new process, with its own memory or (CLONE_VM) its parent's; with
+        // CLONE_VFORK the parent waits until the child runs execve or ends.
+        let memory = match (flags & CLONE_VM != 0, flags & CLONE_VFORK != 0) {
+            (false, _) => ForkMemory::Copy,
+            (true, false) => ForkMemory::Shared,
+            (true, true) => ForkMemory::SharedVfork,
+        };
         let child_settid = (flags & CLONE_CHILD_SETTID != 0).then_some(ctid);
         let cleartid = (flags & CLONE_CHILD_CLEARTID != 0).then_some(ctid);
-        let pid = crate::kernel::process::fork(t, newsp, child_settid, cleartid)?;
-        if flags & CLONE_PARENT_SETTID != 0 {
-            t.mm.write_u32(ptid, pid as u32)?;
-        }
+        // CLONE_PARENT_SETTID is written before a vfork parent waits, as Linux does.
+        let parent_settid = (flags & CLONE_PARENT_SETTID != 0).then_some(ptid);
+        let pid =
+            crate::kernel::process::fork(t, memory, newsp, child_settid, cleartid, parent_settid)?;
         return Ok(pid as u64);
     }
     if flags & CLONE_PIDFD != 0 {
@@ -92,7 +94,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     t.kernel.reserve_thread()?;
     let tid = t.kernel.alloc_tid();
     let waiter = Waiter::new();
-    let pending = Arc::new(AtomicU64::new(0));
+    let pending = Arc::new(crate::kernel::sigqueue::PendingSignals::default());
     let blocked = Arc::new(AtomicU64::new(t.signals.mask));
     t.group
         .join(
@@ -188,8 +190,15 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         .or_else(|e| fail(t, e))
 }
 
+/// vfork(2): the child runs in the caller's memory, on its stack, while the caller
+/// waits for it to run execve or end.
+fn sys_vfork(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    crate::kernel::process::fork(t, ForkMemory::SharedVfork, 0, None, None, None)
+        .map(|pid| pid as u64)
+}
+
 fn sys_fork(t: &mut Task, _: &[u64; 6]) -> SyscallResult {
-    crate::kernel::process::fork(t, 0, None, None).map(|pid| pid as u64)
+    crate::kernel::process::fork(t, ForkMemory::Copy, 0, None, None, None).map(|pid| pid as u64)
 }
 
 const WNOHANG: u64 = 1;

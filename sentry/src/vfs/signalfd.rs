@@ -1,10 +1,10 @@
-//! signalfd: a file that reads the caller's pending signals from a mask.
-//!
-//! Partial: signals are not routed to a signalfd yet, so it is never readable (a read is
-//! EAGAIN, or blocks until interrupted). The mask and the queue are here for the signal
-//! code to use: it will dequeue through `mask()` and `notify()` watchers.
+//! signalfd: a file that reads the caller's pending signals from a mask. As on Linux,
+//! the signals are those of whichever thread reads or polls it (its own and its
+//! process's), taken off their queues as a read returns them; every send wakes the
+//! signalfds' waiters so they look again.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::file::{FileDescription, Stat};
 use crate::abi::Errno;
@@ -17,7 +17,7 @@ pub const SIGINFO_SIZE: usize = 128;
 
 pub struct SignalFd {
     mask: AtomicU64,
-    queue: WaitQueue,
+    queue: Arc<WaitQueue>,
     flags: AtomicU32,
 }
 
@@ -25,9 +25,11 @@ impl SignalFd {
     /// `mask` is the guest's sigset (bit n-1 for signal n); SIGKILL and SIGSTOP are
     /// dropped as Linux does.
     pub fn new(mask: u64, flags: u32) -> SignalFd {
+        let queue = Arc::new(WaitQueue::new());
+        crate::kernel::sigqueue::watch_signals(&queue);
         let f = SignalFd {
             mask: AtomicU64::new(0),
-            queue: WaitQueue::new(),
+            queue,
             flags: AtomicU32::new(libc::O_RDWR as u32 | (flags & libc::O_NONBLOCK as u32)),
         };
         f.set_mask(mask);
@@ -55,7 +57,18 @@ impl FileDescription for SignalFd {
         if buf.len() < SIGINFO_SIZE {
             return Err(Errno::EINVAL);
         }
-        Err(Errno::EAGAIN)
+        let mut n = 0;
+        for slot in buf.chunks_exact_mut(SIGINFO_SIZE) {
+            let Some(info) = crate::kernel::sigqueue::take_current(self.mask()) else {
+                break;
+            };
+            slot.copy_from_slice(&info.to_signalfd());
+            n += SIGINFO_SIZE;
+        }
+        if n == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        Ok(n)
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
@@ -63,7 +76,11 @@ impl FileDescription for SignalFd {
     }
 
     fn poll(&self) -> i16 {
-        0
+        if crate::kernel::sigqueue::current_bits() & self.mask() != 0 {
+            libc::POLLIN
+        } else {
+            0
+        }
     }
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
