@@ -250,6 +250,8 @@ fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Before the spawn: an exit of this pid filed earlier is an earlier process's.
+    let since = reaper.exits.mark();
     reaper.kick();
     let mut child = cmd
         .spawn()
@@ -272,7 +274,7 @@ fn run(
         let _ = pipe.take(MAX_TEXT).read_to_string(&mut stdout);
     }
     let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-    let Some(exit) = reaper.exits.wait(pid, Some(PLUGIN_TIMEOUT)) else {
+    let Some(exit) = reaper.exits.wait_after(pid, since, Some(PLUGIN_TIMEOUT)) else {
         let _ = child.kill();
         return Err(failed(format!("no answer within {PLUGIN_TIMEOUT:?}")));
     };

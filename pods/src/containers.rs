@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::*;
+use shim::exits::Mark;
 use shim::runsc::Stdio3;
 
 use crate::error::{Error, Result};
@@ -199,13 +200,13 @@ pub async fn create(
             stdout: Some(out_w),
             stderr: Some(err_w),
         };
-        let pid = rootfs::create(inner, &id, &bundle, restore.clone(), stdio).await?;
+        let (pid, since) = rootfs::create(inner, &id, &bundle, restore.clone(), stdio).await?;
         log.pump(Stream::Stdout, out_r.into());
         log.pump(Stream::Stderr, err_r.into());
-        Ok::<_, Error>((spec, log, log_path, pid))
+        Ok::<_, Error>((spec, log, log_path, pid, since))
     }
     .await;
-    let (spec, log, log_path, pid) = match made {
+    let (spec, log, log_path, pid, since) = match made {
         Ok(m) => m,
         Err(e) => {
             let _ = rootfs::delete(inner, &id).await;
@@ -254,7 +255,7 @@ pub async fn create(
             },
         );
     }
-    watch(inner, &id, pid);
+    watch(inner, &id, pid, since);
     Ok(CreateContainerResponse { container_id: id })
 }
 
@@ -292,7 +293,7 @@ fn bind_pooled(
     }
     let now = status::now_nanos();
     let id = warm.ctr_id.clone();
-    let pid = warm.pid;
+    let (pid, since) = (warm.pid, warm.since);
     inner.lock().ctrs.insert(
         id.clone(),
         Ctr {
@@ -317,18 +318,19 @@ fn bind_pooled(
             oom_killed: false,
         },
     );
-    watch(inner, &id, pid);
+    watch(inner, &id, pid, since);
     Ok(Some(id))
 }
 
-/// Records the container's exit when the pid that stands for it exits.
-fn watch(inner: &Arc<Inner>, id: &str, pid: u32) {
+/// Records the container's exit when the pid that stands for it exits; `since` is the mark
+/// taken before the `runsc create` that started it.
+fn watch(inner: &Arc<Inner>, id: &str, pid: u32, since: Mark) {
     let (inner, name) = (Arc::clone(inner), id.to_string());
     let id = name.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("ctr-{pid}"))
         .spawn(move || {
-            let Some(exit) = inner.reaper.exits.wait(pid as i32, None) else {
+            let Some(exit) = inner.reaper.exits.wait_after(pid as i32, since, None) else {
                 return;
             };
             // Asked before the exit is recorded, so that no status shows the container

@@ -67,6 +67,8 @@ pub async fn exec_sync(inner: &Arc<Inner>, r: ExecSyncRequest) -> Result<ExecSyn
             let (out_r, out_w) = rootfs::pipe()?;
             let (err_r, err_w) = rootfs::pipe()?;
             let (out, err) = (reader(out_r), reader(err_r));
+            // Before `runsc exec` starts the waiter whose pid it writes.
+            let since = reaper.exits.mark();
             reaper.kick();
             runsc.exec(
                 &id,
@@ -89,7 +91,7 @@ pub async fn exec_sync(inner: &Arc<Inner>, r: ExecSyncRequest) -> Result<ExecSyn
                     .map_err(|_| Error::Internal(format!("{}: not a pid: {t:?}", p.display())))
             };
             let waiter = read_pid(&pid_file)?;
-            let Some(exit) = reaper.exits.wait(waiter, timeout) else {
+            let Some(exit) = reaper.exits.wait_after(waiter, since, timeout) else {
                 if let Ok(pid) = read_pid(&ipid_file) {
                     let _ = runsc.kill_pid(&id, pid, libc::SIGKILL as u32);
                 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_cri::v1::*;
+use shim::exits::Mark;
 use shim::runsc::Stdio3;
 
 use crate::error::{Error, Result};
@@ -396,7 +397,7 @@ async fn boot_sandbox(
     if let Some(acl) = &inner.config.default_acl_file {
         shim::bundle::add_default_acl(&bundle, acl).map_err(|e| Error::Invalid(e.to_string()))?;
     }
-    let pid = rootfs::create(inner, id, &bundle, None, Stdio3::default()).await?;
+    let (pid, since) = rootfs::create(inner, id, &bundle, None, Stdio3::default()).await?;
     let (runsc, reaper, rid) = (
         Arc::clone(&inner.runsc),
         Arc::clone(&inner.reaper),
@@ -410,18 +411,24 @@ async fn boot_sandbox(
     if let Some(p) = inner.lock().pods.get_mut(id) {
         p.sandbox = Some(id.to_string());
     }
-    watch_sandbox(inner, id, pid);
+    watch_sandbox(inner, id, pid, since);
     Ok(())
 }
 
-/// A booted pod whose sandbox process ends is not ready any more.
-fn watch_sandbox(inner: &Arc<Inner>, id: &str, pid: u32) {
+/// A booted pod whose sandbox process ends is not ready any more; `since` is the mark taken
+/// before the `runsc create` that started it.
+fn watch_sandbox(inner: &Arc<Inner>, id: &str, pid: u32, since: Mark) {
     let (inner, name) = (Arc::clone(inner), id.to_string());
     let id = name.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("pod-{pid}"))
         .spawn(move || {
-            if inner.reaper.exits.wait(pid as i32, None).is_some() {
+            if inner
+                .reaper
+                .exits
+                .wait_after(pid as i32, since, None)
+                .is_some()
+            {
                 if let Some(p) = inner.lock().pods.get_mut(&id) {
                     p.ready = false;
                 }

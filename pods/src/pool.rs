@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_cri::v1::{ContainerConfig, ContainerMetadata, ImageSpec, PodSandboxConfig};
+use shim::exits::Mark;
 use shim::runsc::Stdio3;
 
 use crate::config::PoolConfig;
@@ -75,6 +76,8 @@ pub struct Warm {
     pub spec: serde_json::Value,
     pub log: Arc<Log>,
     pub pid: u32,
+    /// The exits mark taken before the `runsc create` that started `pid`.
+    pub since: Mark,
 }
 
 #[derive(Default)]
@@ -302,7 +305,7 @@ async fn build(
         stdout: Some(out_w),
         stderr: Some(err_w),
     };
-    let pid = rootfs::create(
+    let (pid, since) = rootfs::create(
         inner,
         ctr_id,
         &bundle,
@@ -339,6 +342,7 @@ async fn build(
         spec,
         log,
         pid,
+        since,
     })
 }
 

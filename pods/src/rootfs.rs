@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use shim::exits::Mark;
 use shim::runsc::Stdio3;
 
 use crate::error::{Error, Result};
@@ -67,25 +68,30 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// `runsc create` (restoring from `image` if given) with `stdio`; the pid that stands for
-/// the container (its sandbox process, or the waiter of a container that joined a sandbox).
+/// the container (its sandbox process, or the waiter of a container that joined a sandbox),
+/// and the exits mark taken before `runsc create` started it, to wait for it with
+/// ([`shim::exits::Exits::wait_after`]).
 pub async fn create(
     inner: &Arc<Inner>,
     id: &str,
     bundle: &Path,
     image: Option<PathBuf>,
     stdio: Stdio3,
-) -> Result<u32> {
+) -> Result<(u32, Mark)> {
     let (runsc, reaper) = (Arc::clone(&inner.runsc), Arc::clone(&inner.reaper));
     let (id, bundle) = (id.to_string(), bundle.to_path_buf());
     blocking(move || {
         let pid_file = bundle.join("init.pid");
+        let since = reaper.exits.mark();
         reaper.kick();
         runsc.create(&id, &bundle, &pid_file, image.as_deref(), None, stdio)?;
         let text = std::fs::read_to_string(&pid_file)
             .map_err(Error::io(format!("reading {}", pid_file.display())))?;
-        text.trim()
+        let pid = text
+            .trim()
             .parse()
-            .map_err(|_| Error::Internal(format!("{}: not a pid: {text:?}", pid_file.display())))
+            .map_err(|_| Error::Internal(format!("{}: not a pid: {text:?}", pid_file.display())))?;
+        Ok((pid, since))
     })
     .await
 }
