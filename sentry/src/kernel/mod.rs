@@ -1,5 +1,6 @@
 //! Tasks, thread groups, their state, and the loop that runs a task until it exits.
 
+pub mod cputime;
 pub mod creds;
 pub mod exec;
 pub mod exit;

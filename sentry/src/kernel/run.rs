@@ -22,6 +22,8 @@ pub fn run_thread(
     // Kicks reach the vCPU before the thread first looks for what they announce.
     ctx.arm_kicks();
     task.group.set_kicker(task.tid, Kicker::current());
+    // This host thread's CPU time is the guest thread's from now on.
+    task.group.set_cpu_clock(task.tid);
     let result = run_loop_contained(task, ctx);
     crate::platform::kick::publish_immediate_exit(std::ptr::null());
     let own = task.thread_exit;
@@ -45,9 +47,28 @@ pub fn run_thread(
         task.group.vfork_done();
     }
     if let Some(status) = last {
+        charge_parent(task);
         super::process::group_ended(task, status);
     }
     result.map(|_| last)
+}
+
+/// The process has ended: its CPU time, with what its own ended children used, goes to
+/// its parent's children's time (RUSAGE_CHILDREN, times' cutime/cstime). Linux adds it
+/// when the parent reaps the child; here it is added as the child ends, before the
+/// parent can hear of it (so it is there once wait returns), which differs only while
+/// the child is an unreaped zombie, and for children a parent ignoring SIGCHLD reaps
+/// automatically (Linux does not count those).
+fn charge_parent(task: &Task) {
+    let group = &task.group;
+    let parent = group
+        .parent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upgrade();
+    if let Some(parent) = parent {
+        parent.add_child_cpu_times(group.cpu_times().plus(group.children_cpu_times()));
+    }
 }
 
 /// [`run_loop`], with a panic (a sentry bug some guest call reached) contained to the

@@ -2,10 +2,12 @@
 //! ends. Each member runs on its own host thread with its own vCPU.
 //!
 //! Lock order: `members` before any waiter's lock (kicks notify waiters while holding it).
+//! `children_cpu` is taken alone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
+use super::cputime::{CpuTimes, GroupClocks, ThreadClock};
 use super::exit::ExitStatus;
 use super::signal::{SigAction, NSIG, SIGKILL};
 use super::sigqueue::{PendingSignals, Queued, SigInfo};
@@ -31,6 +33,10 @@ struct Members {
     exit: Option<ExitStatus>,
     /// The leader's own `exit` code, which becomes the group's if nothing else decides.
     leader_code: Option<u8>,
+    /// The members' CPU clocks and what ended members used: under this lock, so a
+    /// member's time moves from its live clock to the dead threads' atomically, and its
+    /// clock is read only while its host thread lives.
+    clocks: GroupClocks,
 }
 
 /// What a parent knows of a child process.
@@ -74,6 +80,10 @@ pub struct ThreadGroup {
     pub view: Mutex<ProcessView>,
     /// Set while this is a vfork child: its parent waits for it to execve or end.
     vfork: Mutex<Option<Arc<VforkDone>>>,
+    /// When the process was made (/proc/PID/stat's starttime).
+    pub started: std::time::Instant,
+    /// CPU time of ended children and their own reaped descendants (RUSAGE_CHILDREN).
+    children_cpu: Mutex<CpuTimes>,
 }
 
 /// A vfork parent's wait for its child to give the shared memory back.
@@ -128,6 +138,7 @@ impl ThreadGroup {
                 list: Vec::new(),
                 exit: None,
                 leader_code: None,
+                clocks: GroupClocks::default(),
             }),
             all_gone: Condvar::new(),
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
@@ -137,6 +148,8 @@ impl ThreadGroup {
             subreaper: Default::default(),
             view: Mutex::default(),
             vfork: Mutex::default(),
+            started: std::time::Instant::now(),
+            children_cpu: Mutex::default(),
         })
     }
 
@@ -179,6 +192,54 @@ impl ThreadGroup {
         let mut m = self.lock();
         if let Some(x) = m.list.iter_mut().find(|x| x.tid == tid) {
             x.kicker = Some(kicker);
+        }
+    }
+
+    /// Record that member `tid` runs on the calling host thread, whose CPU clock is then
+    /// its CPU time. Called by that thread when it starts.
+    pub fn set_cpu_clock(&self, tid: i32) {
+        let Some(clock) = ThreadClock::current() else {
+            return;
+        };
+        let mut m = self.lock();
+        // A member that has already left must not leave a clock behind: its host
+        // thread's id could later name another thread.
+        if m.list.iter().any(|x| x.tid == tid) {
+            m.clocks.start(tid, clock);
+        }
+    }
+
+    /// The process's CPU time: its ended threads' and its live threads' so far.
+    pub fn cpu_times(&self) -> CpuTimes {
+        self.lock().clocks.total()
+    }
+
+    /// Live member `tid`'s CPU time, if it runs.
+    pub fn thread_cpu_times(&self, tid: i32) -> Option<CpuTimes> {
+        self.lock().clocks.thread(tid)
+    }
+
+    /// CPU time of the children that have ended, with their own descendants'.
+    pub fn children_cpu_times(&self) -> CpuTimes {
+        *self.children_cpu.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A child has ended having used `times` (its own and its descendants').
+    pub fn add_child_cpu_times(&self, times: CpuTimes) {
+        let mut c = self.children_cpu.lock().unwrap_or_else(|e| e.into_inner());
+        *c = c.plus(times);
+    }
+
+    /// What /proc/PID/stat shows of the process's CPU time and start, for a sandbox
+    /// that booted at `boot`.
+    pub fn proc_cpu(&self, boot: std::time::Instant) -> crate::vfs::proc::ProcCpu {
+        let (own, children) = (self.cpu_times(), self.children_cpu_times());
+        crate::vfs::proc::ProcCpu {
+            utime: own.user,
+            stime: own.system,
+            cutime: children.user,
+            cstime: children.system,
+            start: self.started.saturating_duration_since(boot),
         }
     }
 
@@ -228,6 +289,8 @@ impl ThreadGroup {
     /// A member's thread is done. Returns the group's status if it was the last.
     pub fn leave(&self, tid: i32, own_code: Option<u8>) -> Option<ExitStatus> {
         let mut m = self.lock();
+        // Before the member goes: the group's time never misses or counts it twice.
+        m.clocks.retire(tid);
         m.list.retain(|x| x.tid != tid);
         if tid == self.tgid {
             m.leader_code = own_code.or(m.leader_code);
@@ -382,6 +445,43 @@ mod tests {
             kicker: None,
             blocked: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    #[test]
+    fn a_leaving_members_time_stays_with_the_group_and_children_add_up() {
+        let g = ThreadGroup::new(1);
+        g.join(member(1), 10).ok();
+        g.join(member(2), 10).ok();
+        // Only a member that is in the group gets a clock.
+        g.set_cpu_clock(3);
+        assert_eq!(g.thread_cpu_times(3), None);
+        g.set_cpu_clock(1);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(5) {
+            std::hint::black_box(0u64);
+        }
+        assert!(g.thread_cpu_times(1).is_some());
+        g.leave(1, Some(0));
+        let after = g.cpu_times();
+        assert!(after.total() > std::time::Duration::ZERO);
+        assert_eq!(g.thread_cpu_times(1), None);
+        assert_eq!(g.cpu_times(), after);
+        let ms = std::time::Duration::from_millis;
+        g.add_child_cpu_times(CpuTimes {
+            user: ms(3),
+            system: ms(1),
+        });
+        g.add_child_cpu_times(CpuTimes {
+            user: ms(2),
+            system: ms(0),
+        });
+        assert_eq!(
+            g.children_cpu_times(),
+            CpuTimes {
+                user: ms(5),
+                system: ms(1)
+            }
+        );
     }
 
     #[test]

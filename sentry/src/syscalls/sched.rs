@@ -3,12 +3,13 @@
 
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
+use crate::kernel::cputime::{ticks, timeval, CpuTimes};
 use crate::kernel::task::Task;
 use crate::syscall;
 
 pub const SYSCALLS: &[SyscallDef] = &[
-    syscall!(98, getrusage, Partial, "times are the sentry's own host thread/process times; memory and I/O counters are 0", sys_getrusage),
-    syscall!(100, times, Partial, "the sentry process's host times", sys_times),
+    syscall!(98, getrusage, Partial, "RUSAGE_SELF/THREAD/CHILDREN times are the guest process's, thread's and ended children's host CPU time (another live thread's counts as user time; children count when they end, not when reaped); ru_maxrss is the process's own (0 for children); other counters are 0", sys_getrusage),
+    syscall!(100, times, Partial, "the process's and its ended children's CPU time, as getrusage; returns the host's tick count", sys_times),
     syscall!(125, capget, Full, "", sys_capget),
     syscall!(126, capset, Partial, "capabilities may be dropped or kept, never added; the sandbox enforces nothing by them yet", sys_capset),
     syscall!(140, getpriority, Partial, "only the calling process/thread (who = 0 or its own id)", sys_getpriority),
@@ -50,29 +51,18 @@ fn is_self(t: &Task, who: u64) -> bool {
     who == 0 || who as i32 == t.process.pid || who as i32 == t.tid
 }
 
-fn timeval(d: libc::timeval) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&d.tv_sec.to_le_bytes());
-    b[8..].copy_from_slice(&d.tv_usec.to_le_bytes());
-    b
-}
-
 fn sys_getrusage(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let who = match a[0] as i64 {
-        0 => libc::RUSAGE_SELF,
-        -1 => libc::RUSAGE_CHILDREN,
-        1 => libc::RUSAGE_THREAD,
+    // `who` is an int: RUSAGE_CHILDREN (-1) arrives as 0xffffffff.
+    let who = a[0] as i32;
+    let times = match who {
+        libc::RUSAGE_SELF => t.group.cpu_times(),
+        libc::RUSAGE_CHILDREN => t.group.children_cpu_times(),
+        libc::RUSAGE_THREAD => CpuTimes::own_thread(),
         _ => return Err(Errno::EINVAL),
     };
-    // SAFETY: a zeroed rusage is valid output space for getrusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if who != libc::RUSAGE_CHILDREN {
-        // SAFETY: getrusage writes one struct rusage.
-        unsafe { libc::getrusage(who, &mut ru) };
-    }
     let mut b = [0u8; 144];
-    b[..16].copy_from_slice(&timeval(ru.ru_utime));
-    b[16..32].copy_from_slice(&timeval(ru.ru_stime));
+    b[..16].copy_from_slice(&timeval(times.user));
+    b[16..32].copy_from_slice(&timeval(times.system));
     if who != libc::RUSAGE_CHILDREN {
         // ru_maxrss, in KiB: the process's own high-water mark, not the sandbox's.
         let peak_kib = t.mm.resident().1 / 1024;
@@ -84,15 +74,21 @@ fn sys_getrusage(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn sys_times(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // SAFETY: a zeroed tms is valid output space for times.
     let mut tms: libc::tms = unsafe { std::mem::zeroed() };
-    // SAFETY: times writes one struct tms.
-    let ticks = unsafe { libc::times(&mut tms) };
+    // SAFETY: times writes one struct tms; only its return value (the host's ticks since
+    // an arbitrary point, as Linux's is) is used.
+    let now = unsafe { libc::times(&mut tms) };
     if a[0] != 0 {
+        let (own, children) = (t.group.cpu_times(), t.group.children_cpu_times());
         let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&(tms.tms_utime as i64).to_le_bytes());
-        b[8..16].copy_from_slice(&(tms.tms_stime as i64).to_le_bytes());
+        for (i, d) in [own.user, own.system, children.user, children.system]
+            .into_iter()
+            .enumerate()
+        {
+            b[8 * i..8 * i + 8].copy_from_slice(&ticks(d).to_le_bytes());
+        }
         t.mm.copy_out(a[0], &b)?;
     }
-    Ok(ticks as u64)
+    Ok(now as u64)
 }
 
 const CAP_VERSION_1: u32 = 0x1998_0330;

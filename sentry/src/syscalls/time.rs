@@ -1,10 +1,12 @@
 //! Clocks and sleeping. Clocks are the host's (CLOCK_MONOTONIC continues across the
-//! sandbox's life; checkpoint/restore will offset it).
+//! sandbox's life; checkpoint/restore will offset it); CPU clocks are the guest
+//! process's and threads' (`kernel::cputime`).
 
 use std::time::Duration;
 
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
+use crate::kernel::cputime::{CpuClockId, CpuClockKind, CpuTimes};
 use crate::kernel::task::Task;
 use crate::syscall;
 
@@ -15,7 +17,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(38, setitimer, Partial, "ITIMER_REAL; ITIMER_VIRTUAL/ITIMER_PROF → EINVAL", sys_setitimer),
     syscall!(96, gettimeofday, Full, "", sys_gettimeofday),
     syscall!(201, time, Full, "", sys_time),
-    syscall!(228, clock_gettime, Full, "", sys_clock_gettime),
+    syscall!(228, clock_gettime, Full, "CPU clocks (CLOCK_PROCESS/THREAD_CPUTIME_ID, clock_getcpuclockid's) are the guest process's/thread's; another thread's counts its user and system time together", sys_clock_gettime),
     syscall!(229, clock_getres, Full, "", sys_clock_getres),
     syscall!(230, clock_nanosleep, Partial, "CLOCK_REALTIME/MONOTONIC/BOOTTIME, relative and TIMER_ABSTIME; an interrupted relative sleep restarted without a handler sleeps its whole duration again", sys_clock_nanosleep),
 ];
@@ -35,7 +37,8 @@ fn host_clock(id: u64) -> Result<libc::timespec, Errno> {
     let host_id = match id {
         CLOCK_REALTIME => libc::CLOCK_REALTIME,
         CLOCK_MONOTONIC => libc::CLOCK_MONOTONIC,
-        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => libc::CLOCK_THREAD_CPUTIME_ID,
+        // The calling guest thread is the calling host thread.
+        CLOCK_THREAD_CPUTIME_ID => libc::CLOCK_THREAD_CPUTIME_ID,
         CLOCK_MONOTONIC_RAW => libc::CLOCK_MONOTONIC_RAW,
         CLOCK_REALTIME_COARSE => libc::CLOCK_REALTIME_COARSE,
         CLOCK_MONOTONIC_COARSE => libc::CLOCK_MONOTONIC_COARSE,
@@ -72,12 +75,73 @@ fn read_timespec(task: &Task, addr: u64) -> Result<Duration, Errno> {
     Ok(Duration::new(sec as u64, nsec as u32))
 }
 
+/// What a process CPU clock id names: `CLOCK_PROCESS_CPUTIME_ID`, or one made by
+/// clock_getcpuclockid/pthread_getcpuclockid. None if `id` is no such clock (a static
+/// clock, or CLOCK_THREAD_CPUTIME_ID, which the host answers exactly).
+fn cpu_clock_of(id: u64) -> Option<CpuClockId> {
+    if id == CLOCK_PROCESS_CPUTIME_ID {
+        return Some(CpuClockId {
+            id: 0,
+            per_thread: false,
+            kind: CpuClockKind::Sched,
+        });
+    }
+    // clockid_t is an int: Linux looks at the register's low 32 bits only.
+    CpuClockId::decode(id as u32 as i32)
+}
+
+/// The CPU time `clock` measures now; EINVAL if it names no thread of the caller's
+/// process (thread clocks, as Linux allows them) or no process of its container.
+fn cpu_clock_time(task: &Task, clock: CpuClockId) -> Result<Duration, Errno> {
+    let times = if clock.per_thread {
+        if clock.id == 0 || clock.id == task.tid {
+            CpuTimes::own_thread()
+        } else {
+            task.group.thread_cpu_times(clock.id).ok_or(Errno::EINVAL)?
+        }
+    } else if clock.id == 0 || clock.id == task.group.tgid {
+        task.group.cpu_times()
+    } else {
+        let group = task
+            .kernel
+            .processes
+            .get(clock.id)
+            .filter(|g| g.container() == task.group.container())
+            .ok_or(Errno::EINVAL)?;
+        group.cpu_times()
+    };
+    Ok(clock.reading(times))
+}
+
 fn sys_clock_gettime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let ts = host_clock(a[0])?;
-    write_timespec(task, a[1], ts.tv_sec, ts.tv_nsec).map(|_| 0)
+    let (sec, nsec) = match cpu_clock_of(a[0]) {
+        Some(clock) => {
+            let d = cpu_clock_time(task, clock)?;
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        }
+        None => {
+            let ts = host_clock(a[0])?;
+            (ts.tv_sec, ts.tv_nsec)
+        }
+    };
+    write_timespec(task, a[1], sec, nsec).map(|_| 0)
 }
 
 fn sys_clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if let Some(clock) = cpu_clock_of(a[0]) {
+        cpu_clock_time(task, clock)?;
+        // Linux (posix_cpu_clock_getres): 1 ns for the scheduler's clock, which the
+        // fixed ids are, a tick for the PROF and VIRT ones.
+        let res = if clock.kind == CpuClockKind::Sched {
+            1
+        } else {
+            tick_ns()
+        };
+        if a[1] != 0 {
+            write_timespec(task, a[1], 0, res)?;
+        }
+        return Ok(0);
+    }
     let res = match a[0] {
         CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => {
             let mut ts = libc::timespec {
@@ -97,6 +161,21 @@ fn sys_clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         write_timespec(task, a[1], 0, res)?;
     }
     Ok(0)
+}
+
+/// The host's tick in nanoseconds (its CPUCLOCK_VIRT resolution, 1 s / HZ rounded up).
+fn tick_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // The sentry's own process CPUCLOCK_VIRT: MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_VIRT).
+    const OWN_VIRT: libc::clockid_t = (!0 << 3) | 1;
+    // SAFETY: clock_getres writes one timespec into `ts`.
+    if unsafe { libc::clock_getres(OWN_VIRT, &mut ts) } != 0 || ts.tv_nsec <= 0 {
+        return 4_000_000;
+    }
+    ts.tv_nsec
 }
 
 fn sys_gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -64,6 +64,19 @@ pub struct ProcSnapshot {
     pub threads: usize,
     /// The container's other processes, as snapshots of their own (None in those).
     pub others: Option<Others>,
+    /// The process's CPU time and start (/proc/PID/stat).
+    pub cpu: ProcCpu,
+}
+
+/// A process's CPU time, its ended children's, and when it started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcCpu {
+    pub utime: Duration,
+    pub stime: Duration,
+    pub cutime: Duration,
+    pub cstime: Duration,
+    /// Since the sandbox's boot.
+    pub start: Duration,
 }
 
 /// A /proc entry: `rel` is the path under /proc with the process directory spelled "pid".
@@ -435,20 +448,31 @@ impl ProcNode {
     fn stat_line(&self) -> Vec<u8> {
         let s = &self.snap;
         let rss_pages = s.rss / 4096;
+        let c = &s.cpu;
         // Fields 1-52 of proc_pid_stat(5); times are in clock ticks (USER_HZ = 100).
         format!(
-            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 {} 0 0 {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 {} {} {} {} 20 0 {} 0 {} {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
             s.pid,
             String::from_utf8_lossy(&s.comm),
             s.ppid,
             s.pgid,
             s.sid,
+            ticks(c.utime),
+            ticks(c.stime),
+            ticks(c.cutime),
+            ticks(c.cstime),
             s.threads.max(1),
+            ticks(c.start),
             s.vm_size,
             rss_pages,
         )
         .into_bytes()
     }
+}
+
+/// `d` in clock ticks (USER_HZ = 100), truncated as Linux's nsec_to_clock_t does.
+fn ticks(d: Duration) -> u128 {
+    d.as_nanos() / 10_000_000
 }
 
 /// /proc/meminfo for a guest with `total` bytes of memory of which `free` are free.
@@ -780,5 +804,42 @@ mod tests {
         assert_eq!(stat.split(' ').count(), 52);
         let names: Vec<_> = root.list().into_iter().map(|e| e.name).collect();
         assert!(names.contains(&b"self".to_vec()) && names.contains(&b"7".to_vec()));
+    }
+
+    #[test]
+    fn pid_stat_shows_cpu_times_in_ticks() {
+        let ms = Duration::from_millis;
+        let snap = Arc::new(ProcSnapshot {
+            pid: 7,
+            comm: b"a b".to_vec(),
+            threads: 3,
+            cpu: ProcCpu {
+                utime: ms(1234),
+                stime: ms(56),
+                cutime: ms(2000),
+                cstime: ms(9),
+                start: ms(4321),
+            },
+            ..ProcSnapshot::default()
+        });
+        let stat = ProcNode::root(snap)
+            .lookup(b"7")
+            .and_then(|p| p.lookup(b"stat"))
+            .map(|n| n.content())
+            .unwrap_or_default();
+        let stat = String::from_utf8(stat).unwrap_or_default();
+        // Fields after the command (which may hold spaces), numbered as in proc_pid_stat(5).
+        let rest: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map(|x| x.1)
+            .unwrap_or_default()
+            .split(' ')
+            .collect();
+        let field = |n: usize| rest[n - 3];
+        assert_eq!(
+            (field(14), field(15), field(16), field(17)),
+            ("123", "5", "200", "0")
+        );
+        assert_eq!((field(20), field(22)), ("3", "432"));
     }
 }
