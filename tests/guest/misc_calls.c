@@ -209,7 +209,28 @@ static void attributes(void) {
   unlink(f);
 }
 
+/* RLIMIT_NOFILE bounds descriptor numbers; past nr_open no one may raise it. */
+static void descriptors(void) {
+  pid_t c = fork();
+  if (c == 0) {
+    struct rlimit r = {64, 64};
+    SHOW("lower NOFILE to 64", setrlimit(RLIMIT_NOFILE, &r));
+    SHOW("dup2 to 63", dup2(0, 63));
+    SHOW("dup2 to 64", dup2(0, 64));
+    SHOW("fcntl F_DUPFD from 64", fcntl(0, F_DUPFD, 64));
+    r.rlim_cur = r.rlim_max = 2000000;
+    SHOW("NOFILE past nr_open", setrlimit(RLIMIT_NOFILE, &r));
+    r.rlim_cur = 65;
+    r.rlim_max = 64;
+    SHOW("soft above hard", setrlimit(RLIMIT_NOFILE, &r));
+    fflush(stdout);
+    _exit(0);
+  }
+  waitpid(c, NULL, 0);
+}
+
 int main(void) {
+  descriptors();
   locking();
   scheduling();
   identity();

@@ -253,7 +253,10 @@ impl Default for Rlimits {
         r[3] = (8 << 20, INF); // RLIMIT_STACK
         r[4] = (0, INF); // RLIMIT_CORE
         r[6] = (4096, 4096); // RLIMIT_NPROC
-        r[7] = (1024, 4096); // RLIMIT_NOFILE
+                             // RLIMIT_NOFILE: Linux's soft default, and the hard limit container runtimes
+                             // give (Docker, containerd under systemd: nr_open), which Node raises its soft
+                             // limit to at start.
+        r[7] = (1024, 1 << 20);
         r[8] = (8 << 20, 8 << 20); // RLIMIT_MEMLOCK
         r[13] = (0, 0); // RLIMIT_NICE
         r[14] = (0, 0); // RLIMIT_RTPRIO

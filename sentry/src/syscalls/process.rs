@@ -439,13 +439,18 @@ fn read_pair(t: &Task, addr: u64) -> Result<(u64, u64), Errno> {
     Ok((t.mm.read_u64(addr)?, t.mm.read_u64(addr + 8)?))
 }
 
+const RLIMIT_NOFILE: u64 = 7;
+
 fn set_rlimit(t: &mut Task, res: u64, new: (u64, u64)) -> Result<(), Errno> {
     let old = read_rlimit(t, res)?;
     if new.0 > new.1 {
         return Err(Errno::EINVAL);
     }
-    // Raising the hard limit needs CAP_SYS_RESOURCE, which the guest does not get.
-    if new.1 > old.1 {
+    // Raising a hard limit needs CAP_SYS_RESOURCE (root's); no one raises
+    // RLIMIT_NOFILE's past nr_open.
+    if (new.1 > old.1 && t.creds.euid != 0)
+        || (res == RLIMIT_NOFILE && new.1 > crate::vfs::fdtable::MAX_FDS as u64)
+    {
         return Err(Errno::EPERM);
     }
     t.rlimits.0[res as usize] = new;

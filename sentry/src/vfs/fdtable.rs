@@ -7,8 +7,9 @@ use super::file::FileDescription;
 use super::hostfd::HostFd;
 use crate::abi::Errno;
 
-/// The most fds a table ever holds (the hard RLIMIT_NOFILE the sandbox allows).
-pub const MAX_FDS: usize = 4096;
+/// The most fds a table ever holds: Linux's default fs.nr_open, the highest hard
+/// RLIMIT_NOFILE root may set.
+pub const MAX_FDS: usize = 1 << 20;
 
 #[derive(Clone)]
 struct Slot {

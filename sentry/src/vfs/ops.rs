@@ -147,10 +147,12 @@ impl Vfs {
             // Host devices, FIFOs and sockets are never brought into the sandbox.
             _ => return Err(Errno::EACCES),
         };
+        inode.set_origin(h.stat.dev, h.stat.ino);
         dir_entries(&mut parent.lock())?
             .0
             .insert(name.to_vec(), Entry::Node(inode.clone()));
-        // Watches on the host entry follow it up.
+        // Watches on the host entry follow it up (a no-op while the copy keeps the
+        // host entry's identity, as it does now).
         self.watches
             .rekey(inotify::key_of(&h.stat), inotify::key_of(&inode.stat()));
         Ok(inode)

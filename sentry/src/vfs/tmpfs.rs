@@ -167,6 +167,11 @@ pub struct Inode {
     /// The mounted tmpfs this inode belongs to; unset for the root overlay. Set once,
     /// when the inode is first linked into a directory (before it holds data).
     fs: OnceLock<Arc<TmpFs>>,
+    /// The host entry this is the overlay's copy of: (st_dev, st_ino) it keeps
+    /// reporting, as Linux's overlayfs keeps the lower inode's number. Tools that walk a
+    /// tree check a directory's identity as they come back up (rm -rf, find -delete):
+    /// one that changed because a deeper removal copied the directory up failed them.
+    origin: OnceLock<(u64, u64)>,
     data: Mutex<InodeData>,
 }
 
@@ -180,6 +185,7 @@ impl Inode {
         Arc::new(Inode {
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
             fs: OnceLock::new(),
+            origin: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
         })
     }
@@ -216,8 +222,19 @@ impl Inode {
         Ok(Arc::new(Inode {
             ino,
             fs: cell,
+            origin: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
         }))
+    }
+
+    /// Record the host entry this inode copies (before anyone sees it).
+    pub fn set_origin(&self, dev: u64, ino: u64) {
+        let _ = self.origin.set((dev, ino));
+    }
+
+    /// The host entry's (st_dev, st_ino) this inode copies, if it is a copy.
+    pub fn origin(&self) -> Option<(u64, u64)> {
+        self.origin.get().copied()
     }
 
     /// The mounted tmpfs this inode is in (None: the root overlay).
@@ -271,9 +288,14 @@ impl Inode {
                 (4096, 2 + subdirs as u64)
             }
         };
+        let (dev, ino) = self
+            .origin
+            .get()
+            .copied()
+            .unwrap_or_else(|| (self.fs.get().map_or(OVERLAY_DEV, |f| f.dev), self.ino));
         Stat {
-            dev: self.fs.get().map_or(OVERLAY_DEV, |f| f.dev),
-            ino: self.ino,
+            dev,
+            ino,
             nlink,
             mode: d.meta.mode,
             uid: d.meta.uid,

@@ -62,8 +62,12 @@ fn fd_tables_are_checked() {
         fd_tables: vec![FdTableState { slots }],
         ..Parts::default()
     };
-    assert!(restore_table(table(vec![(4095, 0, true)])).is_ok());
-    invalid(restore_table(table(vec![(4096, 0, false)])), "fd 4096");
+    let max = crate::vfs::fdtable::MAX_FDS as u32;
+    assert!(restore_table(table(vec![(max - 1, 0, true)])).is_ok());
+    invalid(
+        restore_table(table(vec![(max, 0, false)])),
+        &format!("fd {max}"),
+    );
     invalid(
         restore_table(table(vec![(u32::MAX, 0, false)])),
         "not below the limit",

@@ -32,6 +32,8 @@ pub struct TmpFsState {
 #[derive(Serialize, Deserialize)]
 pub struct InodeState {
     pub ino: u64,
+    /// The host entry's (st_dev, st_ino) an overlay copy keeps reporting.
+    pub origin: Option<(u64, u64)>,
     /// The mounted tmpfs it belongs to (None: the root overlay).
     pub fs: Option<u32>,
     pub meta: MetaState,
@@ -180,6 +182,7 @@ impl InodeSave {
         };
         InodeState {
             ino: inode.ino,
+            origin: inode.origin(),
             fs,
             meta,
             kind,
@@ -339,6 +342,9 @@ fn build(
             Errno::ENOSPC => bad(&what, "more bytes than its file system holds"),
             e => bad(&what, e),
         })?;
+        if let Some((dev, ino)) = s.origin {
+            inode.set_origin(dev, ino);
+        }
         built.push(inode);
     }
     let linked = match link(&built, dirs) {

@@ -21,6 +21,7 @@ fn meta(mode: u32) -> MetaState {
 fn dir(ino: u64, entries: Vec<(&[u8], SlotState)>) -> InodeState {
     InodeState {
         ino,
+        origin: None,
         fs: None,
         meta: meta(libc::S_IFDIR | 0o755),
         kind: InodeKindState::Dir {
@@ -33,6 +34,7 @@ fn dir(ino: u64, entries: Vec<(&[u8], SlotState)>) -> InodeState {
 fn file(ino: u64, bytes: &[u8], size: u64) -> InodeState {
     InodeState {
         ino,
+        origin: None,
         fs: None,
         meta: meta(libc::S_IFREG | 0o644),
         kind: InodeKindState::File {
