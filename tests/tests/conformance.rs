@@ -15,6 +15,11 @@ fn files() {
 }
 
 #[test]
+fn shared_file_mappings() {
+    check_guest("shared_files", &[&tmp_tag()], 0);
+}
+
+#[test]
 fn memory() {
     check_guest("memory", &[&tmp_tag()], 0);
 }

@@ -289,6 +289,18 @@ impl MemoryManager {
                 .map_err(|_| AccessError::NoMemory)?;
             return Ok(frame);
         }
+        if let (true, Backing::File { file, offset }) = (vma.shared, &vma.backing) {
+            if let Some(frame) = file.shared_frame(&self.memory, offset + (page - vma.start)) {
+                let frame = frame?;
+                return match self.space.map(page, frame, vma.perms) {
+                    Ok(_) => Ok(frame),
+                    Err(_) => {
+                        self.memory.free_frame(frame);
+                        Err(AccessError::NoMemory)
+                    }
+                };
+            }
+        }
         let frame = self
             .memory
             .alloc_frame()

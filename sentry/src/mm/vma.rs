@@ -11,6 +11,16 @@ use crate::platform::Perms;
 pub trait MappedFile: Send + Sync {
     /// Fill `buf` from `offset`; bytes past the end of the file read as zero.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+    /// For MAP_SHARED: the frame every shared mapping of the file maps for the page at
+    /// `offset`, with a reference taken for the caller. None: the file keeps no pages
+    /// in guest memory, and its shared mappings are private copies.
+    fn shared_frame(
+        &self,
+        _memory: &std::sync::Arc<crate::platform::memory::GuestMemory>,
+        _offset: u64,
+    ) -> Option<Result<crate::platform::memory::Gpa, super::AccessError>> {
+        None
+    }
     /// Device and inode, for /proc/self/maps.
     fn identity(&self) -> (u64, u64);
     /// The path shown in /proc/self/maps.

@@ -186,6 +186,7 @@ impl Sandbox {
             vfs: VfsRestore::new(state.vfs, sources),
             kernel: kernel.clone(),
         };
+        rx.vfs.set_memory(kernel.platform.memory().clone());
         for (id, fds) in input.stdio {
             let saved = renamed.get(&id).cloned().unwrap_or_else(|| id.clone());
             rx.vfs.give_stdio(&saved, &id, fds);

@@ -33,6 +33,7 @@ pub mod node;
 mod notify;
 mod open;
 mod ops;
+pub mod page_cache;
 pub mod path;
 pub mod persist;
 pub mod pipe;

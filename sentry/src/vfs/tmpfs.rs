@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::file::{FileDescription, Stat};
 use super::node::Node;
+use super::page_cache::PageCache;
 use crate::abi::Errno;
+use crate::arch::PAGE_SIZE;
+use crate::platform::memory::{Gpa, GuestMemory};
 use crate::state::files::{FileState, MappedFileState, TmpFileState};
 use crate::state::{SaveContext, StateError};
 
@@ -173,6 +176,9 @@ pub struct Inode {
     /// one that changed because a deeper removal copied the directory up failed them.
     origin: OnceLock<(u64, u64)>,
     data: Mutex<InodeData>,
+    /// The file's pages in guest frames, once it is mapped MAP_SHARED. Taken after
+    /// `data` when both are held.
+    cache: Mutex<Option<PageCache>>,
 }
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(2);
@@ -187,6 +193,7 @@ impl Inode {
             fs: OnceLock::new(),
             origin: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
+            cache: Mutex::new(None),
         })
     }
 
@@ -224,6 +231,7 @@ impl Inode {
             fs: cell,
             origin: OnceLock::new(),
             data: Mutex::new(InodeData { meta, kind }),
+            cache: Mutex::new(None),
         }))
     }
 
@@ -329,9 +337,13 @@ impl Inode {
         }
         let n = ((*size - offset) as usize).min(buf.len());
         let have = bytes.len() as u64;
-        for (i, b) in buf[..n].iter_mut().enumerate() {
-            let at = offset + i as u64;
-            *b = if at < have { bytes[at as usize] } else { 0 };
+        let held = (have.saturating_sub(offset) as usize).min(n);
+        if held > 0 {
+            buf[..held].copy_from_slice(&bytes[offset as usize..offset as usize + held]);
+        }
+        buf[held..n].fill(0);
+        if let Some(cache) = self.cache().as_ref() {
+            cache.read(offset, &mut buf[..n]);
         }
         d.meta.atime = now();
         Ok(n)
@@ -369,6 +381,9 @@ impl Inode {
         }
         bytes[at as usize..end as usize].copy_from_slice(&buf[..n]);
         *size = (*size).max(end);
+        if let Some(cache) = self.cache().as_ref() {
+            cache.write(at, &buf[..n]);
+        }
         let t = now();
         d.meta.mtime = t;
         d.meta.ctime = t;
@@ -428,6 +443,9 @@ impl Inode {
                         bytes[offset as usize..end as usize].fill(0);
                     }
                 }
+                if let Some(cache) = self.cache().as_ref() {
+                    cache.zero(offset, end.min(*size));
+                }
                 let t = now();
                 d.meta.mtime = t;
                 d.meta.ctime = t;
@@ -455,11 +473,79 @@ impl Inode {
             bytes.truncate(len as usize);
             bytes.shrink_to_fit();
         }
+        if len < *size {
+            if let Some(cache) = self.cache().as_ref() {
+                // Linux drops the pages past the end from every mapping, and the file
+                // reads as zeros there when it grows again. Mappings here keep their
+                // frames (there is no reverse map to find them), so the frames stay the
+                // file's and are zeroed: the same bytes, read after growing or through
+                // an old mapping (where Linux would raise SIGBUS meanwhile).
+                cache.zero_from(len);
+            }
+        }
         *size = len;
         let t = now();
         d.meta.mtime = t;
         d.meta.ctime = t;
         Ok(())
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Option<PageCache>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For a MAP_SHARED mapping: the frame holding the page at `offset` (page-aligned),
+    /// the same for every mapping of the file, with one more reference taken for the
+    /// caller's page table. Beyond the end of the file: `BeyondFile` (SIGBUS).
+    pub fn shared_frame(
+        &self,
+        memory: &Arc<GuestMemory>,
+        offset: u64,
+    ) -> Result<Gpa, crate::mm::AccessError> {
+        use crate::mm::AccessError;
+        let d = self.lock();
+        let Kind::File { bytes, size } = &d.kind else {
+            return Err(AccessError::BeyondFile);
+        };
+        if offset >= *size {
+            return Err(AccessError::BeyondFile);
+        }
+        let index = offset / PAGE_SIZE;
+        let mut cache = self.cache();
+        let cache = cache.get_or_insert_with(|| PageCache::new(memory.clone()));
+        let frame = match cache.get(index) {
+            Some(frame) => frame,
+            None => {
+                let frame = cache
+                    .memory()
+                    .alloc_frame()
+                    .map_err(|_| AccessError::NoMemory)?;
+                let start = (index * PAGE_SIZE) as usize;
+                if start < bytes.len() {
+                    let end = bytes.len().min(start + PAGE_SIZE as usize);
+                    cache.memory().write(frame, &bytes[start..end]);
+                }
+                cache.insert(index, frame);
+                frame
+            }
+        };
+        cache.memory().share_frame(frame);
+        Ok(frame)
+    }
+
+    /// The cached pages, for a checkpoint: (page index, frame).
+    pub fn cached_pages(&self) -> Vec<(u64, Gpa)> {
+        self.cache()
+            .as_ref()
+            .map(|c| c.entries())
+            .unwrap_or_default()
+    }
+
+    /// Put back a checkpoint's cached pages.
+    pub fn restore_cache(&self, memory: Arc<GuestMemory>, pages: Vec<(u64, Gpa)>) {
+        if !pages.is_empty() {
+            *self.cache() = Some(PageCache::restored(memory, pages));
+        }
     }
 
     /// The file's size.
@@ -652,6 +738,13 @@ impl crate::mm::MappedFile for TmpMapped {
         let n = self.inode.read_at(buf, offset)?;
         buf[n..].fill(0);
         Ok(n)
+    }
+    fn shared_frame(
+        &self,
+        memory: &Arc<GuestMemory>,
+        offset: u64,
+    ) -> Option<Result<Gpa, crate::mm::AccessError>> {
+        Some(self.inode.shared_frame(memory, offset))
     }
     fn identity(&self) -> (u64, u64) {
         (self.inode.stat().dev, self.inode.ino)

@@ -17,6 +17,8 @@ use super::super::files::check;
 use super::super::registry::{key_of, SaveTable};
 use super::StateError;
 use crate::abi::Errno;
+use crate::arch::PAGE_SIZE;
+use crate::platform::memory::GuestMemory;
 use crate::vfs::tmpfs::{
     Entry, Inode, Kind, Meta, TmpFs, MAX_FILE_SIZE, OVERLAY_BUDGET, OVERLAY_DEV,
 };
@@ -34,6 +36,9 @@ pub struct InodeState {
     pub ino: u64,
     /// The host entry's (st_dev, st_ino) an overlay copy keeps reporting.
     pub origin: Option<(u64, u64)>,
+    /// A file's pages in guest frames (MAP_SHARED): (page index, frame). They are the
+    /// file's truth where they exist; the bytes may be older.
+    pub cached: Vec<(u64, u64)>,
     /// The mounted tmpfs it belongs to (None: the root overlay).
     pub fs: Option<u32>,
     pub meta: MetaState,
@@ -183,6 +188,7 @@ impl InodeSave {
         InodeState {
             ino: inode.ino,
             origin: inode.origin(),
+            cached: inode.cached_pages(),
             fs,
             meta,
             kind,
@@ -198,6 +204,8 @@ impl InodeSave {
 /// Restoring: every inode, built (and checked) together the first time one is needed.
 pub(super) struct InodeRestore {
     pending: Option<(Vec<InodeState>, Vec<TmpFsState>)>,
+    /// The restored guest memory, for files with cached pages.
+    pub(super) memory: Option<Arc<GuestMemory>>,
     built: Vec<Arc<Inode>>,
     /// Whether each inode is an entry of some directory.
     linked: Vec<bool>,
@@ -209,6 +217,7 @@ impl InodeRestore {
     pub(super) fn new(inodes: Vec<InodeState>, tmpfs: Vec<TmpFsState>) -> InodeRestore {
         InodeRestore {
             pending: Some((inodes, tmpfs)),
+            memory: None,
             built: Vec::new(),
             linked: Vec::new(),
             rooted: Vec::new(),
@@ -218,7 +227,7 @@ impl InodeRestore {
     /// Inode `id`.
     pub(super) fn get(&mut self, id: u32) -> Result<Arc<Inode>, StateError> {
         if let Some((inodes, tmpfs)) = self.pending.take() {
-            let (built, linked) = build(inodes, tmpfs)?;
+            let (built, linked) = build(inodes, tmpfs, self.memory.as_ref())?;
             self.rooted = vec![false; built.len()];
             self.built = built;
             self.linked = linked;
@@ -252,6 +261,34 @@ impl InodeRestore {
     }
 }
 
+/// A file's cached pages: in increasing order, within the file, whole frames of guest
+/// memory.
+fn check_cached(
+    what: &str,
+    cached: &[(u64, u64)],
+    size: Option<u64>,
+    memory: u64,
+) -> Result<(), StateError> {
+    let Some(size) = size else {
+        return Err(bad(what, "cached pages for what is not a file"));
+    };
+    let mut last = None;
+    for &(index, frame) in cached {
+        let past_end = index.checked_mul(PAGE_SIZE).is_none_or(|at| at >= size);
+        if past_end || last.is_some_and(|l| index <= l) {
+            return Err(bad(what, format!("cached page {index}")));
+        }
+        if !frame.is_multiple_of(PAGE_SIZE) || frame >= memory {
+            return Err(bad(
+                what,
+                format!("cached page {index} in frame {frame:#x}"),
+            ));
+        }
+        last = Some(index);
+    }
+    Ok(())
+}
+
 fn bad(what: &str, why: impl std::fmt::Display) -> StateError {
     StateError::invalid(format!("{what}: {why}"))
 }
@@ -278,6 +315,7 @@ fn build_tmpfs(states: Vec<TmpFsState>) -> Result<Vec<Arc<TmpFs>>, StateError> {
 fn build(
     states: Vec<InodeState>,
     tmpfs: Vec<TmpFsState>,
+    memory: Option<&Arc<GuestMemory>>,
 ) -> Result<(Vec<Arc<Inode>>, Vec<bool>), StateError> {
     let fss = build_tmpfs(tmpfs)?;
     let n = states.len();
@@ -299,6 +337,11 @@ fn build(
             ),
         };
         let m = s.meta;
+        let cached = s.cached;
+        let file_size = match &s.kind {
+            InodeKindState::File { size, .. } => Some(*size),
+            _ => None,
+        };
         let (typ, kind) = match s.kind {
             InodeKindState::File { bytes, size } => {
                 if bytes.len() as u64 > size || size > MAX_FILE_SIZE {
@@ -344,6 +387,12 @@ fn build(
         })?;
         if let Some((dev, ino)) = s.origin {
             inode.set_origin(dev, ino);
+        }
+        if !cached.is_empty() {
+            let memory = memory
+                .ok_or_else(|| bad(&what, "cached pages, and no guest memory to hold them"))?;
+            check_cached(&what, &cached, file_size, memory.size())?;
+            inode.restore_cache(memory.clone(), cached);
         }
         built.push(inode);
     }

@@ -185,6 +185,11 @@ pub struct VfsRestore {
 }
 
 impl VfsRestore {
+    /// The restored guest memory: overlay files' cached pages (MAP_SHARED) are in it.
+    pub fn set_memory(&mut self, memory: std::sync::Arc<crate::platform::memory::GuestMemory>) {
+        self.inodes.memory = Some(memory);
+    }
+
     /// `sources`: for each saved file system's id, the container's root and mounts
     /// opened anew (binds are matched to the saved ones by destination; the other
     /// kinds come back as saved).

@@ -22,6 +22,7 @@ fn dir(ino: u64, entries: Vec<(&[u8], SlotState)>) -> InodeState {
     InodeState {
         ino,
         origin: None,
+        cached: Vec::new(),
         fs: None,
         meta: meta(libc::S_IFDIR | 0o755),
         kind: InodeKindState::Dir {
@@ -35,6 +36,7 @@ fn file(ino: u64, bytes: &[u8], size: u64) -> InodeState {
     InodeState {
         ino,
         origin: None,
+        cached: Vec::new(),
         fs: None,
         meta: meta(libc::S_IFREG | 0o644),
         kind: InodeKindState::File {
