@@ -20,6 +20,11 @@ fn shared_file_mappings() {
 }
 
 #[test]
+fn file_locks_between_processes() {
+    check_guest("locks", &[&tmp_tag()], 0);
+}
+
+#[test]
 fn memory() {
     check_guest("memory", &[&tmp_tag()], 0);
 }

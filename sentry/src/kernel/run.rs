@@ -37,6 +37,12 @@ pub fn run_thread(
         // The process is gone: its files close now, before the parent hears of it (a
         // parent that polls a pipe right after waitpid sees the hang-up, as on Linux).
         task.files = std::sync::Arc::new(crate::vfs::FdTable::new());
+        // Its record locks go with it; lockers waiting on a description it held look
+        // again.
+        let locks = &task.kernel.locks;
+        locks.records.release_process(task.group.tgid);
+        locks.records.poke();
+        locks.flocks.poke();
         // So does its memory go back (Linux's exit_mm comes before exit_notify): a parent
         // woken by the exit, say of a child the OOM killer ended, must find the child's
         // frames free, or it is OOM-killed in turn. A vfork child's memory is its

@@ -78,6 +78,8 @@ pub struct Kernel {
     /// Whether the operator enabled the debug hooks (`syscalls::debug`); never settable
     /// from inside the sandbox.
     debug_hooks: std::sync::atomic::AtomicBool,
+    /// Advisory file locks (fcntl record locks, flock).
+    pub locks: crate::vfs::locks::Locks,
 }
 
 impl Kernel {
@@ -136,6 +138,7 @@ impl Kernel {
             oom: Default::default(),
             cpuinfo: crate::vfs::proc::host_cpuinfo(guest_cpus()).into(),
             debug_hooks: std::sync::atomic::AtomicBool::new(false),
+            locks: Default::default(),
         }
     }
 

@@ -40,8 +40,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(32, dup, Full, "", sys_dup),
     syscall!(33, dup2, Full, "", sys_dup2),
     syscall!(40, sendfile, Full, "", sys_sendfile),
-    syscall!(72, fcntl, Partial, "record locks are always granted (F_GETLK reports F_UNLCK); F_SETPIPE_SZ keeps 64 KiB; leases, notify and seals → EINVAL", sys_fcntl),
-    syscall!(73, flock, Partial, "locks are always granted (one process per sandbox for now)", sys_flock),
+    syscall!(72, fcntl, Partial, "record locks (POSIX and OFD) are held between the sandbox's processes, without deadlock detection, and not kept across a checkpoint; F_SETPIPE_SZ keeps 64 KiB; leases, notify and seals → EINVAL", sys_fcntl),
+    syscall!(73, flock, Partial, "locks are held between the sandbox's processes, not kept across a checkpoint", sys_flock),
     syscall!(74, fsync, Full, "", sys_fsync),
     syscall!(162, sync, Full, "the overlay is in memory; writable binds are written through already", sys_sync),
     syscall!(306, syncfs, Full, "", sys_fsync),
@@ -456,7 +456,7 @@ fn sys_creat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_close(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = t.files.close(a[0] as i32)?;
-    drop(f);
+    super::locks::closed(t, f);
     Ok(0)
 }
 
@@ -486,7 +486,9 @@ fn sys_close_range(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         } else {
             // Closed files are let go of here, one at a time (a pipe's last writer
             // wakes its reader).
-            drop(t.files.close(fd));
+            if let Ok(f) = t.files.close(fd) {
+                super::locks::closed(t, f);
+            }
         }
     }
     Ok(0)
@@ -500,7 +502,9 @@ fn sys_dup(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
 fn do_dup3(t: &Task, old: i32, new: i32, cloexec: bool) -> SyscallResult {
     let f = t.files.get(old)?;
     let replaced = t.files.install_at(new, f, cloexec, nofile(t))?;
-    drop(replaced);
+    if let Some(old) = replaced {
+        super::locks::closed(t, old);
+    }
     Ok(new as u64)
 }
 
@@ -572,7 +576,6 @@ const F_OFD_SETLKW: u64 = 38;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 const F_SETPIPE_SZ: u64 = 1031;
 const F_GETPIPE_SZ: u64 = 1032;
-const F_UNLCK: u16 = 2;
 
 fn sys_fcntl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (fd, cmd, arg) = (a[0] as i32, a[1] & 0xffff_ffff, a[2]);
@@ -597,24 +600,11 @@ fn sys_fcntl(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
             f.set_status_flags(arg as u32);
             Ok(0)
         }
-        F_GETLK | F_OFD_GETLK => {
+        F_GETLK | F_OFD_GETLK | F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW => {
             if f.is_path_only() {
                 return Err(Errno::EBADF);
             }
-            // struct flock starts with short l_type: nothing else holds a lock.
-            t.mm.copy_out(arg, &F_UNLCK.to_le_bytes())?;
-            Ok(0)
-        }
-        F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW => {
-            if f.is_path_only() {
-                return Err(Errno::EBADF);
-            }
-            let mut b = [0u8; 2];
-            t.mm.copy_in(arg, &mut b)?;
-            if u16::from_le_bytes(b) > 2 {
-                return Err(Errno::EINVAL);
-            }
-            Ok(0)
+            super::locks::fcntl_lock(t, &f, cmd, arg)
         }
         F_SETOWN => Ok(0),
         F_GETOWN => Ok(0),
@@ -837,20 +827,12 @@ fn sys_sendfile(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(w as u64)
 }
 
-const LOCK_SH: u64 = 1;
-const LOCK_EX: u64 = 2;
-const LOCK_NB: u64 = 4;
-const LOCK_UN: u64 = 8;
-
 fn sys_flock(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let f = t.files.get(a[0] as i32)?;
     if f.is_path_only() {
         return Err(Errno::EBADF);
     }
-    match a[1] & !LOCK_NB {
-        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
-        _ => Err(Errno::EINVAL),
-    }
+    super::locks::flock(t, &f, a[1])
 }
 
 fn sys_fadvise64(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -9,6 +9,7 @@ mod events;
 pub mod fs;
 mod fs_tree;
 mod inotify;
+mod locks;
 mod misc;
 mod mm;
 mod net;

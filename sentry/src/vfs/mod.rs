@@ -28,6 +28,7 @@ pub mod hostfd;
 pub mod hostfile;
 mod hostrw;
 pub mod inotify;
+pub mod locks;
 pub mod mount;
 pub mod node;
 mod notify;
