@@ -25,6 +25,11 @@ fn file_locks_between_processes() {
 }
 
 #[test]
+fn named_pipes() {
+    check_guest("fifo", &[&tmp_tag()], 0);
+}
+
+#[test]
 fn memory() {
     check_guest("memory", &[&tmp_tag()], 0);
 }

@@ -433,6 +433,10 @@ fn do_openat(t: &Task, dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Syscal
     let base = base_dir(t, dirfd, path)?;
     let vfs = t.fs.vfs.clone();
     let f = with_lookup(t, &base, |lk| vfs.open(lk, path, flags, mode))?;
+    if let Some(fifo) = f.as_any().downcast_ref::<vfs::fifo::FifoFile>() {
+        // A FIFO's reader waits for a writer and its writer for a reader.
+        fifo.wait_for_peer(&t.waiter)?;
+    }
     t.files
         .install(f, flags & O_CLOEXEC != 0, nofile(t))
         .map(|fd| fd as u64)

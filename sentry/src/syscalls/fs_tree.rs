@@ -8,6 +8,8 @@ use crate::kernel::task::Task;
 use crate::syscall;
 use crate::vfs::{self, Found, Node, TimeSpec};
 
+const MKNOD_NOTE: &str = "regular files and FIFOs in the overlay and tmpfs mounts; in writable binds, and device nodes and sockets anywhere (no CAP_MKNOD) → EPERM; an open FIFO is refused by a checkpoint";
+
 pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(21, access, Full, "", sys_access),
     syscall!(78, getdents, Full, "", sys_getdents),
@@ -29,6 +31,8 @@ pub const SYSCALLS: &[SyscallDef] = &[
     syscall!(95, umask, Full, "", sys_umask),
     syscall!(217, getdents64, Full, "", sys_getdents64),
     syscall!(258, mkdirat, Full, "", sys_mkdirat),
+    syscall!(133, mknod, Partial, MKNOD_NOTE, sys_mknod),
+    syscall!(259, mknodat, Partial, MKNOD_NOTE, sys_mknodat),
     syscall!(260, fchownat, Full, "", sys_fchownat),
     syscall!(263, unlinkat, Full, "", sys_unlinkat),
     syscall!(264, renameat, Full, "", sys_renameat),
@@ -148,6 +152,29 @@ fn do_mkdirat(t: &Task, dirfd: i32, addr: u64, mode: u32) -> SyscallResult {
     let base = base_dir(t, dirfd, &p)?;
     let vfs = t.fs.vfs.clone();
     with_lookup(t, &base, |lk| vfs.mkdir(lk, &p, mode)).map(|_| 0)
+}
+
+/// mknod/mknodat: regular files and FIFOs; device nodes need CAP_MKNOD, which the
+/// guest does not get.
+fn do_mknodat(t: &Task, dirfd: i32, addr: u64, mode: u32) -> SyscallResult {
+    let typ = match mode & libc::S_IFMT {
+        0 | libc::S_IFREG => libc::S_IFREG,
+        libc::S_IFIFO => libc::S_IFIFO,
+        libc::S_IFCHR | libc::S_IFBLK | libc::S_IFSOCK | libc::S_IFDIR => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    let p = path_arg(t, addr)?;
+    let base = base_dir(t, dirfd, &p)?;
+    let vfs = t.fs.vfs.clone();
+    with_lookup(t, &base, |lk| vfs.mknod(lk, &p, typ, mode)).map(|_| 0)
+}
+
+fn sys_mknod(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_mknodat(t, AT_FDCWD, a[0], a[1] as u32)
+}
+
+fn sys_mknodat(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_mknodat(t, a[0] as i32, a[1], a[2] as u32)
 }
 
 fn sys_mkdir(t: &mut Task, a: &[u64; 6]) -> SyscallResult {

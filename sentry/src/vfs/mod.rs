@@ -21,6 +21,7 @@ pub mod dir;
 pub mod epoll;
 pub mod eventfd;
 pub mod fdtable;
+pub mod fifo;
 pub mod file;
 pub mod host;
 pub mod host_source;

@@ -101,6 +101,12 @@ impl Vfs {
         Ok(())
     }
 
+    pub fn mknod(&self, lk: &Lookup, p: &[u8], typ: u32, mode: u32) -> Result<(), Errno> {
+        self.mknod_op(lk, p, typ, mode)?;
+        self.raise_created(lk, p);
+        Ok(())
+    }
+
     pub fn symlink(&self, lk: &Lookup, target: &[u8], p: &[u8]) -> Result<(), Errno> {
         self.symlink_op(lk, target, p)?;
         self.raise_created(lk, p);

@@ -160,6 +160,14 @@ impl Vfs {
                 Ok(Arc::new(HostFile::new(self.clone(), fd, h, r.path(), kept)))
             }
             Node::Tmp(inode) => {
+                let fifo = match &inode.lock().kind {
+                    Kind::Fifo(buf) => Some(buf.clone()),
+                    _ => None,
+                };
+                if let Some(buf) = fifo {
+                    let f = super::fifo::FifoFile::open(inode, buf, r.path(), kept)?;
+                    return Ok(Arc::new(f));
+                }
                 if flags & O_TRUNC != 0 && !created {
                     inode.truncate(0)?;
                 }

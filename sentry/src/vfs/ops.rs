@@ -239,6 +239,31 @@ impl Vfs {
         self.create(&r, Inode::new_dir(m, None)).map(|_| ())
     }
 
+    /// mknod of a regular file or a FIFO (`typ`: S_IFREG or S_IFIFO) in the overlay or
+    /// a tmpfs; in a writable bind, EPERM (the host's FIFOs are not the sandbox's).
+    pub(super) fn mknod_op(&self, lk: &Lookup, p: &[u8], typ: u32, mode: u32) -> Result<(), Errno> {
+        let r = self.resolve(lk, p, false)?;
+        if !matches!(r.found, Found::Missing) {
+            return Err(Errno::EEXIST);
+        }
+        if r.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if self.host_parent(&r)?.is_some() {
+            return Err(Errno::EPERM);
+        }
+        let m = Meta::new(typ | (mode & 0o7777 & !lk.umask), lk.uid, lk.gid);
+        let kind = if typ == libc::S_IFIFO {
+            Kind::Fifo(super::pipe::PipeBuffer::new_fifo())
+        } else {
+            Kind::File {
+                bytes: Vec::new(),
+                size: 0,
+            }
+        };
+        self.create(&r, Inode::new(m, kind)).map(|_| ())
+    }
+
     pub(super) fn symlink_op(&self, lk: &Lookup, target: &[u8], p: &[u8]) -> Result<(), Errno> {
         if target.is_empty() {
             return Err(Errno::ENOENT);

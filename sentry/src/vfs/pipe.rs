@@ -33,6 +33,10 @@ struct State {
     data: VecDeque<u8>,
     readers: usize,
     writers: usize,
+    /// Ends ever opened, readers' and writers': a FIFO's opener waits for the other
+    /// side's count to move (Linux's r_counter/w_counter), so a peer that came and went
+    /// meanwhile still counts.
+    opened: [u64; 2],
 }
 
 /// The buffer both ends share.
@@ -63,6 +67,9 @@ impl PipeBuffer {
             }
             drop(g);
             self.writable.notify_all();
+            // A FIFO opened for both reading and writing waits on the readable queue
+            // whichever it waits for.
+            self.readable.notify_all();
             return Ok(n);
         }
         if g.writers == 0 {
@@ -101,6 +108,41 @@ impl PipeBuffer {
         self.lock().data.len()
     }
 
+    /// A named pipe's buffer (mkfifo): no ends until the FIFO is opened.
+    pub fn new_fifo() -> Arc<PipeBuffer> {
+        Arc::new(PipeBuffer {
+            ino: NEXT_PIPE_INO.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(State {
+                data: VecDeque::new(),
+                readers: 0,
+                writers: 0,
+                opened: [0; 2],
+            }),
+            readable: WaitQueue::new(),
+            writable: WaitQueue::new(),
+        })
+    }
+
+    /// (readers, writers) now.
+    pub fn ends(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.readers, g.writers)
+    }
+
+    /// How many writing (or reading) ends were ever opened.
+    pub fn opened(&self, write_end: bool) -> u64 {
+        self.lock().opened[usize::from(write_end)]
+    }
+
+    /// The queues a FIFO's opener waits on for its other side.
+    pub fn queue(&self, write_end: bool) -> &WaitQueue {
+        if write_end {
+            &self.writable
+        } else {
+            &self.readable
+        }
+    }
+
     /// Its inode number and buffered bytes, for a checkpoint.
     pub fn saved(&self) -> (u64, Vec<u8>) {
         (self.ino, self.lock().data.iter().copied().collect())
@@ -120,6 +162,7 @@ impl PipeBuffer {
                 data: data.into(),
                 readers: 0,
                 writers: 0,
+                opened: [0; 2],
             }),
             readable: WaitQueue::new(),
             writable: WaitQueue::new(),
@@ -142,6 +185,7 @@ pub fn new_pipe(flags: u32) -> (Arc<PipeEnd>, Arc<PipeEnd>) {
             data: VecDeque::new(),
             readers: 1,
             writers: 1,
+            opened: [1; 2],
         }),
         readable: WaitQueue::new(),
         writable: WaitQueue::new(),
@@ -165,7 +209,8 @@ impl PipeEnd {
         self.write_end
     }
 
-    /// An end put back from a checkpoint over the restored `buf`.
+    /// A new end of `buf`: one put back from a checkpoint, or a FIFO's opener's. Wakes
+    /// the other side's waiters (a FIFO's opener waiting for it).
     pub fn restore(buf: Arc<PipeBuffer>, write_end: bool, flags: u32) -> Arc<PipeEnd> {
         {
             let mut g = buf.lock();
@@ -174,7 +219,10 @@ impl PipeEnd {
             } else {
                 g.readers += 1;
             }
+            g.opened[usize::from(write_end)] += 1;
         }
+        buf.readable.notify_all();
+        buf.writable.notify_all();
         Arc::new(PipeEnd {
             buf,
             write_end,

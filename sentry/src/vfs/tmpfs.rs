@@ -109,6 +109,8 @@ pub enum Kind {
     /// A bound AF_UNIX socket's name: the socket it leads to (opaque here; dead once the
     /// socket is gone).
     Socket(Weak<dyn Any + Send + Sync>),
+    /// A named pipe (mkfifo): its buffer, shared by every open of it.
+    Fifo(Arc<super::pipe::PipeBuffer>),
 }
 
 /// Metadata (the mode includes the S_IFMT bits).
@@ -287,7 +289,7 @@ impl Inode {
         let (size, nlink) = match &d.kind {
             Kind::File { size, .. } => (*size as i64, d.meta.nlink),
             Kind::Symlink(t) => (t.len() as i64, d.meta.nlink),
-            Kind::Socket(_) => (0, d.meta.nlink),
+            Kind::Socket(_) | Kind::Fifo(_) => (0, d.meta.nlink),
             Kind::Dir { entries, .. } => {
                 let subdirs = entries
                     .values()

@@ -75,6 +75,9 @@ pub enum InodeKindState {
     /// A bound AF_UNIX socket's name. The socket it led to is not carried across yet:
     /// the restored name is dead (connect: ECONNREFUSED), as after the socket closed.
     Socket,
+    /// A named pipe. Its buffer holds data only while it is open, and an open FIFO is
+    /// refused by a checkpoint: it comes back empty.
+    Fifo,
 }
 
 /// A directory's saved entries.
@@ -167,6 +170,7 @@ impl InodeSave {
                 ),
                 Kind::Symlink(t) => (meta, InodeKindState::Symlink(t.clone()), None),
                 Kind::Socket(_) => (meta, InodeKindState::Socket, None),
+                Kind::Fifo(_) => (meta, InodeKindState::Fifo, None),
             }
         };
         let kind = match (kind, children) {
@@ -368,6 +372,10 @@ fn build(
                 let dead: Weak<dyn std::any::Any + Send + Sync> = Weak::<()>::new();
                 (libc::S_IFSOCK, Kind::Socket(dead))
             }
+            InodeKindState::Fifo => (
+                libc::S_IFIFO,
+                Kind::Fifo(crate::vfs::pipe::PipeBuffer::new_fifo()),
+            ),
         };
         if m.mode & libc::S_IFMT != typ || m.mode & !(libc::S_IFMT | 0o7777) != 0 {
             return Err(bad(&what, format!("mode {:#o} for its kind", m.mode)));
