@@ -30,6 +30,11 @@ fn named_pipes() {
 }
 
 #[test]
+fn posix_timers() {
+    check_guest("posix_timers", &[], 0);
+}
+
+#[test]
 fn memory() {
     check_guest("memory", &[&tmp_tag()], 0);
 }

@@ -146,6 +146,7 @@ pub fn execve(
         .execed
         .store(true, std::sync::atomic::Ordering::SeqCst);
     task.files.close_on_exec();
+    task.group.posix_timers.clear();
     task.clear_child_tid = 0;
     task.robust_list = (0, 0);
     // /proc/self/exe names the file actually run (a script's interpreter), after

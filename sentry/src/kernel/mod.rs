@@ -8,6 +8,7 @@ pub mod freeze;
 pub mod futex;
 pub mod itimer;
 pub mod oom;
+pub mod posix_timer;
 pub mod process;
 pub mod run;
 pub mod signal;

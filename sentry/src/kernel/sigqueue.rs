@@ -259,6 +259,35 @@ impl PendingSignals {
         Some(info)
     }
 
+    /// A POSIX timer's expiry signal `signo` for timer `id` still queued: add `count`
+    /// to its overrun (saturating) and return the new overrun; None if none is queued.
+    pub fn bump_timer(&self, signo: u8, id: i32, count: u64) -> Option<i32> {
+        let mut q = self.lock();
+        let info = q
+            .iter_mut()
+            .find(|i| i.signo() == signo && i.code() == SI_TIMER && i.i32_at(16) == id)?;
+        let add = i32::try_from(count).unwrap_or(i32::MAX);
+        let overrun = info.i32_at(20).saturating_add(add);
+        info.put(20, &overrun.to_le_bytes());
+        Some(overrun)
+    }
+
+    /// Forget timer `id`'s expiry signal `signo` if it is queued (the timer was set
+    /// again: Linux drops a signal of the timer's earlier setting).
+    pub fn remove_timer(&self, signo: u8, id: i32) {
+        let mut q = self.lock();
+        let Some(at) = q
+            .iter()
+            .position(|i| i.signo() == signo && i.code() == SI_TIMER && i.i32_at(16) == id)
+        else {
+            return;
+        };
+        q.remove(at);
+        if !q.iter().any(|i| i.signo() == signo) {
+            self.bits.fetch_and(!sigbit(signo), Ordering::SeqCst);
+        }
+    }
+
     /// Every queued signal, in order (a checkpoint).
     pub fn queued(&self) -> Vec<SigInfo> {
         self.lock().clone()

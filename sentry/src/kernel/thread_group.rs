@@ -74,6 +74,8 @@ pub struct ThreadGroup {
     pub container: Mutex<Arc<str>>,
     /// ITIMER_REAL (setitimer, alarm).
     pub itimer: super::itimer::RealTimer,
+    /// timer_create's timers.
+    pub posix_timers: super::posix_timer::PosixTimers,
     /// PR_SET_CHILD_SUBREAPER: orphans among its descendants become its children.
     pub subreaper: std::sync::atomic::AtomicBool,
     /// What other processes' /proc shows of this one (`process::publish_view`).
@@ -144,6 +146,7 @@ impl ThreadGroup {
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
             container: Mutex::new(Arc::from("")),
             itimer: Default::default(),
+            posix_timers: Default::default(),
             pending: PendingSignals::default(),
             subreaper: Default::default(),
             view: Mutex::default(),
@@ -331,6 +334,16 @@ impl ThreadGroup {
         }
         super::sigqueue::notify_signalfds();
         Some(queued)
+    }
+
+    /// `f` on member `tid`'s pending signals; None if there is no such member.
+    pub fn with_member_pending<R>(
+        &self,
+        tid: i32,
+        f: impl FnOnce(&PendingSignals) -> R,
+    ) -> Option<R> {
+        let m = self.lock();
+        m.list.iter().find(|x| x.tid == tid).map(|x| f(&x.pending))
     }
 
     /// Whether `x` does not block the signal `bit` (so it must be interrupted for it).

@@ -15,6 +15,7 @@ use super::{RestoreContext, SaveContext, StateError};
 use crate::arch::UserRegs;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::freeze::ThreadSnapshot;
+use crate::kernel::posix_timer::{Notify, Timer, MAX_TIMERS};
 use crate::kernel::signal::{AltStack, SigAction, SignalState, NSIG};
 use crate::kernel::sigqueue::{PendingSignals, SigInfo, SIGINFO_SIZE};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
@@ -62,6 +63,8 @@ pub struct ProcessState {
     pub leader_code: Option<u8>,
     /// ITIMER_REAL: (time left, interval) in ns, when armed.
     pub itimer: Option<(u64, u64)>,
+    /// timer_create's timers: id, timer, time left in ns when armed.
+    pub posix_timers: Vec<(i32, Timer, Option<u64>)>,
 }
 
 /// One thread.
@@ -211,6 +214,12 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
         exit,
         leader_code,
         itimer: (!left.is_zero()).then(|| (nanos(left), nanos(interval))),
+        posix_timers: g
+            .posix_timers
+            .saved()
+            .into_iter()
+            .map(|(id, timer, left)| (id, timer, left.map(nanos)))
+            .collect(),
     })
 }
 
@@ -220,6 +229,8 @@ pub struct RestoredThreads {
     pub groups: HashMap<i32, Arc<ThreadGroup>>,
     /// ITIMER_REAL to arm once the threads run: (group, left, interval).
     pub timers: Vec<(Arc<ThreadGroup>, Duration, Duration)>,
+    /// timer_create's timers to put back once the threads run.
+    pub posix_timers: Vec<(Arc<ThreadGroup>, i32, Timer, Option<Duration>)>,
 }
 
 impl RestoreContext {
@@ -229,6 +240,7 @@ impl RestoreContext {
         let kernel = self.kernel.clone();
         let mut groups: HashMap<i32, Arc<ThreadGroup>> = HashMap::new();
         let mut timers = Vec::new();
+        let mut posix_timers = Vec::new();
         for p in &state.processes {
             if p.tgid <= 0 || groups.contains_key(&p.tgid) {
                 return Err(StateError::invalid(format!("process id {}", p.tgid)));
@@ -264,6 +276,35 @@ impl RestoreContext {
                     g.clone(),
                     Duration::from_nanos(left),
                     Duration::from_nanos(interval),
+                ));
+            }
+            let mut ids = std::collections::HashSet::new();
+            if p.posix_timers.len() > MAX_TIMERS {
+                return Err(StateError::invalid(format!(
+                    "process {}: {} timers",
+                    p.tgid,
+                    p.posix_timers.len()
+                )));
+            }
+            for (id, timer, left) in &p.posix_timers {
+                let signo = match timer.notify {
+                    Notify::None => None,
+                    Notify::Process { signo } | Notify::Thread { signo, .. } => Some(signo),
+                };
+                if *id < 0
+                    || !ids.insert(*id)
+                    || signo.is_some_and(|s| s == 0 || usize::from(s) > NSIG)
+                {
+                    return Err(StateError::invalid(format!(
+                        "process {}: timer {id}",
+                        p.tgid
+                    )));
+                }
+                posix_timers.push((
+                    g.clone(),
+                    *id,
+                    timer.clone(),
+                    left.map(Duration::from_nanos),
                 ));
             }
             groups.insert(p.tgid, g);
@@ -391,6 +432,7 @@ impl RestoreContext {
             threads,
             groups,
             timers,
+            posix_timers,
         })
     }
 }

@@ -64,7 +64,7 @@ const POLLEX_SET: i16 = POLLPRI;
 
 /// A timespec from the guest: EFAULT if unreadable, EINVAL unless 0 ≤ nsec < 10⁹ and
 /// sec ≥ 0 (Linux timespec64_valid).
-fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
+pub(super) fn read_timespec(t: &Task, addr: u64) -> Result<Duration, Errno> {
     let mut b = [0u8; 16];
     t.mm.copy_in(addr, &mut b)?;
     let (sec, nsec) = split_i64(&b);
@@ -498,7 +498,7 @@ fn timer_of(f: &Arc<dyn FileDescription>) -> Result<&TimerFd, Errno> {
 }
 
 /// struct itimerspec: it_interval, then it_value.
-fn itimerspec_bytes(value: Duration, interval: Duration) -> [u8; 32] {
+pub(super) fn itimerspec_bytes(value: Duration, interval: Duration) -> [u8; 32] {
     let mut b = [0u8; 32];
     b[..16].copy_from_slice(&timespec_bytes(interval));
     b[16..].copy_from_slice(&timespec_bytes(value));

@@ -19,6 +19,7 @@ mod sched;
 pub mod signal;
 mod thread;
 mod time;
+mod timer;
 mod xattr;
 
 use std::sync::OnceLock;
@@ -74,7 +75,7 @@ pub const MAX_SYSCALL: usize = 463;
 /// tests use as "unknown" (1000). The table stays dense: 4 K entries of 8 bytes.
 pub const PRIVATE_BASE: u32 = 0x1000;
 
-fn families() -> [&'static [SyscallDef]; 15] {
+fn families() -> [&'static [SyscallDef]; 16] {
     [
         debug::SYSCALLS,
         net::SYSCALLS,
@@ -91,6 +92,7 @@ fn families() -> [&'static [SyscallDef]; 15] {
         time::SYSCALLS,
         misc::SYSCALLS,
         xattr::SYSCALLS,
+        timer::SYSCALLS,
     ]
 }
 

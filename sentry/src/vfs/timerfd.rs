@@ -83,7 +83,7 @@ fn nanos(n: u128) -> Duration {
 }
 
 /// The host's reading of `clock` (the guest's clocks are the host's).
-fn clock_now(clock: i32) -> Duration {
+pub fn clock_now(clock: i32) -> Duration {
     let host = match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_ALARM => libc::CLOCK_REALTIME,
         CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => libc::CLOCK_BOOTTIME,
