@@ -30,8 +30,9 @@ pub struct DoArgs {
     /// Working directory inside the sandbox.
     #[arg(long, default_value = "/")]
     cwd: String,
-    /// Environment variable for the command (repeatable). Without any, PATH and HOME are
-    /// set, and TERM (the caller's) when stdout is a terminal, as `docker run -t` does.
+    /// Environment variable for the command (repeatable), replacing a default of the same
+    /// name: PATH and HOME are set, and TERM (the caller's) when stdout is a terminal, as
+    /// `docker run -t` does.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
     /// Guest physical memory, in MiB.
@@ -104,6 +105,29 @@ fn parse_upstream(s: &str) -> anyhow::Result<Upstream> {
 }
 
 /// A sandbox id for `do`: nothing refers to it but the audit log and interface names.
+/// The program's environment: PATH, HOME and (at a terminal) the caller's TERM, then
+/// each `--env`, which replaces a default of the same name, as `docker run -e` does.
+fn guest_env(given: &[String], term: Option<&[u8]>) -> Vec<Vec<u8>> {
+    let mut env: Vec<Vec<u8>> = vec![
+        b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec(),
+        // The program runs as root; npm, the Node REPL's history and shells want a home.
+        b"HOME=/root".to_vec(),
+    ];
+    // Colours and line editing for a person at a terminal.
+    if let Some(term) = term {
+        let mut kv = b"TERM=".to_vec();
+        kv.extend_from_slice(term);
+        env.push(kv);
+    }
+    for kv in given {
+        let kv = kv.as_bytes();
+        let name = kv.split(|b| *b == b'=').next().unwrap_or(kv);
+        env.retain(|e| e.split(|b| *b == b'=').next() != Some(name));
+        env.push(kv.to_vec());
+    }
+    env
+}
+
 fn new_sandbox_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -134,20 +158,10 @@ pub fn run(args: DoArgs) -> anyhow::Result<i32> {
     if !meta.is_dir() {
         anyhow::bail!("--rootfs {}: not a directory", args.rootfs.display());
     }
-    let mut envp: Vec<Vec<u8>> = args.env.iter().map(|s| s.as_bytes().to_vec()).collect();
-    if envp.is_empty() {
-        envp.push(b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec());
-        // The program runs as root; npm, the Node REPL's history and shells want a home.
-        envp.push(b"HOME=/root".to_vec());
-        // Colours and line editing for a person at a terminal.
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            if let Some(term) = std::env::var_os("TERM") {
-                let mut kv = b"TERM=".to_vec();
-                kv.extend_from_slice(term.as_bytes());
-                envp.push(kv);
-            }
-        }
-    }
+    let term = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        .then(|| std::env::var_os("TERM"))
+        .flatten();
+    let envp = guest_env(&args.env, term.as_ref().map(|t| t.as_bytes()));
     let argv: Vec<Vec<u8>> = args.command.iter().map(|s| s.as_bytes().to_vec()).collect();
     let id = new_sandbox_id();
     let policy = match &args.acl {
@@ -352,5 +366,34 @@ pub fn error_code(err: &anyhow::Error) -> u8 {
         Some(SandboxError::Load { source, .. }) if source.errno() == Errno::ENOENT => 127,
         Some(SandboxError::Exec { .. }) | Some(SandboxError::Load { .. }) => 126,
         _ => 125,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_variables_add_to_the_defaults_and_replace_them_by_name() {
+        let text = |env: Vec<Vec<u8>>| {
+            env.into_iter()
+                .map(|kv| String::from_utf8_lossy(&kv).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let env = guest_env(&["FOO=1".into(), "HOME=/home/app".into()], Some(b"xterm"));
+        assert_eq!(
+            text(env),
+            [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "TERM=xterm",
+                "FOO=1",
+                "HOME=/home/app"
+            ]
+        );
+        assert_eq!(text(guest_env(&[], None)).len(), 2);
+        // A name alone (no '=') still replaces its default.
+        assert!(!text(guest_env(&["PATH".into()], None))
+            .iter()
+            .any(|e| e.starts_with("PATH=")));
     }
 }
