@@ -112,3 +112,55 @@ fn binds_and_tmpfs_in_a_container() {
     );
     assert!(!bundle.join("rootfs/scratch").exists() && !bundle.join("rootfs/data").exists());
 }
+
+/// A file of a volume mapped MAP_SHARED by two processes in a container: the same
+/// output as natively on a host directory, and the stores reach the host file.
+#[test]
+fn shared_mappings_of_a_volume_file() {
+    let s = Scratch::new("map");
+    let bundle = s.0.join("bundle");
+    let volume = s.0.join("volume");
+    let native_dir = s.0.join("native");
+    for d in [bundle.join("rootfs"), volume.clone(), native_dir.clone()] {
+        std::fs::create_dir_all(d).expect("a scratch directory");
+    }
+    let prog = nanovisor_tests::guest_bin("volume_map");
+    let native = nanovisor_tests::run_native(&prog, &[&native_dir.to_string_lossy()]);
+    assert_eq!(native.status, 0, "{}", native.stderr_str());
+
+    let guest_dir = prog.parent().expect("the guest programs' directory");
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": "rootfs", "readonly": true },
+        "process": {
+            "terminal": false,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["/guest/volume_map", "/data"],
+            "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin"]
+        },
+        "mounts": [
+            { "destination": "/guest", "type": "bind", "source": guest_dir,
+              "options": ["rbind", "ro"] },
+            { "destination": "/data", "type": "bind", "source": volume,
+              "options": ["rbind", "rw"] },
+            { "destination": "/proc", "type": "proc", "source": "proc" }
+        ],
+        "linux": { "namespaces": [{ "type": "pid" }, { "type": "mount" }] }
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
+    let mut cmd = Command::new(runsc());
+    cmd.arg("--root")
+        .arg(s.0.join("state"))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(format!("map-{}", std::process::id()));
+    let sandboxed = run(cmd);
+    nanovisor_tests::assert_same_outcome("volume_map", &native, &sandboxed);
+    let host = std::fs::read(volume.join("mapped")).expect("the volume's file");
+    let want = std::fs::read(native_dir.join("mapped")).expect("the native file");
+    assert_eq!(
+        host, want,
+        "the host file has what was stored through the maps"
+    );
+}

@@ -306,8 +306,14 @@ impl MemoryManager {
             return Ok(());
         }
         // Linux syncs what is mapped and reports ENOMEM for any hole.
-        if !self.state().vmas.covers(addr, end) {
+        let st = self.state();
+        if !st.vmas.covers(addr, end) {
             return Err(Errno::ENOMEM);
+        }
+        let files = super::syscalls_api::shared_files(&st.vmas, addr, end);
+        drop(st);
+        for f in files {
+            f.sync();
         }
         Ok(())
     }

@@ -192,7 +192,13 @@ impl MemoryManager {
             .filter(|e| *e <= USER_ADDR_END)
             .ok_or(Errno::EINVAL)?;
         let mut st = self.state();
+        let files = shared_files(&st.vmas, addr, end);
         self.unmap_locked(&mut st, addr, end);
+        drop(st);
+        // What was stored through shared file mappings goes back to files that need it.
+        for f in files {
+            f.sync();
+        }
         Ok(())
     }
 
@@ -292,4 +298,19 @@ impl MemoryManager {
             _ => Err(Errno::EINVAL),
         }
     }
+}
+
+/// The files of the shared file mappings overlapping `[start, end)`.
+pub(super) fn shared_files(
+    vmas: &super::vma::VmaSet,
+    start: u64,
+    end: u64,
+) -> Vec<std::sync::Arc<dyn super::MappedFile>> {
+    vmas.iter()
+        .filter(|v| v.shared && v.start < end && start < v.end)
+        .filter_map(|v| match &v.backing {
+            super::Backing::File { file, .. } => Some(file.clone()),
+            super::Backing::Anonymous => None,
+        })
+        .collect()
 }

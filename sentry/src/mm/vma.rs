@@ -21,6 +21,8 @@ pub trait MappedFile: Send + Sync {
     ) -> Option<Result<crate::platform::memory::Gpa, super::AccessError>> {
         None
     }
+    /// msync, munmap: write back what shared mappings stored, where the file needs it.
+    fn sync(&self) {}
     /// Device and inode, for /proc/self/maps.
     fn identity(&self) -> (u64, u64);
     /// The path shown in /proc/self/maps.

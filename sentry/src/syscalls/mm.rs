@@ -12,7 +12,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
         9,
         mmap,
         Partial,
-        "MAP_SHARED mappings of overlay and tmpfs files share their pages with every other mapping and with read/write; of writable binds they are private copies (no write-back to the host file); MAP_HUGETLB → ENOMEM; heuristic overcommit: one accounted mapping larger than guest memory → ENOMEM (mprotect and mremap do not check)",
+        "MAP_SHARED file mappings share their pages with every other mapping and with read/write in the sandbox; a writable bind's file gets the bytes stored through a mapping at msync, fsync, munmap and when its last mapping goes (host processes see them then), and such a mapping is refused by a checkpoint; MAP_HUGETLB → ENOMEM; heuristic overcommit: one accounted mapping larger than guest memory → ENOMEM (mprotect and mremap do not check)",
         sys_mmap
     ),
     syscall!(10, mprotect, Full, "", sys_mprotect),
@@ -35,7 +35,7 @@ pub const SYSCALLS: &[SyscallDef] = &[
         26,
         msync,
         Partial,
-        "validates flags and range; overlay and tmpfs files need no write-back (their mappings are their pages), writable binds get none",
+        "writes back to writable binds' files what shared mappings stored (overlay and tmpfs files need none: their mappings are their pages)",
         sys_msync
     ),
     syscall!(

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::file::{FileDescription, Stat};
 use super::host::{fstat, pread, pwrite, HostNode};
+use super::host_cache::HostCache;
 use super::node::Node;
 use super::tmpfs::{seek_regular, set_flags};
 use super::Vfs;
@@ -75,15 +76,42 @@ impl HostFile {
     fn size(&self) -> Result<u64, Errno> {
         Ok(fstat(&self.fd)?.size.max(0) as u64)
     }
+
+    /// The shared-mapping cache of this file, if it is a writable bind's and has one.
+    fn cache(&self) -> Option<Arc<HostCache>> {
+        if !self.node.fs.writable {
+            return None;
+        }
+        HostCache::existing((self.node.stat.dev, self.node.stat.ino))
+    }
+
+    /// Stores through shared mappings not written back yet are part of what a read
+    /// returns.
+    fn overlay(&self, buf: &mut [u8], at: u64, n: usize) {
+        if let Some(c) = self.cache() {
+            c.read(at, &mut buf[..n]);
+        }
+    }
+
+    fn wrote(&self, buf: &[u8], at: u64, n: usize) {
+        if let Some(c) = self.cache() {
+            c.wrote(at, &buf[..n]);
+        }
+    }
 }
 
 impl FileDescription for HostFile {
     fn read(&self, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         match offset {
-            Some(off) => pread(&self.fd, buf, off),
+            Some(off) => {
+                let n = pread(&self.fd, buf, off)?;
+                self.overlay(buf, off, n);
+                Ok(n)
+            }
             None => {
                 let mut pos = self.pos.lock().unwrap_or_else(|e| e.into_inner());
                 let n = pread(&self.fd, buf, *pos)?;
+                self.overlay(buf, *pos, n);
                 *pos += n as u64;
                 Ok(n)
             }
@@ -107,11 +135,17 @@ impl FileDescription for HostFile {
             }
         };
         match offset {
-            Some(off) => pwrite(&self.fd, buf, at_end(off)?),
+            Some(off) => {
+                let at = at_end(off)?;
+                let n = pwrite(&self.fd, buf, at)?;
+                self.wrote(buf, at, n);
+                Ok(n)
+            }
             None => {
                 let mut pos = self.pos.lock().unwrap_or_else(|e| e.into_inner());
                 let at = at_end(*pos)?;
                 let n = pwrite(&self.fd, buf, at)?;
+                self.wrote(buf, at, n);
                 *pos = if append { self.size()? } else { at + n as u64 };
                 Ok(n)
             }
@@ -138,6 +172,9 @@ impl FileDescription for HostFile {
         if unsafe { libc::ftruncate(self.fd.as_raw_fd(), len) } != 0 {
             return Err(Errno::from_io(&std::io::Error::last_os_error()));
         }
+        if let Some(c) = self.cache() {
+            c.truncated(len as u64);
+        }
         Ok(())
     }
 
@@ -154,6 +191,9 @@ impl FileDescription for HostFile {
     fn sync(&self) -> Result<(), Errno> {
         if !self.writes() {
             return Ok(());
+        }
+        if let Some(c) = self.cache() {
+            c.sync();
         }
         // SAFETY: fdatasync on an open descriptor.
         if unsafe { libc::fdatasync(self.fd.as_raw_fd()) } != 0 {
@@ -183,6 +223,14 @@ impl FileDescription for HostFile {
 
     fn mappable(&self) -> Option<Arc<dyn crate::mm::MappedFile>> {
         let st = self.node.stat;
+        // A writable bind's file is shared by its shared mappings through one cache.
+        let cache = self.node.fs.writable.then(|| {
+            let c = HostCache::of((st.dev, st.ino));
+            if self.writes() {
+                c.writer(&self.fd);
+            }
+            c
+        });
         Some(Arc::new(HostMapped {
             vfs: self.vfs.clone(),
             node: self.node.clone(),
@@ -190,6 +238,7 @@ impl FileDescription for HostFile {
             dev: st.dev,
             ino: st.ino,
             path: self.path(),
+            cache,
         }))
     }
 
@@ -214,7 +263,8 @@ impl FileDescription for HostFile {
     }
 }
 
-/// mmap source for a host file: pages are read into private frames at fault time.
+/// mmap source for a host file: pages are read into private frames at fault time, or,
+/// for a writable bind's file mapped MAP_SHARED, into its shared cache.
 struct HostMapped {
     /// Where the file is, for a checkpoint.
     vfs: Arc<Vfs>,
@@ -223,6 +273,7 @@ struct HostMapped {
     dev: u64,
     ino: u64,
     path: String,
+    cache: Option<Arc<HostCache>>,
 }
 
 impl crate::mm::MappedFile for HostMapped {
@@ -236,7 +287,23 @@ impl crate::mm::MappedFile for HostMapped {
             done += n;
         }
         buf[done..].fill(0);
+        if let Some(c) = &self.cache {
+            c.read(offset, &mut buf[..done]);
+        }
         Ok(done)
+    }
+    fn shared_frame(
+        &self,
+        memory: &Arc<crate::platform::memory::GuestMemory>,
+        offset: u64,
+    ) -> Option<Result<crate::platform::memory::Gpa, crate::mm::AccessError>> {
+        let cache = self.cache.as_ref()?;
+        Some(cache.shared_frame(memory, &self.fd, offset))
+    }
+    fn sync(&self) {
+        if let Some(c) = &self.cache {
+            c.sync();
+        }
     }
     fn identity(&self) -> (u64, u64) {
         (self.dev, self.ino)
@@ -245,6 +312,12 @@ impl crate::mm::MappedFile for HostMapped {
         self.path.clone()
     }
     fn save(&self, cx: &mut SaveContext) -> Result<MappedFileState, StateError> {
+        if self.cache.as_ref().is_some_and(|c| c.has_pages()) {
+            return Err(StateError::unsupported(format!(
+                "{}: a writable bind's file mapped MAP_SHARED",
+                self.path
+            )));
+        }
         let vfs = cx.vfs_id(&self.vfs)?;
         Ok(MappedFileState::Host {
             vfs,
@@ -266,6 +339,8 @@ pub fn restored_mapping(
     path: String,
 ) -> Arc<dyn crate::mm::MappedFile> {
     let st = node.stat;
+    // A shared mapping of a writable bind's file is refused by a checkpoint, so what
+    // comes back is a private one.
     Arc::new(HostMapped {
         vfs,
         node,
@@ -273,6 +348,7 @@ pub fn restored_mapping(
         dev: st.dev,
         ino: st.ino,
         path,
+        cache: None,
     })
 }
 

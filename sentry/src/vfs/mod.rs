@@ -24,6 +24,7 @@ pub mod fdtable;
 pub mod fifo;
 pub mod file;
 pub mod host;
+pub mod host_cache;
 pub mod host_source;
 pub mod hostfd;
 pub mod hostfile;
