@@ -194,8 +194,8 @@ impl LockTable {
         Ok(())
     }
 
-    /// F_SETLKW / blocking flock: wait until the lock can be taken. `interrupted` says
-    /// whether the waiting thread has a signal to take (then ERESTARTSYS).
+    /// F_SETLKW / blocking flock: wait on `waiter` (the calling thread's) until the lock
+    /// can be taken; ERESTARTSYS when a signal interrupts the wait.
     pub fn set_wait(
         &self,
         key: FileKey,

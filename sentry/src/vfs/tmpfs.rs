@@ -328,6 +328,22 @@ impl Inode {
         }
     }
 
+    /// Charge `grow` more bytes held to the inode's file system and to the overlay's
+    /// budget; ENOSPC past either.
+    fn charge(&self, grow: u64) -> Result<(), Errno> {
+        if let Some(fs) = self.fs.get() {
+            fs.charge(grow)?;
+        }
+        if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
+            USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
+            if let Some(fs) = self.fs.get() {
+                fs.release(grow);
+            }
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
+    }
+
     /// Read file data at `offset`.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
         let mut d = self.lock();
@@ -368,17 +384,7 @@ impl Inode {
         let end = at + n as u64;
         let old_len = bytes.len() as u64;
         if end > old_len {
-            let grow = end - old_len;
-            if let Some(fs) = self.fs.get() {
-                fs.charge(grow)?;
-            }
-            if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
-                USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
-                if let Some(fs) = self.fs.get() {
-                    fs.release(grow);
-                }
-                return Err(Errno::ENOSPC);
-            }
+            self.charge(end - old_len)?;
             bytes.resize(end as usize, 0);
         }
         bytes[at as usize..end as usize].copy_from_slice(&buf[..n]);
@@ -412,17 +418,7 @@ impl Inode {
                 let target = if mode == 0 { end } else { end.min(*size) };
                 let old_len = bytes.len() as u64;
                 if target > old_len {
-                    let grow = target - old_len;
-                    if let Some(fs) = self.fs.get() {
-                        fs.charge(grow)?;
-                    }
-                    if USED_BYTES.fetch_add(grow, Ordering::Relaxed) + grow > OVERLAY_BUDGET {
-                        USED_BYTES.fetch_sub(grow, Ordering::Relaxed);
-                        if let Some(fs) = self.fs.get() {
-                            fs.release(grow);
-                        }
-                        return Err(Errno::ENOSPC);
-                    }
+                    self.charge(target - old_len)?;
                     bytes.resize(target as usize, 0);
                 }
                 if mode == 0 && end > *size {
