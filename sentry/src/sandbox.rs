@@ -311,6 +311,7 @@ impl Sandbox {
             pending: pending.clone(),
             kicker: None,
             blocked: blocked.clone(),
+            real_blocked: Default::default(),
         };
         if group.join(leader, MAX_THREADS).is_err() {
             kernel.release_thread();

@@ -101,5 +101,26 @@ int main(int argc, char **argv) {
   SHOW("sem_timedwait for the child's post", sem_timedwait(s, &deadline));
   waitpid(p, NULL, 0);
   sem_unlink(sem);
+
+  /* An unnamed process-shared semaphore in shared anonymous memory: the child posts
+   * while it still runs (its exit must not be what wakes the parent). */
+  sem_t *anon = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  sem_init(anon, 1, 0);
+  int hold[2];
+  (void)!pipe(hold);
+  p = fork();
+  if (p == 0) {
+    close(hold[1]);
+    usleep(50000);
+    sem_post(anon);
+    char c;
+    (void)!read(hold[0], &c, 1);
+    _exit(0);
+  }
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  SHOW("sem_timedwait on shared anonymous memory", sem_timedwait(anon, &deadline));
+  close(hold[1]);
+  waitpid(p, NULL, 0);
   return 0;
 }

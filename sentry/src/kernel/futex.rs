@@ -1,9 +1,11 @@
 //! Futexes: waiting on a 32-bit word in guest memory, and waking those waiters.
 //!
-//! Waiters are keyed by (address space, address); every futex of the sandbox is private
-//! to its address space until processes can share memory (fork, MAP_SHARED). The word is
-//! compared under the table lock, so a wake between the compare and the sleep is never
-//! lost (the waiter is already queued).
+//! Waiters are keyed by (address space, address), or, for a futex not marked private
+//! whose word is in a shared mapping (MAP_SHARED memory after fork, a file mapped by
+//! several processes: process-shared semaphores and mutexes), by the word's guest
+//! physical address, the same in every process, as Linux keys shared futexes by page.
+//! The word is compared under the table lock, so a wake between the compare and the
+//! sleep is never lost (the waiter is already queued).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +30,32 @@ pub struct FutexTable {
     queues: Mutex<HashMap<Key, Vec<Entry>>>,
 }
 
-fn key(mm: &MemoryManager, addr: u64) -> Key {
-    (mm as *const MemoryManager as usize, addr)
+/// Keys of words in shared memory: no address space is at this address.
+const PHYSICAL: usize = usize::MAX;
+
+/// A futex word: where it is, and whether it may be shared with other processes (the
+/// caller did not say FUTEX_PRIVATE_FLAG).
+#[derive(Clone, Copy)]
+pub struct Word<'a> {
+    pub mm: &'a MemoryManager,
+    pub addr: u64,
+    pub shared: bool,
+}
+
+impl Word<'_> {
+    /// The same kind of word at another address (a requeue's target).
+    fn at(self, addr: u64) -> Self {
+        Word { addr, ..self }
+    }
+
+    fn key(self) -> Result<Key, Errno> {
+        if self.shared {
+            if let Some(gpa) = self.mm.shared_physical(self.addr)? {
+                return Ok((PHYSICAL, gpa));
+            }
+        }
+        Ok((self.mm as *const MemoryManager as usize, self.addr))
+    }
 }
 
 impl FutexTable {
@@ -41,20 +67,20 @@ impl FutexTable {
     /// interruption.
     pub fn wait(
         &self,
-        mm: &MemoryManager,
-        addr: u64,
+        word: Word<'_>,
         val: u32,
         bitset: u32,
         deadline: Option<Instant>,
         waiter: &Arc<Waiter>,
     ) -> Result<(), Errno> {
+        let (mm, addr) = (word.mm, word.addr);
         if !addr.is_multiple_of(4) {
             return Err(Errno::EINVAL);
         }
         if bitset == 0 {
             return Err(Errno::EINVAL);
         }
-        let k = key(mm, addr);
+        let k = word.key()?;
         let woken = Arc::new(AtomicBool::new(false));
         {
             let mut q = self.lock();
@@ -96,11 +122,11 @@ impl FutexTable {
     }
 
     /// FUTEX_WAKE(_BITSET): wake up to `n` waiters whose bitset intersects `bitset`.
-    pub fn wake(&self, mm: &MemoryManager, addr: u64, n: u32, bitset: u32) -> Result<u64, Errno> {
-        if !addr.is_multiple_of(4) || bitset == 0 {
+    pub fn wake(&self, word: Word<'_>, n: u32, bitset: u32) -> Result<u64, Errno> {
+        if !word.addr.is_multiple_of(4) || bitset == 0 {
             return Err(Errno::EINVAL);
         }
-        let k = key(mm, addr);
+        let k = word.key()?;
         let mut q = self.lock();
         Ok(Self::wake_locked(&mut q, k, n, bitset))
     }
@@ -129,17 +155,17 @@ impl FutexTable {
     /// `*addr == expected`.
     pub fn requeue(
         &self,
-        mm: &MemoryManager,
-        addr: u64,
+        word: Word<'_>,
         addr2: u64,
         n_wake: u32,
         n_move: u32,
         expected: Option<u32>,
     ) -> Result<u64, Errno> {
+        let (mm, addr) = (word.mm, word.addr);
         if !addr.is_multiple_of(4) || !addr2.is_multiple_of(4) {
             return Err(Errno::EINVAL);
         }
-        let (k1, k2) = (key(mm, addr), key(mm, addr2));
+        let (k1, k2) = (word.key()?, word.at(addr2).key()?);
         let mut q = self.lock();
         if let Some(v) = expected {
             if mm.read_u32(addr)? != v {

@@ -107,6 +107,7 @@ fn fork_reserved(
                 pending: pending.clone(),
                 kicker: None,
                 blocked: blocked.clone(),
+                real_blocked: Default::default(),
             },
             MAX_THREADS,
         )

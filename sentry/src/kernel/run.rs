@@ -98,10 +98,15 @@ fn run_loop_contained(task: &mut Task, ctx: &mut dyn Context) -> Result<(), Plat
 /// CLONE_CHILD_CLEARTID: zero the word and wake one futex waiter (pthread_join).
 fn clear_child_tid(task: &Task) {
     if task.clear_child_tid != 0 && task.mm.write_u32(task.clear_child_tid, 0).is_ok() {
-        let _ = task
-            .kernel
-            .futexes
-            .wake(&task.mm, task.clear_child_tid, 1, u32::MAX);
+        let _ = task.kernel.futexes.wake(
+            super::futex::Word {
+                mm: &task.mm,
+                addr: task.clear_child_tid,
+                shared: true,
+            },
+            1,
+            u32::MAX,
+        );
     }
 }
 

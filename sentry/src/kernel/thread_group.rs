@@ -25,6 +25,10 @@ pub struct Member {
     /// The member's signal mask as last published by its thread: a signal it blocks
     /// stays pending without interrupting it.
     pub blocked: Arc<AtomicU64>,
+    /// Its mask from before a sigtimedwait that unblocked the signals it waits for
+    /// (Linux's real_blocked): those still count as blocked when an ignored signal is
+    /// sent. 0 outside such a wait.
+    pub real_blocked: AtomicU64,
 }
 
 struct Members {
@@ -321,10 +325,15 @@ impl ThreadGroup {
     /// Send a signal to thread `tid`: queue it and kick the thread. None if no such
     /// member. SIGKILL to one thread kills its whole process, as on Linux.
     pub fn signal_thread(&self, tid: i32, info: SigInfo) -> Option<Queued> {
-        let m = self.lock();
-        let x = m.list.iter().find(|x| x.tid == tid)?;
         let sig = info.signo();
         let bit = super::signal::sigbit(sig);
+        // The dispositions' lock is taken alone, not under the members'.
+        let ignored = self.ignores(sig);
+        let m = self.lock();
+        let x = m.list.iter().find(|x| x.tid == tid)?;
+        if ignored && !Self::holds_back(x, bit) {
+            return Some(Queued::Merged);
+        }
         let queued = x.pending.send(info);
         if sig == SIGKILL {
             drop(m);
@@ -344,6 +353,36 @@ impl ThreadGroup {
     ) -> Option<R> {
         let m = self.lock();
         m.list.iter().find(|x| x.tid == tid).map(|x| f(&x.pending))
+    }
+
+    /// Linux's sig_ignored: a signal whose disposition ignores it (SIG_IGN, or the
+    /// default of SIGCHLD, SIGURG, SIGWINCH, SIGCONT) and that no thread holds back is
+    /// dropped when sent: it neither stays pending nor interrupts a blocking call (which
+    /// would restart it, a relative timeout from the start).
+    fn ignores(&self, sig: u8) -> bool {
+        use super::signal::{ignored_by_default, SIG_DFL, SIG_IGN};
+        if sig == SIGKILL || sig == super::signal::SIGSTOP {
+            return false;
+        }
+        let action = self
+            .actions
+            .lock()
+            .map(|a| a[usize::from(sig - 1)])
+            .unwrap_or_default();
+        action.handler == SIG_IGN || (action.handler == SIG_DFL && ignored_by_default(sig))
+    }
+
+    /// Whether `x` blocks `bit`, or waits for it in sigtimedwait with it blocked before.
+    fn holds_back(x: &Member, bit: u64) -> bool {
+        (x.blocked.load(Ordering::SeqCst) | x.real_blocked.load(Ordering::SeqCst)) & bit != 0
+    }
+
+    /// sigtimedwait: member `tid`'s mask before the wait unblocked what it waits for
+    /// (0 when the wait ends).
+    pub fn set_real_blocked(&self, tid: i32, mask: u64) {
+        if let Some(x) = self.lock().list.iter().find(|x| x.tid == tid) {
+            x.real_blocked.store(mask, Ordering::SeqCst);
+        }
     }
 
     /// Whether `x` does not block the signal `bit` (so it must be interrupted for it).
@@ -367,6 +406,10 @@ impl ThreadGroup {
     pub fn signal_group(&self, info: SigInfo) -> Queued {
         let sig = info.signo();
         let bit = super::signal::sigbit(sig);
+        if self.ignores(sig) && !self.lock().list.iter().any(|x| Self::holds_back(x, bit)) {
+            // Nobody will take it: Linux drops it at once.
+            return Queued::Merged;
+        }
         let queued = self.pending.send(info);
         if sig == SIGKILL {
             self.exit_group(ExitStatus::Signaled(SIGKILL), 0);
@@ -457,6 +500,7 @@ mod tests {
             pending: Default::default(),
             kicker: None,
             blocked: Arc::new(AtomicU64::new(0)),
+            real_blocked: Default::default(),
         }
     }
 

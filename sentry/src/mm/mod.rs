@@ -266,6 +266,21 @@ impl MemoryManager {
         }
     }
 
+    /// For a futex not marked private: the guest physical address of the word at `addr`
+    /// if it lies in a shared mapping (the same in every process that maps it), with its
+    /// page faulted in; None for a private mapping. EFAULT where nothing is mapped.
+    pub fn shared_physical(&self, addr: u64) -> Result<Option<u64>, Errno> {
+        let st = self.state();
+        let vma = st.vmas.find(addr).ok_or(Errno::EFAULT)?;
+        if !vma.shared {
+            return Ok(None);
+        }
+        let frame = self
+            .fault_locked(&st, addr, Access::Read)
+            .map_err(Errno::from)?;
+        Ok(Some(frame + (addr & (PAGE_SIZE - 1))))
+    }
+
     /// Populate one page; returns its frame.
     fn fault_locked(&self, st: &MmState, addr: u64, access: Access) -> Result<Gpa, AccessError> {
         let vma = st.vmas.find(addr).ok_or(AccessError::Unmapped)?;

@@ -354,6 +354,7 @@ impl RestoreContext {
                 pending: pending.clone(),
                 kicker: None,
                 blocked: blocked.clone(),
+                real_blocked: Default::default(),
             };
             if t.tid <= 0 || group.join(member, MAX_THREADS).is_err() {
                 return Err(StateError::invalid(format!("thread {}", t.tid)));

@@ -465,6 +465,7 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     };
     // Senders interrupt a thread for the signals it does not block: for the wait, that
     // includes `set`.
+    t.group.set_real_blocked(t.tid, t.signals.mask);
     t.blocked.store(t.signals.mask & !set, SeqCst);
     let result = loop {
         t.waiter.clear_interrupt();
@@ -481,6 +482,7 @@ fn sys_rt_sigtimedwait(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
     };
     t.blocked.store(t.signals.mask, SeqCst);
+    t.group.set_real_blocked(t.tid, 0);
     let info = result?;
     if a[1] != 0 {
         t.mm.copy_out(a[1], &info.0)?;

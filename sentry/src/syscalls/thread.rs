@@ -104,6 +104,7 @@ fn sys_clone(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 pending: pending.clone(),
                 kicker: None,
                 blocked: blocked.clone(),
+                real_blocked: Default::default(),
             },
             MAX_THREADS,
         )
@@ -331,6 +332,11 @@ fn sys_futex(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (addr, op, val, timeout, addr2, val3) = (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     let realtime = op & FUTEX_CLOCK_REALTIME != 0;
+    let word = crate::kernel::futex::Word {
+        mm: &t.mm,
+        addr,
+        shared: op & FUTEX_PRIVATE_FLAG == 0,
+    };
     if realtime && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_WAIT {
         return Err(Errno::ENOSYS);
     }
@@ -339,7 +345,7 @@ fn sys_futex(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         FUTEX_WAIT | FUTEX_WAIT_BITSET => {
             let bitset = if cmd == FUTEX_WAIT { u32::MAX } else { val3 };
             let d = deadline(t, timeout, cmd == FUTEX_WAIT_BITSET, realtime)?;
-            match futexes.wait(&t.mm, addr, val, bitset, d, &t.waiter) {
+            match futexes.wait(word, val, bitset, d, &t.waiter) {
                 Ok(()) => Ok(0),
                 // Interrupted futex waits restart (glibc re-checks the word anyway).
                 Err(Errno::EINTR) => Err(Errno::ERESTARTSYS),
@@ -348,11 +354,11 @@ fn sys_futex(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE { u32::MAX } else { val3 };
-            futexes.wake(&t.mm, addr, val, bitset)
+            futexes.wake(word, val, bitset)
         }
         // For the requeue ops the timeout argument carries the count to move.
-        FUTEX_REQUEUE => futexes.requeue(&t.mm, addr, addr2, val, timeout as u32, None),
-        FUTEX_CMP_REQUEUE => futexes.requeue(&t.mm, addr, addr2, val, timeout as u32, Some(val3)),
+        FUTEX_REQUEUE => futexes.requeue(word, addr2, val, timeout as u32, None),
+        FUTEX_CMP_REQUEUE => futexes.requeue(word, addr2, val, timeout as u32, Some(val3)),
         FUTEX_WAKE_OP => Err(Errno::ENOSYS),
         _ => Err(Errno::ENOSYS),
     }
