@@ -35,6 +35,8 @@ struct State {
 pub struct Waiter {
     state: Mutex<State>,
     cv: Condvar,
+    /// Whether the thread is parked in `wait` now (/proc's S state).
+    parked: std::sync::atomic::AtomicBool,
 }
 
 impl Waiter {
@@ -72,8 +74,22 @@ impl Waiter {
         self.lock().notified = false;
     }
 
+    /// Whether the thread sleeps in `wait` right now.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Park until notified, interrupted or `deadline`. Consumes the notification.
     pub fn wait(&self, deadline: Option<Instant>) -> Wake {
+        self.parked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let woke = self.park(deadline);
+        self.parked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        woke
+    }
+
+    fn park(&self, deadline: Option<Instant>) -> Wake {
         let mut st = self.lock();
         loop {
             if st.interrupted {

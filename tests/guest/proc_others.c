@@ -68,6 +68,19 @@ int main(void) {
            comm, ppid == getpid(), threads);
   }
   if (f) fclose(f);
+  /* Both its threads wait in pause: the child sleeps, state S, once they get there. */
+  int asleep = 0;
+  for (int i = 0; i < 200 && !asleep; i++) {
+    snprintf(path, sizeof path, "/proc/%d/stat", c);
+    f = fopen(path, "r");
+    if (f && fgets(buf, sizeof buf, f)) {
+      char *close_paren = strrchr(buf, ')');
+      asleep = close_paren && close_paren[2] == 'S';
+    }
+    if (f) fclose(f);
+    if (!asleep) usleep(10000);
+  }
+  printf("stat: the child sleeps: %d\n", asleep);
   snprintf(path, sizeof path, "/proc/%d/comm", c);
   f = fopen(path, "r");
   if (f && fgets(buf, sizeof buf, f)) printf("comm: %s", buf);

@@ -216,6 +216,12 @@ impl ThreadGroup {
         }
     }
 
+    /// Whether every thread sleeps in the sentry (/proc's S state; R otherwise).
+    pub fn asleep(&self) -> bool {
+        let m = self.lock();
+        !m.list.is_empty() && m.list.iter().all(|x| x.waiter.is_parked())
+    }
+
     /// The process's CPU time: its ended threads' and its live threads' so far.
     pub fn cpu_times(&self) -> CpuTimes {
         self.lock().clocks.total()

@@ -119,6 +119,7 @@ pub fn proc_snapshot(t: &Task) -> ProcSnapshot {
         cpuinfo: t.kernel.cpuinfo.clone(),
         forks: t.kernel.next_tid().saturating_sub(1) as u64,
         threads: t.group.count(),
+        asleep: false,
         cpu: t.group.proc_cpu(t.kernel.boot),
         others: Some(others_of(t)),
         ..kernel_fields(&t.kernel)
@@ -178,6 +179,7 @@ fn others_of(t: &Task) -> crate::vfs::proc::Others {
                     rss,
                     rss_peak,
                     threads: g.count(),
+                    asleep: g.asleep(),
                     cpu: g.proc_cpu(kernel.boot),
                     ..base.clone()
                 })

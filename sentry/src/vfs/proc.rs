@@ -62,6 +62,8 @@ pub struct ProcSnapshot {
     pub forks: u64,
     /// Threads of the process.
     pub threads: usize,
+    /// Every thread sleeps in the sentry (state S; R otherwise). The reader is awake.
+    pub asleep: bool,
     /// The container's other processes, as snapshots of their own (None in those).
     pub others: Option<Others>,
     /// The process's CPU time and start (/proc/PID/stat).
@@ -414,7 +416,7 @@ impl ProcNode {
         let kb = s.vm_size / 1024;
         let (rss, hwm) = (s.rss / 1024, s.rss_peak / 1024);
         format!(
-            "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
+            "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\n\
              Uid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t64\nGroups:\t{groups}\n\
              VmPeak:\t{kb:8} kB\nVmSize:\t{kb:8} kB\nVmLck:\t       0 kB\nVmPin:\t       0 kB\nVmHWM:\t{hwm:8} kB\nVmRSS:\t{rss:8} kB\nRssAnon:\t{rss:8} kB\n\
              Threads:\t{threads}\nSigQ:\t0/63439\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
@@ -424,6 +426,7 @@ impl ProcNode {
              Cpus_allowed:\t1\nCpus_allowed_list:\t0\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
             String::from_utf8_lossy(&s.comm),
             s.umask,
+            if s.asleep { "S (sleeping)" } else { "R (running)" },
             s.ppid,
             // The fourth is the file-system id, which follows the effective one.
             s.uids[0],
@@ -451,9 +454,10 @@ impl ProcNode {
         let c = &s.cpu;
         // Fields 1-52 of proc_pid_stat(5); times are in clock ticks (USER_HZ = 100).
         format!(
-            "{} ({}) R {} {} {} 0 -1 4194560 0 0 0 0 {} {} {} {} 20 0 {} 0 {} {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            "{} ({}) {} {} {} {} 0 -1 4194560 0 0 0 0 {} {} {} {} 20 0 {} 0 {} {} {} 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
             s.pid,
             String::from_utf8_lossy(&s.comm),
+            if s.asleep { 'S' } else { 'R' },
             s.ppid,
             s.pgid,
             s.sid,
