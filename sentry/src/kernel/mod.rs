@@ -6,7 +6,6 @@ pub mod exec;
 pub mod exit;
 pub mod freeze;
 pub mod futex;
-pub mod itimer;
 pub mod oom;
 pub mod posix_timer;
 pub mod process;

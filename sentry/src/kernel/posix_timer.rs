@@ -1,10 +1,12 @@
-//! POSIX per-process timers (timer_create): each expiry queues a signal carrying the
-//! timer's id and value (SI_TIMER), to the process or to one of its threads
-//! (SIGEV_THREAD_ID, how glibc's SIGEV_THREAD and Ruby's timer thread use them), or
-//! nothing (SIGEV_NONE). While an expiry's signal is still queued, later expiries add to
-//! its overrun count instead of queueing again, as on Linux. One host thread per process
-//! with an armed timer sleeps until the earliest deadline; timers are not inherited by
-//! fork, and execve deletes them.
+//! A process's timers: POSIX per-process timers (timer_create) and its ITIMER_REAL
+//! (setitimer, alarm), which is one more timer here, under an id the guest cannot name.
+//! A POSIX timer's expiry queues a signal carrying the timer's id and value (SI_TIMER),
+//! to the process or to one of its threads (SIGEV_THREAD_ID, how glibc's SIGEV_THREAD
+//! and Ruby's timer thread use them), or nothing (SIGEV_NONE); while that signal is still
+//! queued, later expiries add to its overrun count instead, as on Linux. ITIMER_REAL
+//! sends SIGALRM from the kernel (SI_KERNEL). One host thread per process with an armed
+//! timer sleeps until the earliest deadline. Timers are not inherited by fork; execve
+//! deletes the POSIX ones and keeps ITIMER_REAL.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -15,6 +17,18 @@ use super::thread_group::ThreadGroup;
 
 /// Timers one process may hold (Linux: bounded by RLIMIT_SIGPENDING).
 pub const MAX_TIMERS: usize = 4096;
+/// ITIMER_REAL's id: below every id timer_create hands out.
+pub const ITIMER_REAL_ID: i32 = -1;
+const SIGALRM: u8 = 14;
+
+/// The deadline `after` from now; past what the clock can hold, a century away (never,
+/// in practice: the guest chose it, and `Instant` arithmetic must not overflow).
+pub fn deadline_in(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
 
 /// Where an expiry goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +39,8 @@ pub enum Notify {
     Process { signo: u8 },
     /// SIGEV_THREAD_ID: `signo` to thread `tid` of the process.
     Thread { signo: u8, tid: i32 },
+    /// ITIMER_REAL: SIGALRM to the process, from the kernel.
+    Alarm,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -136,10 +152,32 @@ impl PosixTimers {
         gone
     }
 
-    /// execve: every timer goes.
+    /// execve: every POSIX timer goes; ITIMER_REAL stays.
     pub fn clear(&self) {
-        self.lock().timers.clear();
+        self.lock().timers.retain(|id, _| *id == ITIMER_REAL_ID);
         self.changed.notify_all();
+    }
+
+    /// ITIMER_REAL now: (time left, interval).
+    pub fn real(&self) -> (Duration, Duration) {
+        self.get(ITIMER_REAL_ID).unwrap_or_default()
+    }
+
+    /// setitimer(ITIMER_REAL) / alarm: arm (`value` > 0) or disarm; returns what `real`
+    /// returned before.
+    pub fn set_real(
+        group: &Arc<ThreadGroup>,
+        value: Duration,
+        interval: Duration,
+    ) -> (Duration, Duration) {
+        group
+            .posix_timers
+            .lock()
+            .timers
+            .entry(ITIMER_REAL_ID)
+            .or_insert_with(|| Timer::new(0, Notify::Alarm, 0));
+        let deadline = (!value.is_zero()).then(|| deadline_in(value));
+        Self::set(group, ITIMER_REAL_ID, deadline, interval).unwrap_or_default()
     }
 
     /// Arm timer `id` of `group` to expire at `deadline` (None: disarm), then every
@@ -161,7 +199,7 @@ impl PosixTimers {
         drop(g);
         // An expiry of the earlier setting still waiting is not delivered.
         match notify {
-            Notify::None => {}
+            Notify::None | Notify::Alarm => {}
             Notify::Process { signo } => group.pending.remove_timer(signo, id),
             Notify::Thread { signo, tid } => {
                 group.with_member_pending(tid, |q| q.remove_timer(signo, id));
@@ -247,6 +285,10 @@ fn fire(g: &ThreadGroup, id: i32, notify: Notify, value: u64, count: u64) -> i32
     let extra = i32::try_from(count.saturating_sub(1)).unwrap_or(i32::MAX);
     let (signo, queue_of): (u8, Option<i32>) = match notify {
         Notify::None => return 0,
+        Notify::Alarm => {
+            g.signal_group(SigInfo::kernel(SIGALRM));
+            return 0;
+        }
         Notify::Process { signo } => (signo, None),
         Notify::Thread { signo, tid } => (signo, Some(tid)),
     };

@@ -76,9 +76,7 @@ pub struct ThreadGroup {
     pub pending: PendingSignals,
     /// The container (of the sandbox's pod) the process belongs to; children inherit it.
     pub container: Mutex<Arc<str>>,
-    /// ITIMER_REAL (setitimer, alarm).
-    pub itimer: super::itimer::RealTimer,
-    /// timer_create's timers.
+    /// timer_create's timers and ITIMER_REAL (setitimer, alarm).
     pub posix_timers: super::posix_timer::PosixTimers,
     /// PR_SET_CHILD_SUBREAPER: orphans among its descendants become its children.
     pub subreaper: std::sync::atomic::AtomicBool,
@@ -149,7 +147,6 @@ impl ThreadGroup {
             all_gone: Condvar::new(),
             actions: Arc::new(Mutex::new([SigAction::default(); NSIG])),
             container: Mutex::new(Arc::from("")),
-            itimer: Default::default(),
             posix_timers: Default::default(),
             pending: PendingSignals::default(),
             subreaper: Default::default(),

@@ -15,7 +15,7 @@ use super::{RestoreContext, SaveContext, StateError};
 use crate::arch::UserRegs;
 use crate::kernel::exit::ExitStatus;
 use crate::kernel::freeze::ThreadSnapshot;
-use crate::kernel::posix_timer::{Notify, Timer, MAX_TIMERS};
+use crate::kernel::posix_timer::{Notify, Timer, ITIMER_REAL_ID, MAX_TIMERS};
 use crate::kernel::signal::{AltStack, SigAction, SignalState, NSIG};
 use crate::kernel::sigqueue::{PendingSignals, SigInfo, SIGINFO_SIZE};
 use crate::kernel::task::{Credentials, Kernel, ProcessInfo, Rlimits, Task, MAX_THREADS};
@@ -61,9 +61,8 @@ pub struct ProcessState {
     pub container: String,
     pub exit: Option<ExitStatus>,
     pub leader_code: Option<u8>,
-    /// ITIMER_REAL: (time left, interval) in ns, when armed.
-    pub itimer: Option<(u64, u64)>,
-    /// timer_create's timers: id, timer, time left in ns when armed.
+    /// timer_create's timers and ITIMER_REAL (id -1): id, timer, time left in ns when
+    /// armed.
     pub posix_timers: Vec<(i32, Timer, Option<u64>)>,
 }
 
@@ -184,7 +183,6 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
             g.tgid
         )));
     }
-    let (left, interval) = g.itimer.get();
     let children = g
         .children
         .lock()
@@ -213,7 +211,6 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
         container: g.container().to_string(),
         exit,
         leader_code,
-        itimer: (!left.is_zero()).then(|| (nanos(left), nanos(interval))),
         posix_timers: g
             .posix_timers
             .saved()
@@ -227,9 +224,7 @@ fn save_group(g: &Arc<ThreadGroup>) -> Result<ProcessState, StateError> {
 pub struct RestoredThreads {
     pub threads: Vec<(Task, Box<dyn Context>)>,
     pub groups: HashMap<i32, Arc<ThreadGroup>>,
-    /// ITIMER_REAL to arm once the threads run: (group, left, interval).
-    pub timers: Vec<(Arc<ThreadGroup>, Duration, Duration)>,
-    /// timer_create's timers to put back once the threads run.
+    /// Timers (timer_create's and ITIMER_REAL) to put back once the threads run.
     pub posix_timers: Vec<(Arc<ThreadGroup>, i32, Timer, Option<Duration>)>,
 }
 
@@ -239,7 +234,6 @@ impl RestoreContext {
     pub fn threads(&mut self, state: KernelState) -> Result<RestoredThreads, StateError> {
         let kernel = self.kernel.clone();
         let mut groups: HashMap<i32, Arc<ThreadGroup>> = HashMap::new();
-        let mut timers = Vec::new();
         let mut posix_timers = Vec::new();
         for p in &state.processes {
             if p.tgid <= 0 || groups.contains_key(&p.tgid) {
@@ -271,15 +265,8 @@ impl RestoreContext {
             }
             *g.container.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(&*p.container);
             g.restore_end(p.exit, p.leader_code);
-            if let Some((left, interval)) = p.itimer {
-                timers.push((
-                    g.clone(),
-                    Duration::from_nanos(left),
-                    Duration::from_nanos(interval),
-                ));
-            }
             let mut ids = std::collections::HashSet::new();
-            if p.posix_timers.len() > MAX_TIMERS {
+            if p.posix_timers.len() > MAX_TIMERS + 1 {
                 return Err(StateError::invalid(format!(
                     "process {}: {} timers",
                     p.tgid,
@@ -288,10 +275,13 @@ impl RestoreContext {
             }
             for (id, timer, left) in &p.posix_timers {
                 let signo = match timer.notify {
-                    Notify::None => None,
+                    Notify::None | Notify::Alarm => None,
                     Notify::Process { signo } | Notify::Thread { signo, .. } => Some(signo),
                 };
-                if *id < 0
+                // ITIMER_REAL has its id and kind; timer_create's have theirs.
+                let alarm = timer.notify == Notify::Alarm;
+                if (*id < 0 && !(*id == ITIMER_REAL_ID && alarm))
+                    || (*id >= 0 && alarm)
                     || !ids.insert(*id)
                     || signo.is_some_and(|s| s == 0 || usize::from(s) > NSIG)
                 {
@@ -432,7 +422,6 @@ impl RestoreContext {
         Ok(RestoredThreads {
             threads,
             groups,
-            timers,
             posix_timers,
         })
     }

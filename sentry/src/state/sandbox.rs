@@ -247,9 +247,6 @@ impl Sandbox {
                 })
             })?;
         }
-        for (g, left, interval) in restored.timers {
-            crate::kernel::itimer::RealTimer::set(&g, left, interval);
-        }
         for (g, id, timer, left) in restored.posix_timers {
             crate::kernel::posix_timer::PosixTimers::restore(&g, id, timer, left);
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
 use crate::kernel::cputime::{CpuClockId, CpuClockKind, CpuTimes};
+use crate::kernel::posix_timer::PosixTimers;
 use crate::kernel::task::Task;
 use crate::syscall;
 
@@ -312,7 +313,7 @@ fn sys_getitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[0] != ITIMER_REAL {
         return Err(Errno::EINVAL);
     }
-    write_itimerval(task, a[1], task.group.itimer.get()).map(|_| 0)
+    write_itimerval(task, a[1], task.group.posix_timers.real()).map(|_| 0)
 }
 
 fn sys_setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -327,7 +328,7 @@ fn sys_setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             read_timeval(task, a[1].wrapping_add(16))?,
         )
     };
-    let old = crate::kernel::itimer::RealTimer::set(&task.group, value, interval);
+    let old = PosixTimers::set_real(&task.group, value, interval);
     if a[2] != 0 {
         write_itimerval(task, a[2], old)?;
     }
@@ -336,7 +337,7 @@ fn sys_setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 fn sys_alarm(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let secs = a[0] as u32;
-    let (left, _) = crate::kernel::itimer::RealTimer::set(
+    let (left, _) = PosixTimers::set_real(
         &task.group,
         Duration::from_secs(secs as u64),
         Duration::ZERO,

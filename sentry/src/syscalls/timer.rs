@@ -1,11 +1,9 @@
 //! POSIX timers: timer_create and friends, decoded for `kernel::posix_timer`.
 
-use std::time::{Duration, Instant};
-
 use super::events::{itimerspec_bytes, read_timespec};
 use super::{SyscallDef, SyscallResult};
 use crate::abi::Errno;
-use crate::kernel::posix_timer::{Notify, PosixTimers, Timer};
+use crate::kernel::posix_timer::{deadline_in, Notify, PosixTimers, Timer};
 use crate::kernel::task::Task;
 use crate::syscall;
 
@@ -98,18 +96,14 @@ fn sys_timer_settime(t: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (interval, value) = (interval?, value?);
     let group = t.group.clone();
     let clock = group.posix_timers.clock(id).ok_or(Errno::EINVAL)?;
-    let now = Instant::now();
     let deadline = if value.is_zero() {
         None
     } else if flags & TIMER_ABSTIME != 0 {
         // A time already past expires at once.
         let clock_now = crate::vfs::timerfd::clock_now(clock);
-        Some(now + value.saturating_sub(clock_now))
+        Some(deadline_in(value.saturating_sub(clock_now)))
     } else {
-        Some(
-            now.checked_add(value)
-                .unwrap_or(now + Duration::from_secs(u32::MAX as u64)),
-        )
+        Some(deadline_in(value))
     };
     let (old_value, old_interval) =
         PosixTimers::set(&group, id, deadline, interval).ok_or(Errno::EINVAL)?;
